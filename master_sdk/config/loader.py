@@ -1,0 +1,250 @@
+"""The ONLY place that reads the environment, ``.env``, secrets and ``configs/*.yaml``.
+
+Precedence, lowest first: built-in defaults, ``configs/app.yaml`` / ``policy.yaml`` /
+``models.yaml``, ``secrets/secrets.yaml`` (secret values, referenced by ``api_key_ref``),
+the ``.env`` file in the project root, then ``MASTER_*`` environment variables.
+
+Environment variables:
+
+* ``MASTER_<APP_FIELD>`` sets a field of ``app.yaml`` (``MASTER_STORE``,
+  ``MASTER_SYNCHRONOUS``, ``MASTER_DEFAULT_USER``, ...);
+* ``MASTER_POLICY__<FIELD>`` sets a policy field (value parsed as YAML: ``[a, b]``, ``10``);
+* ``MASTER_SECRET__<A>__<B>`` sets secret ``a.b`` (e.g. ``MASTER_SECRET__OPENAI__API_KEY``).
+
+Unknown keys, unknown ``MASTER_*`` variables and wrong types are errors naming the file
+(or variable) and the key.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from master_sdk.config import safe_yaml
+from master_sdk.config.settings import AppSettings, ModelsSettings, Settings
+from master_sdk.contracts.policy import Policy
+from master_sdk.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+ENV_PREFIX = "MASTER_"
+CONFIG_FILES = ("app.yaml", "policy.yaml", "models.yaml")
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project folder: the nearest folder upward holding ``products/`` or ``configs/``.
+
+    Falls back to ``start`` (default: the current directory) when none is found.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "products").is_dir() or (folder / "configs").is_dir():
+            return folder
+    return here
+
+
+def load_settings(
+    root: Path | str | None = None,
+    *,
+    store: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build :class:`Settings` for a project.
+
+    Args:
+        root: project folder; found with :func:`find_root` when omitted.
+        store: overrides the SQLite file (``app.store``).
+        environ: the environment to read (default ``os.environ``); tests pass their own.
+    """
+    base = Path(root).resolve() if root is not None else find_root()
+    env = dict(os.environ if environ is None else environ)
+    configs = base / "configs"
+
+    app_data = _read_mapping(configs / "app.yaml")
+    policy_data = _read_mapping(configs / "policy.yaml")
+    policy_data = policy_data.get("policy", policy_data) if isinstance(policy_data, dict) else {}
+    models_data = _read_mapping(configs / "models.yaml")
+    secrets_file = base / "secrets" / "secrets.yaml"
+    secrets = _read_mapping(secrets_file)
+
+    dotenv_file = base / ".env"
+    dotenv = _read_dotenv(dotenv_file) if dotenv_file.is_file() else {}
+    # the process environment wins over .env
+    layered = [(f"{dotenv_file}", dotenv), ("environment", _prefixed(env))]
+    for source, values in layered:
+        for name, value in values.items():
+            if not name.startswith(ENV_PREFIX):
+                continue
+            _apply_variable(name, value, source, app_data, policy_data, secrets)
+
+    app = _validate(AppSettings, app_data, configs / "app.yaml")
+    if store is not None:
+        app = app.model_copy(update={"store": str(store)})
+    policy = _validate(Policy, policy_data, configs / "policy.yaml")
+    models = _validate(ModelsSettings, models_data, configs / "models.yaml")
+    if "default" not in models.models:
+        models.models["default"] = ModelsSettings().models["default"]
+
+    secret_values = list(flatten_strings(secrets))
+    for alias, entry in models.models.items():
+        key = _resolve_key(alias, entry.api_key_ref, entry.api_key_env, secrets, env, configs)
+        if key is not None:
+            entry.api_key = SecretStr(key)
+            secret_values.append(key)
+
+    user = app.default_user or _os_user()
+    return Settings(
+        root=base,
+        app=app,
+        policy=policy,
+        models=models,
+        secret_values=tuple(dict.fromkeys(v for v in secret_values if v)),
+        user=user,
+    )
+
+
+def flatten_strings(tree: Any) -> Iterable[str]:
+    """Every leaf string (and number) of a nested mapping/list, as strings."""
+    if isinstance(tree, Mapping):
+        for value in tree.values():
+            yield from flatten_strings(value)
+    elif isinstance(tree, list | tuple):
+        for value in tree:
+            yield from flatten_strings(value)
+    elif isinstance(tree, str):
+        yield tree
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        yield str(tree)
+
+
+def _prefixed(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = safe_yaml.load_file(path)
+    except safe_yaml.YamlProblem as exc:
+        raise ConfigError(str(exc), file=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping at the top level", file=str(path))
+    return data
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].strip()
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"line {number}: expected NAME=value", file=str(path))
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
+
+
+def _apply_variable(
+    name: str,
+    value: str,
+    source: str,
+    app: dict[str, Any],
+    policy: dict[str, Any],
+    secrets: dict[str, Any],
+) -> None:
+    key = name[len(ENV_PREFIX) :]
+    if key.startswith("POLICY__"):
+        field = key[len("POLICY__") :].lower()
+        if field not in Policy.model_fields:
+            raise ConfigError(f"unknown policy field '{field}'", file=source, key=name)
+        policy[field] = _scalar(value, source, name)
+        return
+    if key.startswith("SECRET__"):
+        path = [p.lower() for p in key[len("SECRET__") :].split("__") if p]
+        if not path:
+            raise ConfigError("secret name missing", file=source, key=name)
+        node = secrets
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"secret '{part}' is not a mapping", file=source, key=name)
+            node = child
+        node[path[-1]] = value
+        return
+    field = key.lower()
+    if field not in AppSettings.model_fields:
+        known = ", ".join(ENV_PREFIX + f.upper() for f in AppSettings.model_fields)
+        raise ConfigError(
+            f"unknown setting; known: {known}, MASTER_POLICY__<FIELD>, MASTER_SECRET__<PATH>",
+            file=source,
+            key=name,
+        )
+    app[field] = value
+
+
+def _scalar(value: str, source: str, name: str) -> Any:
+    try:
+        return safe_yaml.loads(value)
+    except safe_yaml.YamlProblem as exc:
+        raise ConfigError(str(exc), file=source, key=name) from None
+
+
+def _validate(model: type[M], data: dict[str, Any], path: Path) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{message}{more}", file=str(path), key=key) from None
+
+
+def _resolve_key(
+    alias: str,
+    ref: str | None,
+    env_name: str | None,
+    secrets: Mapping[str, Any],
+    env: Mapping[str, str],
+    configs: Path,
+) -> str | None:
+    if ref:
+        node: Any = secrets
+        for part in ref.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                # a missing secret is only an error when the model is used; the router says so
+                return None
+            node = node[part]
+        if not isinstance(node, str | int):
+            raise ConfigError(
+                f"api_key_ref '{ref}' does not name a string in secrets/secrets.yaml",
+                file=str(configs / "models.yaml"),
+                key=f"models.{alias}.api_key_ref",
+            )
+        return str(node)
+    if env_name:
+        return env.get(env_name)
+    return None
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "analyst"

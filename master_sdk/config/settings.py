@@ -1,0 +1,113 @@
+"""Typed settings: what ``configs/*.yaml``, the secrets file and ``MASTER_*`` variables hold.
+
+Only :mod:`master_sdk.config.loader` builds these; everything else receives them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from master_sdk.contracts.policy import Policy
+
+
+class AppSettings(BaseModel):
+    """``configs/app.yaml``: where things are and how the store behaves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    products_dir: str = "products"
+    store: str = "storage/master.sqlite3"
+    default_user: str | None = Field(
+        default=None, description="Who approves/submits when no `by=` is given; default: OS user."
+    )
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="FULL: a committed step survives power loss. NORMAL: faster, may lose the "
+        "last commits on power loss (never corrupts).",
+    )
+    busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    log_file: str | None = None
+    crash_point: str | None = Field(
+        default=None,
+        description="Testing only: hard-exit the process at this named point "
+        "(see master_sdk.orchestrator.crashpoints).",
+    )
+
+
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+    output: float = Field(ge=0)
+
+
+class ModelEntry(BaseModel):
+    """One logical model in ``configs/models.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["fake", "openai", "replay"]
+    model: str | None = None
+    base_url: str | None = None
+    api_key_ref: str | None = Field(
+        default=None, description="Dotted path into secrets.yaml, e.g. openai.api_key."
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable holding the key, e.g. OPENAI_API_KEY."
+    )
+    organization: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    # fake provider
+    responses: list[str] | None = None
+    # replay provider
+    mode: Literal["record", "replay"] | None = None
+    cassette: str | None = None
+    wraps: str | None = None
+    # filled in by the loader, never read from files
+    api_key: SecretStr | None = Field(default=None, exclude=True)
+
+
+class ModelsSettings(BaseModel):
+    """``configs/models.yaml``: logical names -> providers, and the price table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, ModelEntry] = Field(
+        default_factory=lambda: {"default": ModelEntry(provider="fake")}
+    )
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+
+class Settings(BaseModel):
+    """Everything the workbench needs, resolved to absolute paths."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    root: Path
+    app: AppSettings = Field(default_factory=AppSettings)
+    policy: Policy = Field(default_factory=Policy)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    secret_values: tuple[str, ...] = ()
+    user: str = "analyst"
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite file, absolute."""
+        p = Path(self.app.store)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def products_path(self) -> Path:
+        """The products folder, absolute."""
+        p = Path(self.app.products_dir)
+        return p if p.is_absolute() else self.root / p

@@ -1,0 +1,84 @@
+"""Policy merge: the platform policy is the ceiling; products and flows only tighten it."""
+
+from __future__ import annotations
+
+from master_sdk.contracts.policy import Policy, PolicyOverride
+from master_sdk.errors import FlowError
+
+_LIMITS = (
+    "max_steps",
+    "max_tool_calls",
+    "max_model_calls",
+    "max_total_tokens",
+    "max_cost_usd",
+    "max_input_bytes",
+    "max_recoveries",
+)
+
+
+def tighten(
+    base: Policy, override: PolicyOverride | None, *, file: str, flow: str | None = None
+) -> Policy:
+    """Apply ``override`` on ``base``, refusing anything that loosens it.
+
+    Raises:
+        FlowError: naming ``file`` and the field, when the override raises a limit, adds a
+            tool or model outside the base allow-list, or re-enables automatic retries the
+            base turned off.
+    """
+    if override is None:
+        return base
+    changes: dict[str, object] = {}
+    for name in _LIMITS:
+        wanted = getattr(override, name)
+        if wanted is None:
+            continue
+        current = getattr(base, name)
+        if current is not None and wanted > current:
+            raise FlowError(
+                f"policy may only tighten the platform policy: {name} {wanted} is above the "
+                f"limit {current}",
+                file=file,
+                flow=flow,
+                field=f"policy.{name}",
+                hint=f"use a value <= {current}, or raise it in configs/policy.yaml",
+            )
+        changes[name] = wanted
+    for name in ("allowed_tools", "allowed_models"):
+        wanted_list = getattr(override, name)
+        if wanted_list is None:
+            continue
+        current_list = getattr(base, name)
+        if current_list is not None:
+            outside = [item for item in wanted_list if item not in current_list]
+            if outside:
+                raise FlowError(
+                    f"policy may only tighten the platform policy: {', '.join(outside)} not in "
+                    f"the platform's {name}",
+                    file=file,
+                    flow=flow,
+                    field=f"policy.{name}",
+                    hint=f"allowed: {', '.join(current_list) or '(none)'}",
+                )
+        changes[name] = list(wanted_list)
+    if override.auto_retry_idempotent is not None:
+        if override.auto_retry_idempotent and not base.auto_retry_idempotent:
+            raise FlowError(
+                "policy may only tighten the platform policy: auto_retry_idempotent is off",
+                file=file,
+                flow=flow,
+                field="policy.auto_retry_idempotent",
+            )
+        changes["auto_retry_idempotent"] = override.auto_retry_idempotent
+    if override.model_retries is not None:
+        retries = override.model_retries
+        if retries.max_attempts > base.model_retries.max_attempts:
+            raise FlowError(
+                f"policy may only tighten the platform policy: model_retries.max_attempts "
+                f"{retries.max_attempts} is above {base.model_retries.max_attempts}",
+                file=file,
+                flow=flow,
+                field="policy.model_retries.max_attempts",
+            )
+        changes["model_retries"] = retries
+    return base.model_copy(update=changes)

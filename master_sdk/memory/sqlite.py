@@ -1,0 +1,342 @@
+"""The embedded SQLite store: WAL, busy timeout, one ``BEGIN IMMEDIATE`` per commit.
+
+Every write is one short transaction that never spans a tool or model call. The run row
+is written with compare-and-set on its ``version``, so two processes resuming the same
+pause cannot both win. Everything serialised passes through the redaction ``scrub``
+callable first: this is the choke point between a run and the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from master_sdk.errors import NotFound, StoreBusy, StoreError
+from master_sdk.memory.records import Changes, RunRow, StepRow, VersionConflict
+from master_sdk.memory.schema import ensure_schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Scrub = Callable[[Any], Any]
+
+_RUN_COLUMNS = (
+    "run_id, product, flow, status, version, cursor, created_us, updated_us, flow_hash, "
+    "product_version, created_by, owner, steps_used, tool_calls, model_calls, tokens_in, "
+    "tokens_out, cost_usd, inputs, output, state, error"
+)
+_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 22)})"  # noqa: S608  # constants
+_UPDATE_RUN = (
+    "UPDATE runs SET status=?, version=?, cursor=?, updated_us=?, owner=?, steps_used=?, "
+    "tool_calls=?, model_calls=?, tokens_in=?, tokens_out=?, cost_usd=?, output=?, state=?, "
+    "error=?, flow_hash=?, product_version=? WHERE pk=? AND version=?"
+)
+_UPSERT_STEP = (
+    "INSERT INTO steps (run_pk, idx, step_id, type, status, attempt, started_us, ended_us, "
+    "output, error) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_pk, idx) DO UPDATE SET "
+    "status=excluded.status, attempt=excluded.attempt, started_us=excluded.started_us, "
+    "ended_us=excluded.ended_us, output=excluded.output, error=excluded.error"
+)
+_INSERT_EVENT = "INSERT INTO trace VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT_APPROVAL = "INSERT INTO approvals VALUES (?,?,?,?,?,?)"
+_INSERT_INPUT = "INSERT INTO user_inputs VALUES (?,?,?,?,?)"
+_INSERT_FLOW = "INSERT OR IGNORE INTO flow_versions VALUES (?,?,?,?,?)"
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class SQLiteStore:
+    """A run store in one SQLite file (see module docstring).
+
+    Args:
+        path: the database file (its folder is created).
+        synchronous: ``FULL`` (default: a committed step survives power loss) or ``NORMAL``.
+        busy_timeout_ms: how long a writer waits for another process's lock.
+        scrub: redaction applied to every value before it is serialised.
+        before_commit: called with the commit's label just before ``COMMIT`` (crash tests).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        scrub: Scrub | None = None,
+        before_commit: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self.scrub: Scrub = scrub or _identity
+        self.before_commit = before_commit
+        self._known_flows: set[str] = set()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(
+                str(path),
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout_ms / 1000,
+                cached_statements=64,
+            )
+            self._configure()
+            ensure_schema(self.conn, path=str(path))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot open the store: {exc}") from None
+
+    def _configure(self) -> None:
+        conn = self.conn
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: could not switch the store to WAL (got {mode})")
+        if self.synchronous not in ("FULL", "NORMAL"):
+            raise StoreError(f"synchronous must be FULL or NORMAL, not {self.synchronous!r}")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        level = conn.execute("PRAGMA synchronous").fetchone()[0]
+        if int(level) != {"NORMAL": 1, "FULL": 2}[self.synchronous]:
+            raise StoreError(f"{self.path}: PRAGMA synchronous did not take ({level})")
+
+    def _dumps(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return _encode(self.scrub(value))
+
+    @contextmanager
+    def _write(self, label: str) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(
+                    f"{self.path}: the store is locked by another process beyond the busy "
+                    f"timeout ({self.busy_timeout_ms} ms); nothing was written, try again"
+                ) from None
+            raise StoreError(f"{self.path}: {exc}") from None
+        try:
+            yield conn
+            if self.before_commit is not None:
+                self.before_commit(label)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def commit(
+        self, run: RunRow, changes: Changes, *, expect_version: int | None, label: str
+    ) -> None:
+        """Write a run and one step's changes in one transaction (see :class:`Store`)."""
+        dumps = self._dumps
+        state = dumps(run.state)
+        output = dumps(run.output)
+        error = self.scrub(run.error) if run.error else None
+        with self._write(label) as conn:
+            if expect_version is None:
+                cur = conn.execute(
+                    _INSERT_RUN,
+                    (
+                        run.run_id,
+                        run.product,
+                        run.flow,
+                        run.status,
+                        run.version,
+                        run.cursor,
+                        run.created_us,
+                        run.updated_us,
+                        run.flow_hash,
+                        run.product_version,
+                        run.created_by,
+                        run.owner,
+                        run.steps_used,
+                        run.tool_calls,
+                        run.model_calls,
+                        run.tokens_in,
+                        run.tokens_out,
+                        run.cost_usd,
+                        dumps(run.inputs),
+                        output,
+                        state,
+                        error,
+                    ),
+                )
+                run.pk = cur.lastrowid
+            else:
+                cur = conn.execute(
+                    _UPDATE_RUN,
+                    (
+                        run.status,
+                        run.version,
+                        run.cursor,
+                        run.updated_us,
+                        run.owner,
+                        run.steps_used,
+                        run.tool_calls,
+                        run.model_calls,
+                        run.tokens_in,
+                        run.tokens_out,
+                        run.cost_usd,
+                        output,
+                        state,
+                        error,
+                        run.flow_hash,
+                        run.product_version,
+                        run.pk,
+                        expect_version,
+                    ),
+                )
+                if cur.rowcount != 1:
+                    row = conn.execute(
+                        "SELECT status, version FROM runs WHERE pk = ?", (run.pk,)
+                    ).fetchone()
+                    raise VersionConflict(run.run_id, *(row or (None, None)))
+            pk = run.pk
+            if changes.steps:
+                conn.executemany(
+                    _UPSERT_STEP,
+                    [
+                        (
+                            pk,
+                            s.idx,
+                            s.step_id,
+                            s.type,
+                            s.status,
+                            s.attempt,
+                            s.started_us,
+                            s.ended_us,
+                            dumps(s.output),
+                            self.scrub(s.error) if s.error else None,
+                        )
+                        for s in changes.steps.values()
+                    ],
+                )
+            if changes.events:
+                conn.executemany(
+                    _INSERT_EVENT,
+                    [(pk, *e[:11], dumps(e[11])) for e in changes.events],
+                )
+            if changes.approvals:
+                conn.executemany(
+                    _INSERT_APPROVAL,
+                    [
+                        (pk, step, decision, by, self.scrub(comment) if comment else None, at)
+                        for step, decision, by, comment, at in changes.approvals
+                    ],
+                )
+            if changes.inputs:
+                conn.executemany(
+                    _INSERT_INPUT,
+                    [(pk, step, dumps(data), by, at) for step, data, by, at in changes.inputs],
+                )
+            if changes.flow_source is not None and changes.flow_source[0] not in self._known_flows:
+                conn.execute(_INSERT_FLOW, changes.flow_source)
+        if changes.flow_source is not None:
+            self._known_flows.add(changes.flow_source[0])
+
+    def load(self, run_id: str) -> tuple[RunRow, list[StepRow]]:
+        """A run and its steps (see :class:`Store`)."""
+        row = self.conn.execute(
+            f"SELECT {_RUN_COLUMNS}, pk FROM runs WHERE run_id = ?",  # noqa: S608  # constants
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no run '{run_id}' in {self.path}")
+        run = RunRow(*row[:18])
+        run.inputs = _loads(row[18])
+        run.output = _loads(row[19])
+        run.state = _loads(row[20]) or {}
+        run.error = row[21]
+        run.pk = row[22]
+        steps = [
+            StepRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _loads(r[7]), r[8])
+            for r in self.conn.execute(
+                "SELECT idx, step_id, type, status, attempt, started_us, ended_us, output, error "
+                "FROM steps WHERE run_pk = ? ORDER BY idx",
+                (run.pk,),
+            )
+        ]
+        return run, steps
+
+    def find_runs(self, *, status: str | None = None) -> list[tuple[str, str | None]]:
+        """``(run_id, owner)`` of runs, optionally with one status."""
+        if status is None:
+            rows = self.conn.execute("SELECT run_id, owner FROM runs ORDER BY pk")
+        else:
+            rows = self.conn.execute(
+                "SELECT run_id, owner FROM runs WHERE status = ? ORDER BY pk", (status,)
+            )
+        return [(r[0], r[1]) for r in rows]
+
+    def flow_source(self, flow_hash: str) -> str | None:
+        """The flow text a run started from, by its hash."""
+        row = self.conn.execute(
+            "SELECT source FROM flow_versions WHERE flow_hash = ?", (flow_hash,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def runs_frame(
+        self, *, product: str | None = None, flow: str | None = None, status: str | None = None
+    ) -> pd.DataFrame:
+        """The run list (columns in the README)."""
+        from master_sdk.memory.frames import runs_frame
+
+        return runs_frame(self.conn, product=product, flow=flow, status=status)
+
+    def trace_frame(
+        self,
+        *,
+        run_id: str | None = None,
+        product: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since_us: int | None = None,
+    ) -> pd.DataFrame:
+        """Trace events as a DataFrame (columns in the README)."""
+        from master_sdk.memory.frames import trace_frame
+
+        return trace_frame(
+            self.conn,
+            self.path,
+            run_id=run_id,
+            product=product,
+            flow=flow,
+            status=status,
+            since_us=since_us,
+        )
+
+    def steps_frame(self, run_id: str) -> pd.DataFrame:
+        """One row per step of a run."""
+        from master_sdk.memory.frames import steps_frame
+
+        return steps_frame(self.conn, run_id)
+
+    def approvals_frame(
+        self, *, product: str | None = None, flow: str | None = None
+    ) -> pd.DataFrame:
+        """The approval audit."""
+        from master_sdk.memory.frames import approvals_frame
+
+        return approvals_frame(self.conn, product=product, flow=flow)
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check`` result ("ok" when healthy)."""
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with suppress(sqlite3.ProgrammingError):
+            self.conn.close()
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

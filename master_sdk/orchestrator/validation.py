@@ -1,0 +1,125 @@
+"""JSON Schema validation of flow inputs and user input, with field-level errors.
+
+Uses ``jsonschema`` (imported on first use: it is slow to import) with format checking,
+so ``format: date`` is enforced. Messages never echo the submitted value back, since
+it may hold personal data; they say what the field must be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from master_sdk.errors import FieldError
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError as SchemaValidationError
+    from jsonschema.protocols import Validator
+
+
+def _validator_class(schema: Mapping[str, Any]) -> type[Validator]:
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import validator_for
+
+    cls: type[Validator] = validator_for(schema, default=Draft202012Validator)
+    return cls
+
+
+def schema_problem(schema: Mapping[str, Any]) -> str | None:
+    """Why ``schema`` is not a valid JSON Schema, or None when it is."""
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        _validator_class(schema).check_schema(dict(schema))
+    except SchemaError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path)
+        return f"invalid JSON Schema{f' at {where}' if where else ''}: {exc.message}"
+    return None
+
+
+class SchemaValidator:
+    """Validates data against one schema; built once per step, compiled on first use."""
+
+    __slots__ = ("_validator", "schema")
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
+        self._validator: Validator | None = None
+
+    def errors(self, data: Any) -> list[FieldError]:
+        """Every failing field, sorted by path; empty when ``data`` is valid."""
+        if self._validator is None:
+            cls = _validator_class(self.schema)
+            self._validator = cls(self.schema, format_checker=cls.FORMAT_CHECKER)
+        found: list[FieldError] = []
+        for error in self._validator.iter_errors(data):
+            found.extend(_field_errors(error))
+        found.sort(key=lambda e: e.path)
+        return found
+
+
+def _join(parts: Any) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _field_errors(error: SchemaValidationError) -> list[FieldError]:
+    path = _join(error.absolute_path)
+    kind = error.validator
+    value: Any = error.validator_value
+    instance = error.instance
+    schema: Any = error.schema
+    if kind == "required" and isinstance(instance, Mapping):
+        return [
+            FieldError(f"{path}.{name}" if path else str(name), "is required")
+            for name in value
+            if name not in instance
+        ]
+    if kind == "additionalProperties" and isinstance(instance, Mapping):
+        known = set(schema.get("properties", {}) if isinstance(schema, Mapping) else ())
+        return [
+            FieldError(f"{path}.{name}" if path else str(name), "is not an allowed field")
+            for name in instance
+            if name not in known
+        ]
+    return [FieldError(path, _message(kind, value, error))]
+
+
+def _message(kind: Any, value: Any, error: SchemaValidationError) -> str:
+    plural = "" if value == 1 else "s"
+    match kind:
+        case "type":
+            kinds = value if isinstance(value, str) else " or ".join(map(str, value))
+            return f"must be of type {kinds}"
+        case "minLength":
+            return f"must have at least {value} character{plural}"
+        case "maxLength":
+            return f"must have at most {value} character{plural}"
+        case "minimum":
+            return f"must be >= {value}"
+        case "maximum":
+            return f"must be <= {value}"
+        case "exclusiveMinimum":
+            return f"must be > {value}"
+        case "exclusiveMaximum":
+            return f"must be < {value}"
+        case "multipleOf":
+            return f"must be a multiple of {value}"
+        case "enum":
+            return "must be one of: " + ", ".join(map(str, value))
+        case "const":
+            return f"must be {value!r}"
+        case "pattern":
+            return f"must match the pattern {value}"
+        case "format":
+            return f"must be a valid {value}"
+        case "minItems":
+            return f"must have at least {value} item{plural}"
+        case "maxItems":
+            return f"must have at most {value} item{plural}"
+        case "uniqueItems":
+            return "must not repeat items"
+        case "minProperties":
+            return f"must have at least {value} field{plural}"
+        case "maxProperties":
+            return f"must have at most {value} field{plural}"
+    return f"fails '{kind}'"
