@@ -99,6 +99,15 @@ class Workbench:
 
         return cls(load_settings(root, store=store), providers=providers)
 
+    @staticmethod
+    def spec_schema(kind: str) -> dict[str, Any]:
+        """The JSON Schema of a spec file (``flow``, ``manifest`` or ``product``) for editors."""
+        from master_sdk.contracts.flow import SPEC_MODELS
+
+        if kind not in SPEC_MODELS:
+            raise NotFound(f"no spec '{kind}'; choose one of {', '.join(SPEC_MODELS)}")
+        return SPEC_MODELS[kind].model_json_schema(by_alias=True)
+
     # ------------------------------------------------------------------ products
 
     def products(self) -> list[str]:

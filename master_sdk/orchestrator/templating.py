@@ -27,6 +27,7 @@ _SIMPLE_PATH = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
 MAX_RENDERED_CHARS = 1_000_000
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
 
 
 class TemplateError(MasterError):
@@ -116,7 +117,7 @@ class TemplateEngine:
         if any(m in expression for m in _MARKERS):
             raise TemplateError("a `when:` guard is an expression without {{ }} braces")
         simple = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*", expression)
-        if simple:
+        if simple and simple.group(1).split(".")[0] not in _LITERALS:
             path = tuple(simple.group(1).split("."))
             return Compiled(
                 render=lambda scope: bool(resolve_path(scope, path)), refs=[path], dynamic=True
@@ -128,7 +129,7 @@ class TemplateEngine:
         if not any(m in text for m in _MARKERS):
             return Compiled(render=_constant(text))
         simple = _SIMPLE_PATH.match(text)
-        if simple:
+        if simple and simple.group(1).split(".")[0] not in _LITERALS:
             path = tuple(simple.group(1).split("."))
             return Compiled(
                 render=lambda scope: resolve_path(scope, path), refs=[path], dynamic=True
