@@ -493,7 +493,10 @@ class ApprovalForm:
         self.shown_html = widgets.HTML(_render_shown(shown))
         self.user = widgets.Text(value=default_user or "", description="By", placeholder="name")
         self.comment = widgets.Textarea(
-            placeholder="Comment (optional)", rows=3, layout=widgets.Layout(width="95%")
+            description="Comment",
+            placeholder="optional",
+            rows=3,
+            layout=widgets.Layout(width="95%"),
         )
         self.approve_button = widgets.Button(
             description="Approve", button_style="success", icon="check"
