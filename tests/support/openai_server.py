@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -253,7 +254,7 @@ class FakeOpenAIServer:
         """Bind and serve in a daemon thread; returns self."""
         if self._httpd is not None:
             return self
-        httpd = ThreadingHTTPServer(("127.0.0.1", self._requested_port), _handler_for(self))
+        httpd = _QuietServer(("127.0.0.1", self._requested_port), _handler_for(self))
         # Handler threads may be parked in a scripted delay: never wait for them on close.
         httpd.daemon_threads = True
         httpd.block_on_close = False
@@ -402,6 +403,14 @@ class FakeOpenAIServer:
         """The ``GET /v1/models`` listing."""
         entry = {"id": self.model, "object": "model", "created": _CREATED, "owned_by": "fake"}
         return json.dumps({"object": "list", "data": [entry]}).encode()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that hang up (timeout tests do it on purpose); report the rest."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:

@@ -29,6 +29,7 @@ import email.utils
 import inspect
 import json
 import math
+import re
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -60,6 +61,8 @@ _RESERVED_PARAMS = frozenset(
     {"model", "messages", "stream", "timeout", "extra_headers", "extra_query", "extra_body"}
 )
 _MAX_RAW_CHARS = 4000
+# The API accepts json_schema names of at most 64 of these characters.
+_SCHEMA_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def strict_json_schema(model_cls: type[BaseModel]) -> dict[str, Any]:
@@ -397,10 +400,11 @@ class OpenAIProvider:
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.output_schema is not None:
+            name = _SCHEMA_NAME_CHARS.sub("_", request.output_name or "")[:64] or "output"
             kwargs["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {
-                    "name": request.output_name or "output",
+                    "name": name,
                     "schema": dict(request.output_schema),
                     "strict": True,
                 },
