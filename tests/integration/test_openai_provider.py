@@ -38,15 +38,37 @@ MODEL = "gpt-4o-mini"
 MakeProvider = Callable[..., OpenAIProvider]
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as srv:
         yield srv
 
 
 @pytest.fixture
+def server(shared_server: FakeOpenAIServer) -> Iterator[FakeOpenAIServer]:
+    """The module's server, emptied for this test; an unconsumed scripted reply fails it."""
+    shared_server.reset()
+    yield shared_server
+    assert shared_server.pending == 0, f"{shared_server.pending} scripted replies never requested"
+
+
+@pytest.fixture(scope="module")
+def shared_provider(shared_server: FakeOpenAIServer) -> Iterator[OpenAIProvider]:
+    # One SDK client for the module: building one loads the CA bundle (~0.1 s each).
+    provider = OpenAIProvider(base_url=shared_server.base_url, api_key=API_KEY, model=MODEL)
+    yield provider
+    provider.close()
+
+
+@pytest.fixture
+def provider(server: FakeOpenAIServer, shared_provider: OpenAIProvider) -> OpenAIProvider:
+    """The default provider (configured key and model) talking to ``server``."""
+    return shared_provider
+
+
+@pytest.fixture
 def make_provider(server: FakeOpenAIServer) -> Iterator[MakeProvider]:
-    """Providers pointed at the test server (overridable), closed after the test."""
+    """Providers with their own settings (defaults pointed at ``server``), closed after."""
     made: list[OpenAIProvider] = []
 
     def make(**kwargs: Any) -> OpenAIProvider:
@@ -92,12 +114,12 @@ class Contact(BaseModel):
 
 
 def test_text_reply_returns_text_usage_and_json_able_raw(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider
 ) -> None:
     """A plain reply comes back as text with the server's usage, finish reason and raw dict."""
     server.script(Reply.text("Hello there", prompt_tokens=12, completion_tokens=3))
 
-    response = make_provider().complete(ask(max_tokens=64, temperature=0.2))
+    response = provider.complete(ask(max_tokens=64, temperature=0.2))
 
     assert isinstance(response, ModelResponse)
     assert response.text == "Hello there"
@@ -118,26 +140,26 @@ def test_text_reply_returns_text_usage_and_json_able_raw(
 
 
 def test_cached_prompt_tokens_are_reported(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider
 ) -> None:
     """prompt_tokens_details.cached_tokens becomes Usage.cached_tokens."""
     server.script(Reply.text("ok", prompt_tokens=2048, completion_tokens=5, cached_tokens=1920))
 
-    usage = make_provider().complete(ask()).usage
+    usage = provider.complete(ask()).usage
 
     assert (usage.tokens_in, usage.tokens_out, usage.cached_tokens) == (2048, 5, 1920)
     assert usage.reported is True
 
 
 def test_missing_usage_is_estimated_nonzero_and_marked_unreported(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider
 ) -> None:
     """Without a usage block the provider estimates generously and says it did."""
     prompt = "Summarise the quarterly figures for the board in three sentences, please."
     reply = "Revenue rose; costs fell; margins improved."
     server.script(Reply.no_usage(reply))
 
-    response = make_provider().complete(ask(prompt))
+    response = provider.complete(ask(prompt))
 
     assert response.text == reply
     assert response.usage.reported is False
@@ -151,14 +173,14 @@ def test_missing_usage_is_estimated_nonzero_and_marked_unreported(
 
 
 def test_structured_output_sends_strict_schema_and_reply_parses(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider
 ) -> None:
     """output_schema goes out as a strict json_schema response_format; the text validates."""
     schema = strict_json_schema(Contact)
     answer = {"name": "Ana", "tags": ["vip"], "address": {"city": "Lisbon", "postcode": None}}
     server.script(Reply.json(answer))
 
-    response = make_provider().complete(ask(output_schema=schema, output_name="Contact"))
+    response = provider.complete(ask(output_schema=schema, output_name="Contact"))
 
     assert Contact.model_validate_json(response.text) == Contact.model_validate(answer)
     response_format = server.completions[0].body["response_format"]
@@ -178,10 +200,10 @@ def test_structured_output_sends_strict_schema_and_reply_parses(
 
 
 def test_default_structured_reply_satisfies_the_requested_schema(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider
 ) -> None:
     """An unscripted structured call gets JSON that validates, so flows can run unscripted."""
-    response = make_provider().complete(
+    response = provider.complete(
         ask("Find Ana", output_schema=strict_json_schema(Contact), output_name="Contact")
     )
 
@@ -190,11 +212,10 @@ def test_default_structured_reply_satisfies_the_requested_schema(
 
 
 def test_schema_name_is_made_acceptable_to_the_api(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider
 ) -> None:
     """output_name is cut to the characters and length the API allows; absent, 'output'."""
     schema = strict_json_schema(Contact)
-    provider = make_provider()
 
     provider.complete(ask(output_schema=schema, output_name="contact card: v2" + "x" * 80))
     provider.complete(ask(output_schema=schema))
@@ -213,13 +234,11 @@ def test_strict_schema_refuses_open_mappings() -> None:
         strict_json_schema(Loose)
 
 
-def test_refusal_is_an_invalid_response(
-    server: FakeOpenAIServer, make_provider: MakeProvider
-) -> None:
+def test_refusal_is_an_invalid_response(server: FakeOpenAIServer, provider: OpenAIProvider) -> None:
     """A refusal is not a reply: it raises invalid_response, not retryable, naming the reason."""
     server.script(Reply.refused("I can't help with that."))
 
-    error = call_error(make_provider(), ask(output_schema=strict_json_schema(Contact)))
+    error = call_error(provider, ask(output_schema=strict_json_schema(Contact)))
 
     assert error.kind == "invalid_response"
     assert error.retryable is False
@@ -230,11 +249,11 @@ def test_refusal_is_an_invalid_response(
 
 
 def test_authorization_and_organization_headers_carry_config(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider, make_provider: MakeProvider
 ) -> None:
     """The configured key is the bearer token; the organization header appears when given."""
     make_provider(organization="org-config").complete(ask())
-    make_provider().complete(ask())
+    provider.complete(ask())
 
     with_org, without_org = server.completions
     assert with_org.headers["authorization"] == f"Bearer {API_KEY}"
@@ -299,13 +318,13 @@ def test_max_completion_tokens_field_can_be_chosen(
 
 
 def test_reserved_params_are_refused_before_any_request(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider, make_provider: MakeProvider
 ) -> None:
     """Params may not replace the model, the messages or the transport settings."""
     with pytest.raises(ConfigError, match="stream"):
         make_provider(default_params={"stream": True})
 
-    error = call_error(make_provider(), ask(params={"model": "other"}))
+    error = call_error(provider, ask(params={"model": "other"}))
 
     assert error.kind == "bad_request"
     assert server.requests == []
@@ -324,14 +343,14 @@ def test_reserved_params_are_refused_before_any_request(
 )
 def test_rate_limit_carries_retry_after_and_is_sent_once(
     server: FakeOpenAIServer,
-    make_provider: MakeProvider,
+    provider: OpenAIProvider,
     headers: dict[str, str],
     expected: float,
 ) -> None:
     """429 maps to a retryable rate_limit with the server's wait; the provider never retries."""
     server.script(Reply.error(429, "Rate limit reached", headers=headers))
 
-    error = call_error(make_provider())
+    error = call_error(provider)
 
     assert (error.kind, error.retryable, error.status) == ("rate_limit", True, 429)
     assert error.retry_after_s == expected
@@ -341,37 +360,37 @@ def test_rate_limit_carries_retry_after_and_is_sent_once(
 
 
 def test_rate_limit_retry_after_as_http_date(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider
 ) -> None:
     """A Retry-After HTTP date becomes the seconds from now until then."""
     when = datetime.now(UTC) + timedelta(seconds=30)
     server.script(Reply.error(429, headers={"Retry-After": format_datetime(when, usegmt=True)}))
 
-    error = call_error(make_provider())
+    error = call_error(provider)
 
     assert error.retry_after_s is not None
     assert 25 <= error.retry_after_s <= 31
 
 
 def test_exhausted_quota_is_a_rate_limit_not_worth_retrying(
-    server: FakeOpenAIServer, make_provider: MakeProvider
+    server: FakeOpenAIServer, provider: OpenAIProvider
 ) -> None:
     """429 insufficient_quota will not clear by waiting, so it is not retryable."""
     server.script(Reply.error(429, "You exceeded your current quota", code="insufficient_quota"))
 
-    error = call_error(make_provider())
+    error = call_error(provider)
 
     assert (error.kind, error.retryable) == ("rate_limit", False)
 
 
 @pytest.mark.parametrize("status", [500, 503])
 def test_server_error_is_retryable_and_sent_once(
-    server: FakeOpenAIServer, make_provider: MakeProvider, status: int
+    server: FakeOpenAIServer, provider: OpenAIProvider, status: int
 ) -> None:
     """5xx maps to a retryable server error; exactly one request reached the server."""
     server.script(Reply.error(status, "The server had an error"))
 
-    error = call_error(make_provider())
+    error = call_error(provider)
 
     assert (error.kind, error.retryable, error.status) == ("server", True, status)
     assert "The server had an error" in str(error)
@@ -380,12 +399,12 @@ def test_server_error_is_retryable_and_sent_once(
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_auth_error_is_final_and_never_shows_the_key(
-    server: FakeOpenAIServer, make_provider: MakeProvider, status: int
+    server: FakeOpenAIServer, provider: OpenAIProvider, status: int
 ) -> None:
     """401/403 map to auth, not retryable; a key echoed by the server is scrubbed everywhere."""
     server.script(Reply.error(status, f"Incorrect API key provided: {API_KEY}."))
 
-    error = call_error(make_provider())
+    error = call_error(provider)
 
     assert (error.kind, error.retryable, error.status) == ("auth", False, status)
     assert "Incorrect API key provided: <SECRET>." in str(error)
@@ -398,12 +417,12 @@ def test_auth_error_is_final_and_never_shows_the_key(
 
 @pytest.mark.parametrize("status", [400, 404, 422])
 def test_rejected_request_is_a_bad_request(
-    server: FakeOpenAIServer, make_provider: MakeProvider, status: int
+    server: FakeOpenAIServer, provider: OpenAIProvider, status: int
 ) -> None:
     """400/404/422 map to bad_request, not retryable, with the server's message."""
     server.script(Reply.error(status, "Invalid value for 'temperature'"))
 
-    error = call_error(make_provider())
+    error = call_error(provider)
 
     assert (error.kind, error.retryable, error.status) == ("bad_request", False, status)
     assert "Invalid value for 'temperature'" in str(error)
@@ -452,12 +471,12 @@ def test_connection_refused_is_a_retryable_connection_error(make_provider: MakeP
     ids=["malformed-json", "missing-choices", "empty-choices", "html"],
 )
 def test_unusable_reply_is_an_invalid_response(
-    server: FakeOpenAIServer, make_provider: MakeProvider, reply: Reply, reason: str
+    server: FakeOpenAIServer, provider: OpenAIProvider, reply: Reply, reason: str
 ) -> None:
     """A 200 whose body is not a chat completion maps to invalid_response with the body."""
     server.script(reply)
 
-    error = call_error(make_provider())
+    error = call_error(provider)
 
     assert (error.kind, error.retryable) == ("invalid_response", False)
     assert reason in str(error)

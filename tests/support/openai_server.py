@@ -318,6 +318,12 @@ class FakeOpenAIServer:
         with self._lock:
             self._queue.extend(replies)
 
+    def reset(self) -> None:
+        """Forget scripted replies and recorded requests (to share one server between tests)."""
+        with self._lock:
+            self._queue.clear()
+            self._requests.clear()
+
     @property
     def pending(self) -> int:
         """How many scripted replies have not been consumed yet."""
@@ -348,7 +354,9 @@ class FakeOpenAIServer:
 
     # reply bodies ----------------------------------------------------------------------
 
-    def completion_body(self, reply: Reply | None, request_body: Any) -> tuple[int, bytes]:
+    def completion_body(
+        self, reply: Reply | None, request_body: Mapping[str, Any]
+    ) -> tuple[int, bytes]:
         """The status and JSON body answering ``request_body`` with ``reply``
         (None: the default reply)."""
         last_user = _last_user_message(request_body)
@@ -364,7 +372,7 @@ class FakeOpenAIServer:
                 "code": reply.error_code,
             }
             return reply.status, json.dumps({"error": error}).encode()
-        model = request_body.get("model") if isinstance(request_body, dict) else None
+        model = request_body.get("model")
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
         if reply.refusal is not None:
             message["refusal"] = reply.refusal
@@ -390,9 +398,7 @@ class FakeOpenAIServer:
             }
         return reply.status, json.dumps(body).encode()
 
-    def _default_content(self, request_body: Any, last_user: str) -> str:
-        if not isinstance(request_body, dict):
-            return default_text(last_user)
+    def _default_content(self, request_body: Mapping[str, Any], last_user: str) -> str:
         response_format = request_body.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             schema = (response_format.get("json_schema") or {}).get("schema") or {}
@@ -468,7 +474,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             reply = server._next_reply()
             if reply is not None and reply.delay_s > 0:
                 server._wait(reply.delay_s)
-            status, payload = server.completion_body(reply, body if body is not None else {})
+            status, payload = server.completion_body(reply, body if isinstance(body, dict) else {})
             self._send(
                 status,
                 payload,

@@ -61,6 +61,7 @@ _RESERVED_PARAMS = frozenset(
     {"model", "messages", "stream", "timeout", "extra_headers", "extra_query", "extra_body"}
 )
 _MAX_RAW_CHARS = 4000
+_MIN_SCRUB_LEN = 8
 # The API accepts json_schema names of at most 64 of these characters.
 _SCHEMA_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -472,8 +473,10 @@ class OpenAIProvider:
         return f"openai model '{model}' at {_display_url(self.base_url)}"
 
     def _scrub(self, text: str) -> str:
+        # Servers echo keys in 401 bodies. A key too short to be a real secret (a local
+        # server's "x") is left alone: replacing it would garble every message.
         key = self._api_key
-        return text.replace(key, "<SECRET>") if key else text
+        return text.replace(key, "<SECRET>") if key and len(key) >= _MIN_SCRUB_LEN else text
 
     def _invalid(self, model: str, what: str, body: str) -> ModelCallError:
         return ModelCallError(
@@ -492,25 +495,30 @@ class OpenAIProvider:
         if not isinstance(detail, str) or not detail:
             detail = body[:300] or "no details"
         retry_after = retry_after_seconds(exc.response.headers)
+        hint = None
         if status == 429:
             # insufficient_quota also comes as 429, but waiting does not refill a quota.
             quota = exc.code == "insufficient_quota"
             kind, retryable = "rate_limit", not quota
             what = "out of quota" if quota else "rate limited"
+            if quota:
+                hint = "check the plan and billing of this API key"
         elif status >= 500:
             kind, retryable, what = "server", True, "server error"
         elif status == 408:
             kind, retryable, what = "timeout", True, "the server timed out"
         elif status in (401, 403):
-            kind, retryable = "auth", False
-            what = "not authorised; check the API key (api_key_ref) and organization"
+            kind, retryable, what = "auth", False, "not authorised"
+            hint = "check the API key (api_key_ref) and organization for this model"
         else:
             kind, retryable, what = "bad_request", False, "request rejected"
             if status == 404:
-                what = "not found; check the model name and base_url"
+                what, hint = "not found", "check the model name and base_url"
         message = f"{self._where(model)}: {what} (HTTP {status}): {detail}"
         if retry_after is not None:
             message += f"; retry after {retry_after:g}s"
+        if hint:
+            message += f" ({hint})"
         return ModelCallError(
             self._scrub(message),
             kind=kind,
