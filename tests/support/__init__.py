@@ -1,0 +1,1 @@
+"""Test fakes shared by the suite and notebooks: real loopback servers, scripted replies."""
