@@ -102,7 +102,9 @@ def _json_arg(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: {what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+        raise SystemExit(
+            f"error: {what} is not valid JSON: {exc.msg} at column {exc.colno}"
+        ) from None
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,7 +134,9 @@ def _describe(run: ms.Run) -> str:
         if "show" in waiting:
             lines.append(f"  show: {json.dumps(waiting['show'], ensure_ascii=False)}")
         if run.status == "waiting_approval":
-            lines.append(f"  next: master approve {run.id} [--comment TEXT] | master reject {run.id}")
+            lines.append(
+                f"  next: master approve {run.id} [--comment TEXT] | master reject {run.id}"
+            )
         else:
             if "schema" in waiting:
                 lines.append(f"  schema: {json.dumps(waiting['schema'], ensure_ascii=False)}")
@@ -142,7 +146,9 @@ def _describe(run: ms.Run) -> str:
     if run.error:
         lines.append(f"  error: {run.error}")
     if run.status == "interrupted":
-        lines.append(f"  next: master retry {run.id} | master skip {run.id} | master abort {run.id}")
+        lines.append(
+            f"  next: master retry {run.id} | master skip {run.id} | master abort {run.id}"
+        )
     return "\n".join(lines)
 
 

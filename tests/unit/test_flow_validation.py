@@ -231,7 +231,7 @@ def test_one_broken_product_does_not_stop_the_others(project: Project) -> None:
     assert "missing.py" in str(problems[0])
     run = wb.run("demo/ok", inputs={"text": "hi"})
     assert run.status == "completed"
-    with pytest.raises(ms.FlowError, match="missing.py"):
+    with pytest.raises(ms.FlowError, match=r"missing\.py"):
         wb.run("broken/x")
     wb.close()
 
@@ -276,7 +276,7 @@ def test_flow_id_must_match_its_file_name(project: Project) -> None:
     """A flow file whose id differs from its name says how to fix it."""
     project.flow("f", "id: g\n" + GOOD_STEPS)
     wb = project.open()
-    with pytest.raises(ms.FlowError, match="rename the file to g.yaml"):
+    with pytest.raises(ms.FlowError, match=r"rename the file to g\.yaml"):
         wb.run("demo/f", inputs={"text": "x"})
     wb.close()
 

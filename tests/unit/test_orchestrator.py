@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import master_sdk as ms
 from tests.conftest import Project
 
 BRANCHY = """
