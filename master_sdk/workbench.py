@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from master_sdk.errors import FlowError, InputInvalid, NotFound
+from master_sdk.errors import FlowError, InputInvalid, NotFound, NotWaiting
 from master_sdk.tracing.events import ENDED
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from master_sdk.config.settings import Settings
     from master_sdk.memory.records import RunRow
     from master_sdk.models.types import Provider
+    from master_sdk.notebook.views import Form, RunView
     from master_sdk.orchestrator.engine import Engine, RunContext
     from master_sdk.products.compiler import CompiledFlow
     from master_sdk.products.loader import ProductCatalog
@@ -255,7 +256,7 @@ class Run:
         self._wb = wb
         self._row = row
         self._ctx = ctx
-        self._view: Any = None
+        self._view: RunView | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -320,9 +321,15 @@ class Run:
         """True once completed, rejected, failed or blocked."""
         return self._row.status in ENDED
 
+    @property
+    def workbench(self) -> Workbench:
+        """The workbench this run belongs to."""
+        return self._wb
+
     def refresh(self) -> Run:
         """Re-read the run from the store (another kernel or the CLI may have moved it)."""
         self._row, self._ctx = self._wb._load(self.id)
+        self._changed()
         return self
 
     # ------------------------------------------------------------------ actions
@@ -354,6 +361,7 @@ class Run:
             self._wb.engine.decide(ctx, approved=approved, comment=comment, by=by or self._wb.user)
         finally:
             self._row, self._ctx = ctx.run, ctx
+            self._changed()
         return self
 
     def submit(
@@ -377,6 +385,7 @@ class Run:
             raise
         finally:
             self._row, self._ctx = ctx.run, ctx
+            self._changed()
         return self
 
     def retry(self, *, by: str | None = None, allow_flow_change: bool = False) -> Run:
@@ -386,6 +395,7 @@ class Run:
             self._wb.engine.retry(ctx, by=by or self._wb.user)
         finally:
             self._row, self._ctx = ctx.run, ctx
+            self._changed()
         return self
 
     def skip(
@@ -397,6 +407,7 @@ class Run:
             self._wb.engine.skip(ctx, output=output, by=by or self._wb.user)
         finally:
             self._row, self._ctx = ctx.run, ctx
+            self._changed()
         return self
 
     def abort(self, reason: str | None = None, *, by: str | None = None) -> Run:
@@ -406,6 +417,7 @@ class Run:
             self._wb.engine.abort(ctx, reason=reason, by=by or self._wb.user)
         finally:
             self._row, self._ctx = ctx.run, ctx
+            self._changed()
         return self
 
     # ------------------------------------------------------------------ data
@@ -445,13 +457,74 @@ class Run:
         frame = pd.DataFrame(rows)
         for column in ("used", "limit", "remaining", "percent"):
             frame[column] = frame[column].astype("float64")
+        frame["budget"] = pd.Categorical(frame["budget"], categories=list(frame["budget"]))
         frame["status"] = pd.Categorical(frame["status"], categories=["ok", "blocked"])
         return frame
 
     # ------------------------------------------------------------------ display
 
+    def view(self) -> RunView:
+        """The run as a live widget (needs ipywidgets): header, steps, the form it needs.
+
+        The same view on every call; every action on this handle redraws it in place.
+        """
+        if self._view is None:
+            from master_sdk.notebook.views import RunView
+
+            self._view = RunView(self)
+        view: RunView = self._view
+        return view
+
+    def form(self) -> Form:
+        """The form this run needs now, as an object a notebook or a test can drive.
+
+        An :class:`~master_sdk.notebook.forms.ApprovalForm` while waiting for approval
+        (``comment``, ``user``, ``approve_button``, ``reject_button``), a
+        :class:`~master_sdk.notebook.forms.SchemaForm` while waiting for input (``fields``,
+        ``submit_button``), a :class:`~master_sdk.notebook.recovery.RecoveryForm` when
+        interrupted (``retry_button``, ``skip_button``, ``abort_button``). The same object
+        on every call while the run stays at the same pause; clicking it continues the run.
+
+        Raises:
+            NotWaiting: the run needs no form (running or ended).
+
+        Example:
+            >>> form = run.form()
+            >>> form.fields["audience"].value = "the board"
+            >>> form.submit_button.click()
+        """
+        form = self.view().form()
+        if form is None:
+            raise NotWaiting(
+                f"run {self.id} is {self.status}: only a run waiting for approval or input, "
+                "or an interrupted one, has a form",
+                run_id=self.id,
+            )
+        return form
+
+    def _changed(self) -> None:
+        if self._view is not None:
+            self._view.update()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        if _widgets_usable():
+            bundle: dict[str, Any] = self.view()._repr_mimebundle_(**kwargs)
+            return bundle
+        from master_sdk.notebook.summary import RunSummary
+
+        summary = RunSummary.of(self)
+        return {"text/plain": summary.text(), "text/html": summary.html()}
+
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, ref={self.ref!r}, status={self.status!r})"
+
+
+def _widgets_usable() -> bool:
+    """Whether a widget can be shown: inside a Jupyter kernel with ipywidgets installed."""
+    import sys
+    from importlib.util import find_spec
+
+    return "ipykernel" in sys.modules and find_spec("ipywidgets") is not None
 
 
 class FlowView:
@@ -480,6 +553,23 @@ class FlowView:
                 }
             )
         return out
+
+    def mermaid(self) -> str:
+        """The flow as Mermaid ``flowchart`` text: steps, ``when:`` guards, reject branches."""
+        from master_sdk.notebook.flowchart import mermaid
+
+        return mermaid(self.steps)
+
+    def svg(self) -> str:
+        """The flow as a standalone SVG document (no JavaScript needed to show it)."""
+        from master_sdk.notebook.flowchart import svg
+
+        return svg(self.steps)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        from master_sdk.notebook.flowchart import mermaid_markdown
+
+        return {"text/plain": repr(self), "text/markdown": mermaid_markdown(self.steps)}
 
     def __repr__(self) -> str:
         return f"FlowView({self.ref!r}, steps={[s['id'] for s in self.steps]})"
