@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,7 @@ _TRACE_SELECT = (
     "SELECT run_pk, seq, ts_us, event, step_id, step_type, name, status, duration_ms, "
     "tokens_in, tokens_out, cost_usd, attrs FROM trace"
 )
+_RUNS_SELECT = "SELECT pk, run_id, product, flow FROM runs WHERE pk BETWEEN ? AND ? ORDER BY pk"
 # ADBC's SQLite driver infers each column's Arrow type from the first batch of rows; one
 # batch for the whole result means a column that starts with NULLs is still typed right.
 _ONE_BATCH = str(2**30)
@@ -170,6 +172,17 @@ def _trace_schema() -> pa.Schema:
     )
 
 
+def _runs_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            ("pk", pa.int64()),
+            ("run_id", pa.string()),
+            ("product", pa.string()),
+            ("flow", pa.string()),
+        ]
+    )
+
+
 def trace_frame(
     conn: sqlite3.Connection,
     path: Path,
@@ -183,9 +196,9 @@ def trace_frame(
 ) -> pd.DataFrame:
     """Trace events ordered by run, then sequence.
 
-    The events are read column by column into Arrow (through the ADBC SQLite driver when it
-    is installed, else through ``sqlite3``) and turned into typed columns without a Python
-    object per cell, except ``attrs``.
+    The events are read into Arrow columns (through the ADBC SQLite driver when it is
+    installed, else through ``sqlite3``) and typed column by column, without a Python
+    object per cell except in ``attrs``.
     """
     where, params = _run_filter(product, flow, status)
     if run_id is not None:
@@ -201,35 +214,56 @@ def trace_frame(
     if conditions:
         sql += " WHERE " + " AND ".join(conditions)
     sql += " ORDER BY run_pk, seq"
-    table = _read_adbc(path, sql, params) if use_adbc else None
-    if table is None:
-        table = _read_sqlite3(conn, sql, params)
-    if table.num_rows == 0:
-        return _empty_trace()
-    return _trace_from_arrow(conn, table)
+    with _reader(conn, path, use_adbc=use_adbc) as read:
+        events = read(sql, params, _trace_schema())
+        if events.num_rows == 0:
+            return _empty_trace()
+        pk = events.column("run_pk")
+        # Read after the events, so every run they name is there (runs are never deleted).
+        runs = read(_RUNS_SELECT, [pk[0].as_py(), pk[-1].as_py()], _runs_schema())
+    # The columns leave the table here, so each one is freed once converted.
+    columns = {name: events.column(name) for name in events.column_names}
+    del events, pk
+    return _trace_from_arrow(columns, runs)
 
 
-def _read_adbc(path: Path, sql: str, params: list[Any]) -> pa.Table | None:
-    """The query's result through ADBC, or None when the driver is not installed."""
+Read = Callable[[str, list[Any], pa.Schema], pa.Table]
+
+
+@contextmanager
+def _reader(conn: sqlite3.Connection, path: Path, *, use_adbc: bool) -> Iterator[Read]:
+    """A function running a query into an Arrow table of a given schema: over one ADBC
+    connection when the driver is installed (and wanted), else over ``conn``."""
     try:
+        if not use_adbc:
+            raise ImportError("ADBC not wanted")
         from adbc_driver_sqlite import dbapi
     except ImportError:
-        return None
+        yield lambda sql, params, schema: _read_sqlite3(conn, sql, params, schema)
+        return
     uri = f"{path.resolve().as_uri()}?mode=ro"
-    try:
-        with dbapi.connect(uri) as adbc, adbc.cursor() as cursor:
-            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": _ONE_BATCH})
-            cursor.execute(sql, params)
-            table = cursor.fetch_arrow_table()
-    except dbapi.Error as exc:
-        raise StoreError(f"{path}: cannot read trace events: {exc}") from None
-    # A column that is NULL in every row comes back as int64: give it its real type.
-    return table.cast(_trace_schema())
+    with dbapi.connect(uri) as adbc:
+
+        def read(sql: str, params: list[Any], schema: pa.Schema) -> pa.Table:
+            try:
+                with adbc.cursor() as cursor:
+                    options = {"adbc.sqlite.query.batch_rows": _ONE_BATCH}
+                    cursor.adbc_statement.set_options(**options)
+                    cursor.execute(sql, params)
+                    table = cursor.fetch_arrow_table()
+            # the driver raises its DB-API errors, and OSError from the Arrow stream
+            except (dbapi.Error, OSError) as exc:
+                raise StoreError(f"{path}: cannot read the trace: {exc}") from None
+            # A column NULL in every row comes back as int64: give it its real type.
+            return table.cast(schema)
+
+        yield read
 
 
-def _read_sqlite3(conn: sqlite3.Connection, sql: str, params: list[Any]) -> pa.Table:
+def _read_sqlite3(
+    conn: sqlite3.Connection, sql: str, params: list[Any], schema: pa.Schema
+) -> pa.Table:
     """The query's result through the standard library driver (slower, same table)."""
-    schema = _trace_schema()
     rows = conn.execute(sql, params).fetchall()
     cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
     return pa.table(
@@ -238,32 +272,23 @@ def _read_sqlite3(conn: sqlite3.Connection, sql: str, params: list[Any]) -> pa.T
     )
 
 
-def _trace_from_arrow(conn: sqlite3.Connection, table: pa.Table) -> pd.DataFrame:
-    n = table.num_rows
-    # Columns are taken out one by one and the table dropped, so each Arrow buffer that is
-    # not shared with the frame is freed as soon as its column is converted.
-    arrow = {name: table.column(name) for name in table.column_names}
-    del table
+def _trace_from_arrow(arrow: dict[str, pa.ChunkedArray], runs: pa.Table) -> pd.DataFrame:
+    """The trace frame from the event columns (consumed: each is popped when converted,
+    so an Arrow buffer the frame does not share is freed early) and the runs they name."""
     pk = arrow.pop("run_pk").to_numpy()
+    n = len(pk)
     # Rows come ordered by run: each run is one contiguous block.
     starts = np.concatenate(([0], np.flatnonzero(pk[1:] != pk[:-1]) + 1))
     present = pk[starts]
     run_codes = np.repeat(np.arange(len(present), dtype="int32"), np.diff(np.append(starts, n)))
     del pk
-    # Read after the events, so every run they name exists (runs are never deleted).
-    info = {
-        row[0]: row[1:]
-        for row in conn.execute(
-            "SELECT pk, run_id, product, flow FROM runs WHERE pk BETWEEN ? AND ?",
-            (int(present[0]), int(present[-1])),
-        )
-    }
-    run_rows = [info[int(p)] for p in present]
-    products = pd.Categorical([r[1] for r in run_rows])
-    flows = pd.Categorical([r[2] for r in run_rows])
+    at = pa.array(np.searchsorted(runs.column("pk").to_numpy(), present))
+    run_ids = runs.column("run_id").take(at)
+    products = _categorical_strings(runs.column("product").take(at))
+    flows = _categorical_strings(runs.column("flow").take(at))
     columns: dict[str, Any] = {
         "run_id": pd.Categorical.from_codes(
-            run_codes, categories=pd.Index([r[0] for r in run_rows]), validate=False
+            run_codes, categories=pd.Index(run_ids.to_pylist()), validate=False
         ),
         "product": pd.Categorical.from_codes(
             products.codes[run_codes], products.categories, validate=False
@@ -289,23 +314,23 @@ def _trace_from_arrow(conn: sqlite3.Connection, table: pa.Table) -> pd.DataFrame
 
 def _coded_arrow(column: pa.ChunkedArray, categories: Sequence[str]) -> pd.Categorical[str]:
     """A vocabulary code column (NULL: missing) as a categorical of the vocabulary."""
-    codes = pc.fill_null(column, -1).to_numpy()
     # A code this version does not know (a newer writer) reads as missing, not as an error.
-    codes = np.where(codes < len(categories), codes, -1)
+    known = pc.if_else(pc.less(column, len(categories)), column, None)
+    codes = pc.fill_null(known, -1).cast(pa.int8()).to_numpy()
     return pd.Categorical.from_codes(codes, categories=pd.Index(list(categories)), validate=False)
 
 
-def _categorical_strings(column: pa.ChunkedArray) -> pd.Categorical[Any]:
+def _categorical_strings(column: pa.ChunkedArray | pa.Array) -> pd.Categorical[Any]:
     """A string column as a categorical with sorted categories (NULL: missing)."""
-    encoded = pc.dictionary_encode(column).combine_chunks()
-    if len(encoded.dictionary) == 0:
-        return pd.Categorical([None] * len(column))
+    encoded = pc.dictionary_encode(column)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
     labels = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
     order = np.argsort(labels)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype("int64")
-    codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
+    rank = np.empty(len(order) + 1, dtype="int32")
+    rank[order] = np.arange(len(order), dtype="int32")
+    rank[-1] = -1  # where NULL indices land below
+    codes = rank[pc.fill_null(encoded.indices, -1).to_numpy()]
     return pd.Categorical.from_codes(codes, categories=pd.Index(labels[order]), validate=False)
 
 
@@ -318,32 +343,30 @@ def _nullable_int(column: pa.ChunkedArray) -> pd.arrays.IntegerArray:
 def _json_objects(column: pa.ChunkedArray) -> np.ndarray:
     """JSON texts parsed into an object array, NULL as None.
 
-    Trace attributes repeat a lot (``{"by": "ana"}``); a text seen before is copied rather
-    than parsed again. Only flat objects are reused that way, so no two rows ever share a
-    mutable value.
+    Trace attributes repeat a lot (``{"by": "ana"}``): each distinct text is parsed once.
+    A flat object is then copied for every row that holds it, anything nested is parsed
+    again per row, so that no two rows share a mutable value.
     """
     out = np.full(len(column), None, dtype=object)
-    texts = column.drop_null().to_pylist()
-    if not texts:
+    valid = column.drop_null()
+    if len(valid) == 0:
         return out
+    encoded = pc.dictionary_encode(valid).combine_chunks()
+    texts = encoded.dictionary.to_pylist()
     loads = json.loads
-    flat: dict[str, dict[str, Any]] = {}
-    parsed: list[Any] = []
-    append = parsed.append
-    for text in texts:
-        known = flat.get(text)
-        if known is not None:
-            append(known.copy())
-            continue
-        value = loads(text)
-        if isinstance(value, dict) and not any(isinstance(v, dict | list) for v in value.values()):
-            flat[text] = value
-            append(value.copy())
-        else:
-            append(value)
+    values = [loads(text) for text in texts]
+    flat = [
+        isinstance(v, dict) and not any(isinstance(x, dict | list) for x in v.values())
+        for v in values
+    ]
+    indices = encoded.indices.to_numpy().tolist()
+    if all(flat):
+        cells = [values[i].copy() for i in indices]
+    else:
+        cells = [values[i].copy() if flat[i] else loads(texts[i]) for i in indices]
     # fromiter keeps each parsed list as one cell (assigning a list would broadcast it)
     out[column.is_valid().to_numpy(zero_copy_only=False)] = np.fromiter(
-        parsed, dtype=object, count=len(parsed)
+        cells, dtype=object, count=len(cells)
     )
     return out
 
