@@ -252,6 +252,25 @@ def test_values_from_the_run_are_html_escaped(project: Project) -> None:
         assert "&lt;script&gt;" in view.result.value
 
 
+def test_secrets_are_redacted_in_what_the_view_and_form_show(hello_root: Path) -> None:
+    """A secret value in the text to approve is shown as <SECRET> in the form and the view."""
+    secret = "sk-live-0123456789abcdef"
+    (hello_root / "secrets").mkdir()
+    (hello_root / "secrets" / "secrets.yaml").write_text(f"openai: {{api_key: {secret}}}\n")
+    with ms.Workbench.open(hello_root) as wb:
+        run = start(wb, f"the key is {secret}")
+        form = run.form()
+        assert isinstance(form, ApprovalForm)
+        assert secret not in form.shown_html.value and "&lt;SECRET&gt;" in form.shown_html.value
+        form.approve_button.click()
+        run.form().fields["audience"].value = "ops"
+        run.form().submit_button.click()
+        view = run.view()
+        assert run.status == "completed"
+        assert secret not in html_of(view) + view.text
+        assert "&lt;SECRET&gt;" in view.result.value
+
+
 # ------------------------------------------------------------------ interrupted runs
 
 
