@@ -327,7 +327,7 @@ def launch_chromium(
     return context
 
 
-def open_notebook(page: Page, name: str, *, timeout_s: float = 30.0) -> None:
+def open_notebook(page: Page, name: str, *, timeout_s: float = 60.0) -> None:
     """Open notebook ``name`` (relative to the server root) and wait for its cells."""
     page.goto(f"lab/tree/{quote(name)}")
     page.locator(f"{_CURRENT_PANEL} .jp-Notebook .jp-Cell").first.wait_for(
@@ -358,7 +358,7 @@ def kernel_status(page: Page) -> str:
     return indicator.get_attribute("data-status") or ""
 
 
-def wait_kernel_ready(page: Page, *, timeout_s: float = 30.0) -> str:
+def wait_kernel_ready(page: Page, *, timeout_s: float = 60.0) -> str:
     """Wait until the notebook has a named kernel that is idle; return its name.
 
     Both are needed: the toolbar can read "idle" while the kernel name still reads
