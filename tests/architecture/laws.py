@@ -208,7 +208,7 @@ class ImportRecord:
     line: int
     targets: tuple[str, ...]
     written: str
-    relative: bool
+    rewritten: bool  # relative or dynamic: the message shows how it was written
     type_checking: bool
     escapes: bool  # a relative import climbing above the top-level folder
 
@@ -409,10 +409,9 @@ def _import_violations(
     law: int,
     offends: Callable[[str], bool],
     *,
-    records: Iterable[ImportRecord] | None = None,
     exempt_type_checking: bool = False,
 ) -> Iterator[Violation]:
-    for record in src.imports if records is None else records:
+    for record in src.imports:
         if exempt_type_checking and record.type_checking:
             continue
         bad = [target for target in record.targets if offends(target)]
@@ -422,7 +421,7 @@ def _import_violations(
 
 def _imports_detail(record: ImportRecord, bad: list[str]) -> str:
     detail = "imports " + ", ".join(bad)
-    return f"{detail} (written `{record.written}`)" if record.relative else detail
+    return f"{detail} (written `{record.written}`)" if record.rewritten else detail
 
 
 # --- laws 1, 2, 3, 5: who may import what -----------------------------------------------
