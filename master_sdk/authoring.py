@@ -43,7 +43,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T", bound=BaseModel)
 
 CONTROL_FIELDS: frozenset[str] = frozenset(
-    {"nextstep", "goto", "retry", "branch", "route", "stop", "jump", "callagent"}
+    {
+        "nextstep",
+        "goto",
+        "retry",
+        "branch",
+        "route",
+        "stop",
+        "jump",
+        "callagent",
+        "calltool",
+        "nextagent",
+        "handoff",
+    }
 )
 """Normalised names (lower case, no ``_``/``-``/spaces) an agent output may never carry."""
 

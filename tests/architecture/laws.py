@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from master_sdk.authoring import CONTROL_FIELDS as RUNTIME_CONTROL_FIELDS
+
 LAWS: Mapping[int, str] = {
     0: "every checked file parses",
     1: "environment read only in master_sdk/config/loader.py",
@@ -51,6 +53,7 @@ VENDOR_PACKAGES = (
     "openai",
     "anthropic",
     "httpx",
+    "httpx2",
     "requests",
     "aiohttp",
     "urllib.request",
@@ -132,22 +135,8 @@ DECORATORS = {
     "master_sdk.agent": "agent",
 }
 AGENT_OUTPUT = frozenset({f"{AUTHORING}.AgentOutput", "master_sdk.AgentOutput"})
-# Control-field names, compared after lower-casing and dropping "_", "-" and blanks.
-CONTROL_FIELDS = frozenset(
-    [
-        "branch",
-        "callagent",
-        "calltool",
-        "goto",
-        "handoff",
-        "jump",
-        "nextagent",
-        "nextstep",
-        "retry",
-        "route",
-        "stop",
-    ]
-)
+# Control-field names (normalised: lower case, no separators): one list, the runtime's.
+CONTROL_FIELDS = RUNTIME_CONTROL_FIELDS
 FIELD_ALIASES = frozenset({"alias", "validation_alias", "serialization_alias"})
 FILE_WRITERS = frozenset(
     ["write_text", "write_bytes", "touch", "mkdir", "unlink", "rmdir", "symlink_to", "hardlink_to"]
