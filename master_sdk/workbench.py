@@ -62,7 +62,9 @@ class Workbench:
             scrub=self._redact,
             before_commit=(lambda label: crash(f"commit:{label}")) if crash.armed else None,
         )
-        self.router = Router(settings.models, root=settings.root, providers=providers)
+        self.router = Router(
+            settings.models, root=settings.root, providers=providers, scrub=self._redact
+        )
         self.catalog: ProductCatalog = ProductCatalog(
             settings.products_path,
             policy=settings.policy,
@@ -234,7 +236,8 @@ class Workbench:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Close the store connection."""
+        """Close the store connection and the model providers' connections."""
+        self.router.close()
         self.store.close()
 
     def __enter__(self) -> Workbench:

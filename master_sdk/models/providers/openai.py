@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from master_sdk.errors import ConfigError, ModelCallError
+from master_sdk.models.network import check_network
 from master_sdk.models.schemas import strict_json_schema
 from master_sdk.models.types import ModelRequest, ModelResponse, Usage
 
@@ -233,7 +234,10 @@ class OpenAIProvider:
             ModelCallError: with ``kind`` ``rate_limit``, ``server``, ``timeout``,
                 ``connection`` (retryable) or ``auth``, ``bad_request``,
                 ``invalid_response`` (not retryable).
+            NetworkModelCallBlocked: network model calls are blocked (in a test) and
+                ``base_url`` is not a loopback address; nothing was sent.
         """
+        check_network(_display_url(self.base_url), provider=self.name)
         import openai  # deferred, see _build_client; cached by the import system after once
 
         model = request.model or self.model
