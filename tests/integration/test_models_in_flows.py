@@ -22,7 +22,7 @@ from tests.support.openai_server import FakeOpenAIServer, Reply
 API_KEY = "sk-flows-0123456789abcdefSECRET"
 SECRET_IN_REPLY = "hunter2-very-secret-value"
 
-COMPONENTS = '''
+COMPONENTS = """
 from __future__ import annotations
 
 from typing import Literal
@@ -49,7 +49,7 @@ class Triage(AgentOutput):
 @agent(model="gpt")
 def triage(ctx: AgentContext, text: str) -> Triage:
     return ctx.complete(f"Triage: {text}", output=Triage).output
-'''
+"""
 
 MODELS = """
 models:

@@ -32,6 +32,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -55,6 +56,8 @@ MODES = ("record", "replay")
 # Diffs cut long strings into pieces of this width so a one-word change stays visible.
 _DIFF_WIDTH = 96
 _DIFF_MAX_LINES = 40
+_SENTENCE_END = re.compile(r"(?<=[.!?;])(?=\s)")
+_WORD = re.compile(r"\s*\S+|\s+$")
 
 
 def _identity(value: Any) -> Any:
@@ -159,13 +162,24 @@ def _diff_lines(value: Any, path: str = "") -> list[str]:
         lines = [ln for i, item in enumerate(value) for ln in _diff_lines(item, f"{path}[{i}]")]
         return lines or [f"{path}: []"]
     if isinstance(value, str) and ("\n" in value or len(value) > _DIFF_WIDTH):
-        pieces: list[str] = []
-        for line in value.split("\n"):
-            pieces.extend(line[i : i + _DIFF_WIDTH] for i in range(0, len(line), _DIFF_WIDTH))
-            if not line:
-                pieces.append("")
-        return [f"{path} | {piece}" for piece in pieces]
+        return [f"{path} | {piece}" for line in value.split("\n") for piece in _pieces(line)]
     return [f"{path}: {json.dumps(value, ensure_ascii=False)}"]
+
+
+def _pieces(line: str) -> list[str]:
+    """A line cut after sentences, then between words, into pieces of at most about
+    ``_DIFF_WIDTH`` characters: a changed word then changes one piece, not every one
+    after it."""
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(line):
+        current = ""
+        for word in _WORD.findall(sentence):
+            if current and len(current) + len(word) > _DIFF_WIDTH:
+                pieces.append(current)
+                current = ""
+            current += word
+        pieces.append(current)
+    return [piece for piece in pieces if piece] or [""]
 
 
 def _join(path: str, key: str) -> str:
