@@ -326,6 +326,11 @@ class OpenAIProvider:
         data: dict[str, Any] = dump(mode="json", exclude_unset=True, warnings=False)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            error = data.get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                # some proxies answer 200 with an OpenAI-style error body
+                what = f"the server answered with an error: {error['message']}"
+                raise self._invalid(model, what, body)
             raise self._invalid(model, "the reply has no choices", body)
         choice = choices[0]
         message = choice.get("message")
