@@ -42,7 +42,7 @@ BUDGET_CAP_CEILING = 4096
 RAW_TRACE_CHARS = 2000
 # What a replay entry may set; everything else belongs on the model it wraps.
 _REPLAY_FIELDS = frozenset(
-    {"provider", "mode", "cassette", "wraps", "model", "max_tokens", "temperature", "timeout_s"}
+    {"provider", "mode", "cassette", "wraps", "model", "max_tokens", "temperature"}
 )
 
 
@@ -115,6 +115,7 @@ class Router:
         self.root = root
         self._overrides = dict(providers or {})
         self._providers: dict[str, Provider] = {}
+        self._resolved: dict[str, ResolvedModel] = {}
         self._sleep = sleep
         self._scrub = scrub
         for name, entry in settings.models.items():
@@ -133,6 +134,14 @@ class Router:
         and call settings — so that a recording and its replays send the same requests.
         """
         logical = (aliases or {}).get(name, name)
+        known = self._resolved.get(logical)
+        if known is not None:
+            return known
+        resolved = self._resolve(logical)
+        self._resolved[logical] = resolved
+        return resolved
+
+    def _resolve(self, logical: str) -> ResolvedModel:
         entry = self.settings.models.get(logical)
         if entry is None:
             if logical not in self._overrides:
