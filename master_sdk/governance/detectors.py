@@ -1,0 +1,587 @@
+"""Detectors for personal data and credentials in free text.
+
+:func:`scan` returns every validated detection in a string. It sits on a hot path where almost
+every string is clean, so it works in two steps:
+
+1. Cheap gates run in C (``in``, ``str.count``, ``str.lower``) and decide which detectors can
+   possibly match: a string without "@" never runs the e-mail detector, one with fewer than 13
+   digits never runs the card detector, and a string that is exactly a UUID, an ISO date-time,
+   a plain number or a hex digest runs none of the digit detectors.
+2. A detector that passes its gate runs a regular expression that starts with a literal (``+``,
+   ``0``, ``sk-``, ``eyJ``...) or a digit, so the regex engine skips in C to candidate positions;
+   a validator (Luhn, mod-97, octet ranges, IPv6 grouping, token shape) confirms each candidate.
+   Keyword-anchored detectors (``password=``, ``Bearer``, ``aws``) find the keyword with
+   ``str.find`` and match only the text after it.
+
+Every scan is linear in the length of its input: a boundary lookbehind placed after the first
+character refuses to start inside a run the pattern already rejected, and long runs use
+possessive quantifiers (``{m,n}+``) or atomic groups, so no failed match backtracks through them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+#: A detection: ``(kind, start, end)`` with ``end`` exclusive.
+Hit = tuple[str, int, int]
+
+_A = re.ASCII
+_DIGITS = "0123456789"
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+# --------------------------------------------------------------------------------- validators
+
+
+def luhn_ok(digits: str) -> bool:
+    """Return True when ``digits`` (only ASCII digits) passes the Luhn checksum."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+#: IBAN length per country (ISO 13616 registry).
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
+    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27,
+    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32,
+    "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24,
+    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
+    "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23,
+    "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+
+
+def iban_ok(iban: str) -> bool:
+    """Return True when ``iban`` (no spaces) has its country's length and a valid mod-97 check."""
+    iban = iban.upper()
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum() or not iban.isascii():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def ipv4_ok(s: str) -> bool:
+    """Return True for a dotted quad with octets 0-255 and no leading zeros."""
+    parts = s.split(".")
+    return len(parts) == 4 and all(
+        p.isdigit() and p.isascii() and len(p) <= 3 and (p == "0" or p[0] != "0") and int(p) < 256
+        for p in parts
+    )
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def ipv6_ok(s: str) -> bool:
+    """Return True for a valid IPv6 address worth redacting.
+
+    Accepts full, ``::``-compressed and IPv4-suffixed forms. Forms with fewer than two written
+    groups (``::``, ``::1``, ``::2``) are refused: they collide with slice and scope syntax in
+    code (``a[::2]``, ``Foo::bar``) and name no host or person.
+    """
+    needed = 8
+    written = 0
+    if "." in s:
+        head, _, tail = s.rpartition(":")
+        if not ipv4_ok(tail):
+            return False
+        needed, written = 6, 2
+        s = head + ":" if head.endswith(":") else head
+    if s.count("::") > 1:
+        return False
+    if "::" in s:
+        left, right = s.split("::")
+        parts = (left.split(":") if left else []) + (right.split(":") if right else [])
+        if len(parts) > needed - 1:
+            return False
+    else:
+        parts = s.split(":")
+        if len(parts) != needed:
+            return False
+    if not all(0 < len(p) <= 4 and _HEX.issuperset(p) for p in parts):
+        return False
+    return len(parts) + written >= 2
+
+
+def looks_like_token(s: str) -> bool:
+    """Return True when ``s`` looks machine-generated rather than like a word of prose.
+
+    Used where only context (``Bearer``, ``Authorization:``) marks a credential: a token has at
+    least 8 characters and a digit, an inner capital or one of ``+/=_``, or is 24+ characters.
+    """
+    if len(s) < 8:
+        return False
+    if len(s) >= 24:
+        return True
+    return (
+        any(c.isdigit() for c in s)
+        or any(c.isupper() for c in s[1:])
+        or any(c in "+/=_" for c in s)
+    )
+
+
+def ssn_ok(s: str) -> bool:
+    """Return True for ddd-dd-dddd outside the never-issued ranges (area 000, 666, 9xx;
+    group 00; serial 0000)."""
+    area, group, serial = s.split("-")
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def card_ok(s: str) -> bool:
+    """Return True when the digits of ``s`` are 13-19 long and pass Luhn."""
+    digits = "".join(c for c in s if c in _DIGITS)
+    return 13 <= len(digits) <= 19 and luhn_ok(digits)
+
+
+def _aws_secret_ok(s: str) -> bool:
+    return (
+        any(c.isupper() for c in s)
+        and any(c.islower() for c in s)
+        and any(c.isdigit() or c in "/+" for c in s)
+    )
+
+
+def _run_regex(
+    pattern: re.Pattern[str],
+    kind: str,
+    text: str,
+    hits: list[Hit],
+    check: Callable[[str], bool] | None = None,
+    group: int = 0,
+) -> None:
+    for m in pattern.finditer(text):
+        if check is None or check(m.group(group)):
+            hits.append((kind, m.start(group), m.end(group)))
+
+
+# ------------------------------------------------------------------------------------- email
+
+_LOCAL_CHARS = frozenset(_ALNUM | set("._%+-"))
+_EMAIL_DOMAIN_RE = re.compile(r"(?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9\-])")
+
+
+def _scan_email(text: str, hits: list[Hit]) -> None:
+    # Anchored on "@" with str.find: a regex would have to try every position of the local part.
+    at = text.find("@")
+    while at >= 0:
+        m = _EMAIL_DOMAIN_RE.match(text, at + 1)
+        if m is not None:
+            start = at
+            floor = max(0, at - 65)
+            while start > floor and text[start - 1] in _LOCAL_CHARS:
+                start -= 1
+            if 0 < at - start <= 64 and (start == 0 or text[start - 1] not in _LOCAL_CHARS):
+                hits.append(("email", start, m.end()))
+        at = text.find("@", at + 1)
+
+
+# -------------------------------------------------------------------------- URL credentials
+
+# scheme://user:password@host - only "user:password" is replaced so the host stays readable.
+# The password may hold "@" (greedy to the last one before the path), never "/" or spaces.
+_USERINFO_RE = re.compile(r"([^\s/?#@:<>\"'`]{0,128}:[^\s/?#<>\"'`]{1,256})@")
+_SCHEME_CHARS = frozenset(_ALNUM | set("+.-"))
+
+
+def _scan_url_credentials(text: str, hits: list[Hit]) -> None:
+    i = text.find("://")
+    while i >= 0:
+        if i > 0 and text[i - 1] in _SCHEME_CHARS:
+            m = _USERINFO_RE.match(text, i + 3)
+            if m is not None:
+                hits.append(("url_credentials", m.start(1), m.end(1)))
+        i = text.find("://", i + 3)
+
+
+SLACK_WEBHOOK_RE = re.compile(
+    r"https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{8,300}+"
+)
+
+# ------------------------------------------------------------------------------ private keys
+
+PRIVATE_KEY_RE = re.compile(
+    r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+    r"(?:(?:[^\-]|-(?!----))*+-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+    # No END line (a truncated log line): take the base64 body that follows.
+    r"|(?:[A-Za-z0-9+/=\s]|\\[nrt]){0,8192}+)"
+)
+
+# ------------------------------------------------------------------------------ tokens, keys
+
+
+def _prefixed(prefix: str, body: str) -> re.Pattern[str]:
+    """Compile ``prefix`` + ``body`` for a token that must not continue a longer word.
+
+    The boundary lookbehind comes after the literal prefix so the engine can jump between
+    occurrences of the prefix instead of trying every position.
+    """
+    n = len(prefix)
+    return re.compile(
+        rf"{re.escape(prefix)}(?<![A-Za-z0-9_\-].{{{n}}}){body}(?![A-Za-z0-9_\-])", _A
+    )
+
+
+JWT_RE = _prefixed("eyJ", r"[A-Za-z0-9_\-]{5,}+\.[A-Za-z0-9_\-]{2,}+\.[A-Za-z0-9_\-]*+")
+
+
+def _openai_ok(key: str) -> bool:
+    # "sk-" also starts hyphenated prose; a key body has a digit or a capital letter.
+    return any(c.isdigit() or c.isupper() for c in key[3:])
+
+
+OPENAI_RE = _prefixed("sk-", r"(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,300}+")
+AWS_KEY_ID_RE = re.compile(
+    r"A(?:KIA|SIA|BIA|CCA)(?<![A-Za-z0-9_\-].{4})[A-Z0-9]{16}(?![A-Za-z0-9_\-])"
+)
+GITHUB_RE = _prefixed("gh", r"(?:[pousr]_[A-Za-z0-9]{30,255}+|ithub_pat_[A-Za-z0-9_]{22,255}+)")
+GITLAB_RE = _prefixed("glpat-", r"[A-Za-z0-9_\-]{20,255}+")
+SLACK_TOKEN_RE = _prefixed("xox", r"[abeoprs]-[A-Za-z0-9\-]{10,255}+")
+STRIPE_RE = re.compile(
+    r"[spr]k_(?<![A-Za-z0-9_\-].{3})(?:live|test)_[A-Za-z0-9]{10,255}+(?![A-Za-z0-9_\-])"
+)
+GOOGLE_RE = _prefixed("AIza", r"[0-9A-Za-z_\-]{35}")
+
+# AWS secret access keys are 40 base64 characters with no prefix of their own, so they are only
+# taken within 40 characters after "aws" or "secret" on the same line (aws_secret_access_key=...,
+# "SecretAccessKey": "...", AWS secret: ...) and only with mixed case, which rules out 40-hex git
+# SHAs.
+_AWS_TAIL_RE = re.compile(r"[^\r\n]{0,40}?(?<![A-Za-z0-9/+=])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
+
+# ------------------------------------------------------------------- bearer and authorization
+
+_TOKEN_CHARS = frozenset(_ALNUM | set("_-"))
+_BEARER_TAIL_RE = re.compile(r"[ \t]+([A-Za-z0-9._~+/=\-]{8,4096}+)")
+
+# The scheme word is atomic: once "Basic " is read it cannot be re-read as the credential,
+# which keeps "Authorization: Basic <AUTHORIZATION>" stable on a second pass.
+_AUTH_TAIL_RE = re.compile(
+    r"[\"']?[ \t]*[:=][ \t]*[\"']?"
+    r"(?>(?:([A-Za-z][A-Za-z0-9\-]{1,24})[ \t]+)?)([^\s\"'<>,;]{1,4096}+)"
+)
+# Schemes whose credential is a list of parameters rather than one token.
+_PARAM_SCHEMES = frozenset({"digest", "aws4-hmac-sha256", "hoba", "mutual", "oauth"})
+
+
+def _keyword_starts(low: str, keyword: str, text: str) -> list[int]:
+    """Positions of ``keyword`` in ``low`` that do not continue a token (``xbearer``)."""
+    out = []
+    i = low.find(keyword)
+    while i >= 0:
+        if i == 0 or text[i - 1] not in _TOKEN_CHARS:
+            out.append(i)
+        i = low.find(keyword, i + 1)
+    return out
+
+
+def _scan_bearer(text: str, low: str, hits: list[Hit]) -> None:
+    for i in _keyword_starts(low, "bearer", text):
+        m = _BEARER_TAIL_RE.match(text, i + 6)
+        if m is not None and looks_like_token(m.group(1)):
+            hits.append(("bearer", m.start(1), m.end(1)))
+
+
+def _scan_authorization(text: str, low: str, hits: list[Hit]) -> None:
+    i = low.find("authorization")
+    while i >= 0:
+        before = text[i - 1] if i else " "
+        if before not in _TOKEN_CHARS or low[max(0, i - 6) : i] == "proxy-":
+            m = _AUTH_TAIL_RE.match(text, i + 13)
+            if m is not None:
+                scheme = (m.group(1) or "").lower()
+                start, end = m.span(2)
+                if scheme in _PARAM_SCHEMES:
+                    line_end = text.find("\n", end)
+                    hits.append(("authorization", start, len(text) if line_end < 0 else line_end))
+                elif looks_like_token(m.group(2)):
+                    kind = "bearer" if scheme == "bearer" else "authorization"
+                    hits.append((kind, start, end))
+        i = low.find("authorization", i + 1)
+
+
+# --------------------------------------------------------------------- credential assignment
+
+# password=..., "api_key": "...", client_secret='...', ?token=..., X-Api-Key: ... The key must
+# end with the keyword (so max_tokens, password_hash and secret_santa are not keys) and be at
+# most 30 characters longer than it. After "=" any value is taken; after ":" an unquoted value
+# must look like a token and not be a number, which keeps JSON valid ("token": 123 stays) and
+# prose ("Password: must be...") alone.
+_CREDENTIAL_KEYWORDS = (
+    "password", "passwd", "passphrase", "secret", "token",
+    "apikey", "api_key", "api-key", "accesskey", "access_key", "access-key",
+)  # fmt: skip
+_CREDENTIAL_TAIL_RE = re.compile(
+    r"(?![A-Za-z0-9_])[\"']?[ \t]*(?:(=)[ \t]*[\"']?|:[ \t]*([\"'])?)([^\s\"'<>&,;]{1,512}+)"
+)
+
+
+def _scan_credential(text: str, low: str, hits: list[Hit]) -> None:
+    for keyword in _CREDENTIAL_KEYWORDS:
+        i = low.find(keyword)
+        while i >= 0:
+            key_start = i
+            while key_start > 0 and i - key_start < 31 and text[key_start - 1] in _ALNUM:
+                key_start -= 1
+            if i - key_start <= 30 and (key_start == 0 or text[key_start - 1] not in _ALNUM):
+                m = _CREDENTIAL_TAIL_RE.match(text, i + len(keyword))
+                if m is not None:
+                    value = m.group(3)
+                    quoted_or_assigned = m.group(1) is not None or m.group(2) is not None
+                    if quoted_or_assigned or (
+                        looks_like_token(value) and not value.replace(".", "").isdigit()
+                    ):
+                        hits.append(("credential", m.start(3), m.end(3)))
+            i = low.find(keyword, i + 1)
+
+
+def _scan_aws_secret(text: str, low: str, hits: list[Hit]) -> None:
+    for keyword in ("aws", "secret"):
+        i = low.find(keyword)
+        while i >= 0:
+            m = _AWS_TAIL_RE.match(text, i + len(keyword))
+            if m is not None and _aws_secret_ok(m.group(1)):
+                hits.append(("api_key", m.start(1), m.end(1)))
+            i = low.find(keyword, i + 1)
+
+
+# ------------------------------------------------------------------------------------- phone
+
+# International: "+" then 7-40 digits, each optionally after one separator; parenthesised groups
+# ("+44 (0)20 ...") allowed. The digit count is checked (and trailing groups trimmed) in code.
+PHONE_INTL_RE = re.compile(
+    r"\+(?<![\w+]\+)[1-9](?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9])){6,40}+(?!\w)", _A
+)
+# North American: 555-123-4567, 555.123.4567, 1-555-123-4567, 1 (555) 123-4567.
+PHONE_US_RE = re.compile(
+    r"[0-9](?<![\w+.\-][0-9])"
+    r"(?:(?<=1)[ .\-](?:\([0-9]{3}\)[ ]?|[0-9]{3}[ .\-])|[0-9]{2}[ .\-])"
+    r"[0-9]{3}[ .\-][0-9]{4}(?!\w|[.\-][0-9])",
+    _A,
+)
+# Starting with "(": (555) 123-4567, and trunk-0 area codes such as (030) 123456.
+PHONE_PAREN_RE = re.compile(
+    r"\((?<![\w+.\-]\()"
+    r"(?:[0-9]{3}\)[ ]?[0-9]{3}[ .\-][0-9]{4}|0[0-9]{2,4}\)[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?)"
+    r"(?!\w|[.\-][0-9])",
+    _A,
+)
+# National with a trunk 0: 020 7946 0958, 0161 496 0000, 07700 900123, 030 123456.
+PHONE_TRUNK_RE = re.compile(
+    r"0(?<![\w+.\-]0)[0-9]{2,4}[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?(?!\w|[.\-][0-9])", _A
+)
+_PHONE_SEP_RE = re.compile(r"[ .\-]")
+_DIGIT_RE = re.compile(r"[0-9]")
+
+
+def _digit_count(s: str) -> int:
+    return sum(map(s.count, _DIGITS))
+
+
+def _scan_phone_intl(text: str, hits: list[Hit]) -> None:
+    for m in PHONE_INTL_RE.finditer(text):
+        span = m.group()
+        n = _digit_count(span)
+        # E.164 allows 15 digits; a longer run is a number followed by another number, so drop
+        # trailing groups rather than let the whole number through.
+        while n > 15:
+            cut = max((s.start() for s in _PHONE_SEP_RE.finditer(span)), default=-1)
+            if cut <= 0:
+                break
+            span = span[:cut]
+            n = _digit_count(span)
+        if 8 <= n <= 15:
+            hits.append(("phone", m.start(), m.start() + len(span)))
+
+
+def _national_phone_ok(s: str) -> bool:
+    return 9 <= _digit_count(s) <= 12
+
+
+# -------------------------------------------------------------------------- card, SSN, IBAN
+
+# The first digit is a major industry identifier of a payment network (2-6: airlines, travel,
+# banking); that excludes epoch timestamps in ms/us and most database ids (leading 1 or 9).
+CARD_RE = re.compile(
+    r"[2-6](?<![\w.\-][2-6])(?:"
+    r"[0-9]{12,18}"
+    r"|[0-9]{3}(?P<s>[ \-])[0-9]{4}(?P=s)[0-9]{4}(?P=s)[0-9]{1,4}(?:(?P=s)[0-9]{1,3})?"
+    r"|(?<=3)[0-9]{3}(?P<t>[ \-])[0-9]{6}(?P=t)[0-9]{4,5}"
+    r")(?![\w\-]|[.,][0-9])",
+    _A,
+)
+SSN_RE = re.compile(r"[0-9](?<![\w\-][0-9])[0-9]{2}-[0-9]{2}-[0-9]{4}(?![\w\-])", _A)
+# Anchored on the check digits (a digit prefix is fast to find); the country code is checked by
+# the lookbehind and the match is widened by two characters in code.
+IBAN_RE = re.compile(
+    r"[0-9](?<=(?<![A-Za-z0-9])[A-Za-z]{2}[0-9])[0-9](?:[ ]?[A-Za-z0-9]){10,32}+", _A
+)
+
+
+def _scan_iban(text: str, hits: list[Hit]) -> None:
+    for m in IBAN_RE.finditer(text):
+        start = m.start() - 2
+        cand = text[start : m.end()]
+        length = IBAN_LENGTHS.get(cand[:2].upper())
+        if length is None:
+            continue
+        # Take exactly the country's number of characters: either unbroken, or printed in
+        # groups of four separated by single spaces.
+        compact = cand.replace(" ", "")
+        if len(compact) < length:
+            continue
+        if cand[:length].isalnum():
+            end = length
+        else:
+            end = length + (length - 1) // 4
+            printed = cand[:end]
+            if len(printed) < end or any(
+                (ch == " ") != (i % 5 == 4) for i, ch in enumerate(printed)
+            ):
+                continue
+        after = start + end
+        if after < len(text) and text[after] in _ALNUM:
+            continue
+        if iban_ok(compact[:length]):
+            hits.append(("iban", start, after))
+
+
+# ---------------------------------------------------------------------------------------- IP
+
+IPV4_RE = re.compile(
+    r"[0-9](?<![\w.][0-9])[0-9]{0,2}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?!\w|\.[0-9])", _A
+)
+IPV6_RE = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}+"
+    r"(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\w)",
+    _A,
+)
+
+# Whole strings of these shapes are everywhere in trace events and never hold a detection.
+_PLAIN_RE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
+    r"(?:Z|[+\-][0-9]{2}:?[0-9]{2})?)?"
+    r"|-?[0-9]{1,12}(?:\.[0-9]{1,12})?"
+    r"|(?=[0-9a-f]{7,64}$)[0-9]*[a-f][0-9a-f]*",
+    _A,
+)
+
+
+# ------------------------------------------------------------------------------------- scan
+
+
+def scan(text: str) -> list[Hit]:
+    """Return every validated detection in ``text``; detections may overlap.
+
+    Example:
+        >>> scan("mail bob@example.com")
+        [('email', 5, 20)]
+    """
+    hits: list[Hit] = []
+    size = len(text)
+    # Gates are chains of "in" tests rather than any(...) over tuples: on the clean strings that
+    # dominate trace events the gates are the whole cost, and a generator costs ten "in" tests.
+    if size < 4:
+        return hits
+    if "@" in text:
+        _scan_email(text, hits)
+    if "://" in text:
+        if "@" in text:
+            _scan_url_credentials(text, hits)
+        if "hooks.slack.com" in text:
+            _run_regex(SLACK_WEBHOOK_RE, "webhook", text, hits)
+    if size >= 20:  # the shortest token below (AKIA + 16) has 20 characters
+        if "PRIVATE KEY" in text:
+            _run_regex(PRIVATE_KEY_RE, "private_key", text, hits)
+        if "eyJ" in text:
+            _run_regex(JWT_RE, "jwt", text, hits)
+        if "sk-" in text:
+            _run_regex(OPENAI_RE, "api_key", text, hits, _openai_ok)
+        if "AKIA" in text or "ASIA" in text or "ABIA" in text or "ACCA" in text:
+            _run_regex(AWS_KEY_ID_RE, "api_key", text, hits)
+        if "gh" in text and "_" in text:
+            _run_regex(GITHUB_RE, "api_key", text, hits)
+        if "glpat-" in text:
+            _run_regex(GITLAB_RE, "api_key", text, hits)
+        if "xox" in text:
+            _run_regex(SLACK_TOKEN_RE, "api_key", text, hits)
+        if "_live_" in text or "_test_" in text:
+            _run_regex(STRIPE_RE, "api_key", text, hits)
+        if "AIza" in text:
+            _run_regex(GOOGLE_RE, "api_key", text, hits)
+
+    low = text.lower()
+    if len(low) != size:
+        # Some non-ASCII characters lower to two; keep positions aligned with the text.
+        low = text.translate(_ASCII_LOWER)
+    if size >= 43 and ("aws" in low or "secret" in low):
+        _scan_aws_secret(text, low, hits)
+    if size >= 15 and "bearer" in low:
+        _scan_bearer(text, low, hits)
+    if ":" in text or "=" in text:
+        if "authorization" in low:
+            _scan_authorization(text, low, hits)
+        if "pass" in low or "secret" in low or "token" in low or "key" in low:
+            _scan_credential(text, low, hits)
+        if "::" in text or text.count(":") >= 7:
+            _run_regex(IPV6_RE, "ip", text, hits, ipv6_ok)
+
+    if size < 7:
+        return hits
+    # Finding no digit is cheaper with the regex engine on short strings and with memchr-based
+    # "in" on long ones; counting them all only pays once there is one.
+    if not (_DIGIT_RE.search(text) if size < 64 else any(map(text.__contains__, _DIGITS))):
+        return hits
+    if "+" in text:
+        _scan_phone_intl(text, hits)
+    digits = _digit_count(text)
+    if digits < 4 or (digits >= 9 and _PLAIN_RE.fullmatch(text)):
+        return hits
+    if text.count(".") >= 3:
+        _run_regex(IPV4_RE, "ip", text, hits, ipv4_ok)
+    if digits < 9:
+        return hits
+    if "-" in text:
+        _run_regex(SSN_RE, "ssn", text, hits, ssn_ok)
+    if "0" in text:
+        _run_regex(PHONE_TRUNK_RE, "phone", text, hits, _national_phone_ok)
+    if "(" in text:
+        _run_regex(PHONE_PAREN_RE, "phone", text, hits, _national_phone_ok)
+    if digits >= 10:
+        _run_regex(PHONE_US_RE, "phone", text, hits)
+        _scan_iban(text, hits)
+    if digits >= 13:
+        _run_regex(CARD_RE, "card", text, hits, card_ok)
+    return hits
+
+
+#: Priority of each kind: when two detections overlap and neither contains the other, the
+#: higher one is kept (URL credentials beat the "password@host" that looks like an e-mail).
+KIND_PRIORITY: dict[str, int] = {
+    "private_key": 100,
+    "secret": 95,
+    "url_credentials": 90,
+    "webhook": 88,
+    "jwt": 85,
+    "api_key": 80,
+    "bearer": 70,
+    "authorization": 65,
+    "credential": 60,
+    "email": 50,
+    "iban": 46,
+    "card": 45,
+    "ssn": 44,
+    "ip": 42,
+    "phone": 30,
+}
