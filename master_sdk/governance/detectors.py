@@ -87,9 +87,10 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 def ipv6_ok(s: str) -> bool:
     """Return True for a valid IPv6 address worth redacting.
 
-    Accepts full, ``::``-compressed and IPv4-suffixed forms. Forms with fewer than two written
-    groups (``::``, ``::1``, ``::2``) are refused: they collide with slice and scope syntax in
-    code (``a[::2]``, ``Foo::bar``) and name no host or person.
+    Accepts full, ``::``-compressed and IPv4-suffixed forms. A compressed form needs three
+    written groups, or one group with a hex letter or four digits (``fe80::1``, ``2001:db8::``):
+    ``::``, ``::1`` and ``1::3`` collide with slice and scope syntax in code (``a[::2]``,
+    ``x[1::3]``, ``Foo::bar``) and name no host or person.
     """
     needed = 8
     written = 0
@@ -112,7 +113,7 @@ def ipv6_ok(s: str) -> bool:
             return False
     if not all(0 < len(p) <= 4 and _HEX.issuperset(p) for p in parts):
         return False
-    return len(parts) + written >= 2
+    return written > 0 or len(parts) >= 3 or any(len(p) == 4 or not p.isdigit() for p in parts)
 
 
 def looks_like_token(s: str) -> bool:
@@ -245,7 +246,8 @@ OPENAI_RE = _prefixed("sk-", r"(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,
 AWS_KEY_ID_RE = re.compile(
     r"A(?:KIA|SIA|BIA|CCA)(?<![A-Za-z0-9_\-].{4})[A-Z0-9]{16}(?![A-Za-z0-9_\-])"
 )
-GITHUB_RE = _prefixed("gh", r"(?:[pousr]_[A-Za-z0-9]{30,255}+|ithub_pat_[A-Za-z0-9_]{22,255}+)")
+GITHUB_RE = _prefixed("gh", r"[pousr]_[A-Za-z0-9]{30,255}+")
+GITHUB_PAT_RE = _prefixed("github_pat_", r"[A-Za-z0-9_]{22,255}+")
 GITLAB_RE = _prefixed("glpat-", r"[A-Za-z0-9_\-]{20,255}+")
 SLACK_TOKEN_RE = _prefixed("xox", r"[abeoprs]-[A-Za-z0-9\-]{10,255}+")
 STRIPE_RE = re.compile(
@@ -380,6 +382,7 @@ PHONE_PAREN_RE = re.compile(
 PHONE_TRUNK_RE = re.compile(
     r"0(?<![\w+.\-]0)[0-9]{2,4}[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?(?!\w|[.\-][0-9])", _A
 )
+_DIGIT_KINDS = frozenset({"phone", "card", "ssn"})
 _PHONE_SEP_RE = re.compile(r"[ .\-]")
 _DIGIT_RE = re.compile(r"[0-9]")
 
@@ -428,7 +431,13 @@ IBAN_RE = re.compile(
 )
 
 
-def _scan_iban(text: str, hits: list[Hit]) -> None:
+def _scan_iban(text: str, hits: list[Hit]) -> list[tuple[int, int]]:
+    """Add valid IBANs to ``hits``; return the spans of IBAN-shaped text that failed mod-97.
+
+    An IBAN with a wrong checksum is not redacted, and neither are the digit groups inside it
+    that happen to pass Luhn or look like a phone number.
+    """
+    invalid: list[tuple[int, int]] = []
     for m in IBAN_RE.finditer(text):
         start = m.start() - 2
         cand = text[start : m.end()]
@@ -454,6 +463,9 @@ def _scan_iban(text: str, hits: list[Hit]) -> None:
             continue
         if iban_ok(compact[:length]):
             hits.append(("iban", start, after))
+        else:
+            invalid.append((start, after))
+    return invalid
 
 
 # ---------------------------------------------------------------------------------------- IP
@@ -473,7 +485,8 @@ _PLAIN_RE = re.compile(
     r"|[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
     r"(?:Z|[+\-][0-9]{2}:?[0-9]{2})?)?"
     r"|-?[0-9]{1,12}(?:\.[0-9]{1,12})?"
-    r"|(?=[0-9a-f]{7,64}$)[0-9]*[a-f][0-9a-f]*",
+    # git SHAs (short, SHA-1, SHA-256) and MD5: lengths no IBAN or card number has
+    r"|(?=(?:[0-9a-f]{7,12}|[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})$)[0-9]*[a-f][0-9a-f]*",
     _A,
 )
 
@@ -512,6 +525,8 @@ def scan(text: str) -> list[Hit]:
             _run_regex(AWS_KEY_ID_RE, "api_key", text, hits)
         if "gh" in text and "_" in text:
             _run_regex(GITHUB_RE, "api_key", text, hits)
+        if "github_pat_" in text:
+            _run_regex(GITHUB_PAT_RE, "api_key", text, hits)
         if "glpat-" in text:
             _run_regex(GITLAB_RE, "api_key", text, hits)
         if "xox" in text:
@@ -558,11 +573,19 @@ def scan(text: str) -> list[Hit]:
         _run_regex(PHONE_TRUNK_RE, "phone", text, hits, _national_phone_ok)
     if "(" in text:
         _run_regex(PHONE_PAREN_RE, "phone", text, hits, _national_phone_ok)
+    invalid_ibans: list[tuple[int, int]] = []
     if digits >= 10:
         _run_regex(PHONE_US_RE, "phone", text, hits)
-        _scan_iban(text, hits)
+        invalid_ibans = _scan_iban(text, hits)
     if digits >= 13:
         _run_regex(CARD_RE, "card", text, hits, card_ok)
+    if invalid_ibans:
+        hits = [
+            h
+            for h in hits
+            if h[0] not in _DIGIT_KINDS
+            or not any(s <= h[1] and h[2] <= e for s, e in invalid_ibans)
+        ]
     return hits
 
 
