@@ -431,14 +431,14 @@ IBAN_RE = re.compile(
 )
 
 
-def _scan_iban(text: str, hits: list[Hit]) -> list[tuple[int, int]]:
-    """Add valid IBANs to ``hits``; return the spans of IBAN-shaped text that failed mod-97.
+def _scan_iban(text: str, pos: int, hits: list[Hit], invalid: list[tuple[int, int]]) -> None:
+    """Add a valid IBAN whose check digits start at ``pos`` to ``hits``.
 
-    An IBAN with a wrong checksum is not redacted, and neither are the digit groups inside it
-    that happen to pass Luhn or look like a phone number.
+    The span of IBAN-shaped text that fails mod-97 goes to ``invalid``: it is not redacted, and
+    neither are the digit groups inside it that happen to pass Luhn or look like a phone number.
     """
-    invalid: list[tuple[int, int]] = []
-    for m in IBAN_RE.finditer(text):
+    # 34 characters at most, plus the spaces of the printed form, minus the country code.
+    for m in IBAN_RE.finditer(text, pos, pos + 40):
         start = m.start() - 2
         cand = text[start : m.end()]
         length = IBAN_LENGTHS.get(cand[:2].upper())
@@ -465,7 +465,6 @@ def _scan_iban(text: str, hits: list[Hit]) -> list[tuple[int, int]]:
             hits.append(("iban", start, after))
         else:
             invalid.append((start, after))
-    return invalid
 
 
 # ---------------------------------------------------------------------------------------- IP
@@ -479,6 +478,28 @@ IPV6_RE = re.compile(
     _A,
 )
 
+# "::" or a group between two colons: the regex engine jumps between colons to find these, and
+# only the run of hex digits, colons and dots around one is matched against IPV6_RE.
+_IPV6_ANCHOR_RE = re.compile(r"::|:[0-9A-Fa-f]{1,4}:")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+
+
+def _scan_ipv6(text: str, hits: list[Hit]) -> None:
+    size = len(text)
+    pos = 0
+    while (anchor := _IPV6_ANCHOR_RE.search(text, pos)) is not None:
+        lo, hi = anchor.span()
+        floor, ceiling = max(0, lo - 45), min(size, hi + 45)
+        while lo > floor and text[lo - 1] in _IPV6_CHARS:
+            lo -= 1
+        while hi < ceiling and text[hi] in _IPV6_CHARS:
+            hi += 1
+        for m in IPV6_RE.finditer(text, lo, min(size, hi + 2)):
+            if ipv6_ok(m.group()):
+                hits.append(("ip", m.start(), m.end()))
+        pos = hi
+
+
 # Whole strings of these shapes are everywhere in trace events and never hold a detection.
 _PLAIN_RE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -490,6 +511,8 @@ _PLAIN_RE = re.compile(
     _A,
 )
 
+
+_PLAIN_FIRST = frozenset("0123456789abcdefABCDEF-")
 
 # ------------------------------------------------------------------------------------- scan
 
@@ -505,7 +528,7 @@ def scan(text: str) -> list[Hit]:
     size = len(text)
     # Gates are chains of "in" tests rather than any(...) over tuples: on the clean strings that
     # dominate trace events the gates are the whole cost, and a generator costs ten "in" tests.
-    if size < 4:
+    if size < 4 or (size <= 64 and text[0] in _PLAIN_FIRST and _PLAIN_RE.fullmatch(text)):
         return hits
     if "@" in text:
         _scan_email(text, hits)
@@ -550,43 +573,97 @@ def scan(text: str) -> list[Hit]:
         if "pass" in low or "secret" in low or "token" in low or "key" in low:
             _scan_credential(text, low, hits)
         if "::" in text or text.count(":") >= 7:
-            _run_regex(IPV6_RE, "ip", text, hits, ipv6_ok)
+            _scan_ipv6(text, hits)
 
     if size < 7:
         return hits
     # Finding no digit is cheaper with the regex engine on short strings and with memchr-based
-    # "in" on long ones; counting them all only pays once there is one.
+    # "in" on long ones.
     if not (_DIGIT_RE.search(text) if size < 64 else any(map(text.__contains__, _DIGITS))):
         return hits
     if "+" in text:
         _scan_phone_intl(text, hits)
-    digits = _digit_count(text)
-    if digits < 4 or (digits >= 9 and _PLAIN_RE.fullmatch(text)):
-        return hits
-    if text.count(".") >= 3:
-        _run_regex(IPV4_RE, "ip", text, hits, ipv4_ok)
-    if digits < 9:
-        return hits
-    if "-" in text:
-        _run_regex(SSN_RE, "ssn", text, hits, ssn_ok)
-    if "0" in text:
-        _run_regex(PHONE_TRUNK_RE, "phone", text, hits, _national_phone_ok)
-    if "(" in text:
-        _run_regex(PHONE_PAREN_RE, "phone", text, hits, _national_phone_ok)
+    _scan_digit_clusters(text, hits)
+    return hits
+
+
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# A run of at least four digits joined by up to three of " ().-" at a time: phone numbers, card
+# numbers, SSNs and IPv4 addresses each lie inside one. The second branch catches the two check
+# digits of an IBAN (two letters at a word start before them), whose run may be shorter.
+_CLUSTER_RE = re.compile(
+    r"[0-9](?:(?:[ ().\-]{0,3}+[0-9]){3,}+"
+    r"|(?<=(?<![A-Za-z0-9])[A-Za-z]{2}[0-9])[0-9])",
+    _A,
+)
+
+
+def _scan_digit_clusters(text: str, hits: list[Hit]) -> None:
+    """Run the digit detectors on the clusters of digits in ``text`` only.
+
+    Clean text holds few clusters worth a look (dates, times and version numbers are short), so
+    this costs one pass of the regex engine instead of one per detector. Each detector runs on
+    a window two characters wider than the cluster on each side, which lets its boundary
+    lookbehind and lookahead see the real neighbours.
+    """
+    size = len(text)
     invalid_ibans: list[tuple[int, int]] = []
-    if digits >= 10:
-        _run_regex(PHONE_US_RE, "phone", text, hits)
-        invalid_ibans = _scan_iban(text, hits)
-    if digits >= 13:
-        _run_regex(CARD_RE, "card", text, hits, card_ok)
+    first = len(hits)
+    for m in _CLUSTER_RE.finditer(text):
+        start, end = m.span()
+        if (
+            start >= 2
+            and text[start - 1] in _LETTERS
+            and text[start - 2] in _LETTERS
+            and (start == 2 or text[start - 3] not in _ALNUM)
+        ):
+            _scan_iban(text, start, hits, invalid_ibans)
+        length = end - start
+        if length < 7:  # "1.1.1.1" is the shortest detection
+            continue
+        cluster = m.group()
+        lo, hi = max(0, start - 2), min(size, end + 2)
+        dots = cluster.count(".")
+        if dots >= 3:
+            _run_window(IPV4_RE, "ip", text, lo, hi, hits, ipv4_ok)
+        if length < 9:
+            continue
+        dashes = cluster.count("-")
+        digits = length - dots - dashes - cluster.count(" ") - cluster.count("(")
+        digits -= cluster.count(")")
+        if digits < 9:
+            continue
+        if dashes:
+            _run_window(SSN_RE, "ssn", text, lo, hi, hits, ssn_ok)
+        if "0" in cluster:
+            _run_window(PHONE_TRUNK_RE, "phone", text, lo, hi, hits, _national_phone_ok)
+        if "(" in text[lo:start]:
+            _run_window(PHONE_PAREN_RE, "phone", text, lo, hi, hits, _national_phone_ok)
+        if digits >= 10:
+            _run_window(PHONE_US_RE, "phone", text, lo, hi, hits, None)
+        if digits >= 13:
+            _run_window(CARD_RE, "card", text, lo, hi, hits, card_ok)
     if invalid_ibans:
-        hits = [
+        hits[first:] = [
             h
-            for h in hits
+            for h in hits[first:]
             if h[0] not in _DIGIT_KINDS
             or not any(s <= h[1] and h[2] <= e for s, e in invalid_ibans)
         ]
-    return hits
+
+
+def _run_window(
+    pattern: re.Pattern[str],
+    kind: str,
+    text: str,
+    lo: int,
+    hi: int,
+    hits: list[Hit],
+    check: Callable[[str], bool] | None,
+) -> None:
+    for m in pattern.finditer(text, lo, hi):
+        if check is None or check(m.group()):
+            hits.append((kind, m.start(), m.end()))
 
 
 #: Priority of each kind: when two detections overlap and neither contains the other, the
