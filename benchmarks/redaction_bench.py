@@ -92,9 +92,9 @@ IBAN_FORMATS = {  # country: (length, BBAN alphabet pattern: d digit, a letter, 
     "FR": (27, "ddddddddddcccccccccccdd"),
     "NL": (18, "aaaadddddddddd"),
     "ES": (24, "dddddddddddddddddddd"),
-    "IT": (27, "adddddddddddcccccccccccc"),
+    "IT": (27, "addddddddddcccccccccccc"),
     "BE": (16, "dddddddddddd"),
-    "CH": (21, "dddddccccccccccccc"),
+    "CH": (21, "dddddcccccccccccc"),
     "NO": (15, "ddddddddddd"),
     "PL": (28, "dddddddddddddddddddddddd"),
 }
@@ -108,7 +108,7 @@ def make_iban(rng: random.Random, valid: bool = True) -> str:
     numeric = int("".join(str(int(c, 36)) for c in bban + country + "00"))
     check = 98 - numeric % 97
     if not valid:
-        check = (check + rng.randint(1, 96)) % 97 + 1 if check != 1 else 2
+        check = rng.choice([c for c in range(2, 99) if c != check])
     iban = f"{country}{check:02d}{bban}"
     if rng.random() < 0.5:
         return " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
@@ -193,6 +193,11 @@ def make_api_key(rng: random.Random) -> str:
     )()
 
 
+def _b64(rng: random.Random) -> str:
+    user = _rand(rng, rng.randint(3, 10), string.ascii_lowercase)
+    return base64.b64encode(f"{user}:{_rand(rng, 12)}".encode()).decode()
+
+
 def _b64url(obj: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
@@ -247,10 +252,11 @@ POSITIVE_MAKERS: dict[str, Callable[[random.Random], str]] = {
     "private_key": make_private_key,
 }
 
-WORDS = (
-    "the agent called tool summarize with input and returned status ok after retry step "
-    "approval pending user review budget tokens model cost run flow product"
-).split()
+WORDS = [
+    *("the", "agent", "called", "tool", "summarize", "with", "input", "and", "returned"),
+    *("status", "ok", "after", "retry", "step", "approval", "pending", "user", "review"),
+    *("budget", "tokens", "model", "cost", "run", "flow", "product"),
+]
 
 
 @dataclass
@@ -275,6 +281,9 @@ def _place(rng: random.Random, kind: str, sample: str, secrets: list[str]) -> La
         user, pw = label_sample.split(":", 1)
         sample = f"postgres://{user}:{pw}@db{rng.randint(1, 9)}.internal:5432/app"
         label_start_offset = len("postgres://")
+    elif kind == "authorization":
+        sample = "Authorization: Basic " + sample
+        label_start_offset = len("Authorization: Basic ")
     elif kind == "credential":
         key = rng.choice(["password", "DB_PASSWORD", "client_secret", "api_key"])
         sample = f"{key}={label_sample}"
@@ -319,6 +328,17 @@ def labelled_corpus(rng: random.Random, per_kind: int, secrets: list[str]) -> li
         for _ in range(per_kind)
     ]
     items += [_place(rng, "secret", rng.choice(secrets), secrets) for _ in range(per_kind)]
+    items += [_place(rng, "authorization", _b64(rng), secrets) for _ in range(per_kind)]
+    items += [
+        _place(
+            rng,
+            "webhook",
+            f"https://hooks.slack.com/services/T{_rand(rng, 8, string.ascii_uppercase)}/"
+            f"B{_rand(rng, 8, string.ascii_uppercase)}/{_rand(rng, 24)}",
+            secrets,
+        )
+        for _ in range(per_kind)
+    ]
     for maker in NEGATIVE_MAKERS.values():
         items += [_place(rng, "none", maker(rng), secrets) for _ in range(per_kind)]
     rng.shuffle(items)
@@ -357,11 +377,13 @@ def score(redactor: Redactor, items: list[Labelled]) -> dict[str, dict[str, floa
 
 
 def _log_line(rng: random.Random) -> str:
+    run = uuid.UUID(int=rng.getrandbits(128))
+    version = f"v1.{rng.randint(0, 9)}.{rng.randint(0, 9)}"
     return (
         f"2024-05-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
-        f"{rng.randint(0, 59):02d}.{rng.randint(0, 999_999):06d}Z INFO run={uuid.UUID(int=rng.getrandbits(128))} "
+        f"{rng.randint(0, 59):02d}.{rng.randint(0, 999_999):06d}Z INFO run={run} "
         f"step={rng.choice(['echo', 'approve', 'summarize'])} {_prose(rng, rng.randint(3, 12))} "
-        f"took={rng.random() * 10:.3f}s tokens={rng.randint(1, 5000)} v1.{rng.randint(0, 9)}.{rng.randint(0, 9)}"
+        f"took={rng.random() * 10:.3f}s tokens={rng.randint(1, 5000)} {version}"
     )
 
 
@@ -529,13 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, make in (("clean", clean_corpus), ("pii-dense", dense_corpus)):
         t = throughput(redactor, make(random.Random(SEED), args.size), args.runs)
         results[f"throughput_{name}"] = t
-        print(
-            f"{name:<12}{t['mb']:>6.2f}{t['lines']:>8}"
-            f"{t['per_line_median']:>10.2f} [{t['per_line_min']:.2f}-{t['per_line_max']:.2f}]".ljust(
-                50
-            )
-            + f"{t['whole_median']:>10.2f} [{t['whole_min']:.2f}-{t['whole_max']:.2f}]"
-        )
+        per_line = f"{t['per_line_median']:.2f} [{t['per_line_min']:.2f}-{t['per_line_max']:.2f}]"
+        whole = f"{t['whole_median']:.2f} [{t['whole_min']:.2f}-{t['whole_max']:.2f}]"
+        print(f"{name:<12}{t['mb']:>6.2f}{t['lines']:>8}{per_line:>26}{whole:>26}")
 
     lat = event_latency(redactor, random.Random(SEED), args.runs)
     results["event_latency"] = lat

@@ -607,7 +607,9 @@ def _scan_digit_clusters(text: str, hits: list[Hit]) -> None:
     lookbehind and lookahead see the real neighbours.
     """
     size = len(text)
-    invalid_ibans: list[tuple[int, int]] = []
+    # Card-shaped numbers that fail Luhn and IBAN-shaped text that fails mod-97 are order
+    # numbers, references or typos: the phone numbers and SSNs seen inside them are dropped too.
+    invalid: list[tuple[int, int]] = []
     first = len(hits)
     for m in _CLUSTER_RE.finditer(text):
         start, end = m.span()
@@ -617,7 +619,7 @@ def _scan_digit_clusters(text: str, hits: list[Hit]) -> None:
             and text[start - 2] in _LETTERS
             and (start == 2 or text[start - 3] not in _ALNUM)
         ):
-            _scan_iban(text, start, hits, invalid_ibans)
+            _scan_iban(text, start, hits, invalid)
         length = end - start
         if length < 7:  # "1.1.1.1" is the shortest detection
             continue
@@ -642,13 +644,16 @@ def _scan_digit_clusters(text: str, hits: list[Hit]) -> None:
         if digits >= 10:
             _run_window(PHONE_US_RE, "phone", text, lo, hi, hits, None)
         if digits >= 13:
-            _run_window(CARD_RE, "card", text, lo, hi, hits, card_ok)
-    if invalid_ibans:
+            for card in CARD_RE.finditer(text, lo, hi):
+                if card_ok(card.group()):
+                    hits.append(("card", card.start(), card.end()))
+                else:
+                    invalid.append(card.span())
+    if invalid:
         hits[first:] = [
             h
             for h in hits[first:]
-            if h[0] not in _DIGIT_KINDS
-            or not any(s <= h[1] and h[2] <= e for s, e in invalid_ibans)
+            if h[0] not in _DIGIT_KINDS or not any(s <= h[1] and h[2] <= e for s, e in invalid)
         ]
 
 

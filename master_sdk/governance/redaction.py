@@ -373,7 +373,14 @@ class Redactor:
         return found
 
     def _value(self, obj: Any, depth: int) -> Any:
-        if type(obj) is str or isinstance(obj, str):
+        kind = type(obj)
+        if kind is str:
+            return obj if obj in self._clean else self.text(obj)
+        if kind is float or kind is bool or obj is None:
+            return obj
+        if kind is int:
+            return "<CARD>" if _is_card_number(obj) else obj
+        if isinstance(obj, str):
             return self.text(obj)
         if isinstance(obj, bool):
             return obj
@@ -384,10 +391,12 @@ class Redactor:
         if depth >= MAX_DEPTH:
             return TOO_DEEP
         if isinstance(obj, dict):
-            return self._dict(obj, depth)
+            return self._dict(obj, depth + 1)
         items: list[Any] | None = None
+        clean = self._clean
         for i, item in enumerate(obj):
-            new = self._value(item, depth + 1)
+            # Strings are the common case: the cache test is inlined to skip a call per item.
+            new = item if type(item) is str and item in clean else self._value(item, depth + 1)
             if items is None:
                 if new is item:
                     continue
@@ -404,9 +413,17 @@ class Redactor:
 
     def _dict(self, obj: dict[Any, Any], depth: int) -> Any:
         pairs: list[tuple[Any, Any]] | None = None
+        clean = self._clean
         for i, (key, val) in enumerate(obj.items()):
-            new_key = self.text(key) if isinstance(key, str) else key
-            new_val = self._value(val, depth + 1)
+            # Keys repeat on every event and sit in the clean cache; test it before any call.
+            new_key = key if type(key) is not str or key in clean else self.text(key)
+            kind = type(val)
+            if kind is str:
+                new_val = val if val in clean else self.text(val)
+            elif kind is float or kind is bool or val is None:
+                new_val = val
+            else:
+                new_val = self._value(val, depth)
             if pairs is None:
                 if new_key is key and new_val is val:
                     continue
@@ -441,7 +458,7 @@ def _replace(s: str, found: list[Finding]) -> str:
 
 
 def _is_card_number(n: int) -> bool:
-    if not 10**12 <= abs(n) < 10**19:
+    if -(10**12) < n < 10**12 or not -(10**19) < n < 10**19:
         return False
     digits = str(abs(n))
     return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits)
