@@ -1,49 +1,50 @@
 """The redaction engine: the one place that scrubs personal data and secrets.
 
 Everything master_sdk traces, logs, stores, displays or exports goes through a :class:`Redactor`
-first. It replaces each detection with a typed placeholder from :data:`PLACEHOLDERS`:
+first. Each detection is replaced by the placeholder of its kind (:data:`PLACEHOLDERS`):
 
-============== ===================== =========================================================
-kind           placeholder           what
-============== ===================== =========================================================
-email          ``<EMAIL>``           e-mail addresses
-phone          ``<PHONE>``           +CC international numbers; (555) 123-4567, 555-123-4567;
-                                     trunk-0 national numbers such as 020 7946 0958
-card           ``<CARD>``            13-19 digit card numbers, Luhn-valid, first digit 2-6
-iban           ``<IBAN>``            IBANs with the country's length and a valid mod-97 check
-ssn            ``<SSN>``             US SSNs ddd-dd-dddd (not area 000/666/9xx, group 00,
-                                     serial 0000)
-ip             ``<IP>``              valid IPv4 and IPv6 addresses
-api_key        ``<API_KEY>``         OpenAI, Anthropic, AWS (key ids, and secret keys next to
-                                     "aws"/"secret"), GitHub, GitLab, Slack, Stripe, Google keys
-jwt            ``<JWT>``             three base64url segments starting ``eyJ``
-bearer         ``<BEARER>``          the token after ``Bearer``
-authorization  ``<AUTHORIZATION>``   the credential of an ``Authorization:`` header (the
-                                     scheme word, e.g. ``Basic``, is kept)
-private_key    ``<PRIVATE_KEY>``     PEM private key blocks, BEGIN to END
-url_credentials ``<URL_CREDENTIALS>`` ``user:password`` in ``scheme://user:password@host``
-                                     (the scheme and host are kept)
-webhook        ``<WEBHOOK>``         Slack incoming-webhook URLs
-credential     ``<CREDENTIAL>``      the value in ``password=...``, ``"api_key": "..."``,
-                                     ``client_secret: '...'``, ``?token=...``
-secret         ``<SECRET>``          any value of the secrets file, also JSON-escaped or
-                                     URL-encoded
-============== ===================== =========================================================
+- ``<EMAIL>`` e-mail addresses.
+- ``<PHONE>`` international numbers (``+44 20 7946 0958``, ``+49 30 123456``, 8-15 digits),
+  North American ones (``(555) 123-4567``, ``555-123-4567``, ``1-800-555-0199``) and national
+  ones with a trunk 0 (``020 7946 0958``, ``(030) 1234567``). Bare digit runs are not phones.
+- ``<CARD>`` 13-19 digit card numbers, bare or grouped by spaces or dashes, Luhn-valid, with a
+  first digit of 2-6 (every card network; epoch timestamps and most ids start with 1).
+- ``<IBAN>`` IBANs of the country's length with a valid mod-97 check, unbroken or in groups of
+  four, any letter case.
+- ``<SSN>`` US social security numbers ``ddd-dd-dddd`` outside the never-issued ranges.
+- ``<IP>`` IPv4 addresses (octets 0-255, no leading zeros) and IPv6 addresses (full,
+  ``::``-compressed, IPv4-suffixed).
+- ``<API_KEY>`` OpenAI and Anthropic (``sk-``, ``sk-proj-``, ``sk-ant-``), AWS key ids
+  (``AKIA``/``ASIA``...), AWS secret keys (40 characters after "aws" or "secret" on the same
+  line), GitHub (``ghp_``, ``gho_``, ``ghu_``, ``ghs_``, ``ghr_``, ``github_pat_``), GitLab
+  (``glpat-``), Slack (``xoxb-``...), Stripe (``sk_live_``...) and Google (``AIza``) keys.
+- ``<JWT>`` three base64url segments starting ``eyJ``.
+- ``<BEARER>`` the token after ``Bearer``; ``<AUTHORIZATION>`` the credential of any other
+  ``Authorization:`` header. The header name and scheme word stay.
+- ``<PRIVATE_KEY>`` PEM private key blocks, BEGIN line to END line.
+- ``<URL_CREDENTIALS>`` the ``user:password`` of ``scheme://user:password@host``; the scheme,
+  host and path stay.
+- ``<WEBHOOK>`` Slack incoming-webhook URLs.
+- ``<CREDENTIAL>`` the value in ``password=...``, ``"api_key": "..."``, ``client_secret: '...'``,
+  ``?access_token=...``, ``X-Api-Key: ...``.
+- ``<SECRET>`` every value of the secrets file, raw, JSON-escaped or URL-encoded.
 
 Decisions worth knowing:
 
-* Escaped text is searched as it reads: strings holding ``\\"``, ``\\u0040``, ``\\n`` or
-  ``%40``-style escapes are also decoded (up to three levels, for JSON inside JSON) and what is
-  found there replaces the matching escaped span, so ``{\\"to\\": \\"a\\u0040b.io\\"}`` becomes
-  ``{\\"to\\": \\"<EMAIL>\\"}`` and stays valid JSON.
-* A four-part version that is a valid IPv4 address (``1.2.3.4``) is redacted as ``<IP>``; one
-  written with a prefix (``v1.2.3.4``) or with an out-of-range part (``10.0.0.256``) is not.
-* UUIDs, git SHAs, dates, times, plain numbers, Luhn-invalid card-like numbers and IBANs with a
-  wrong checksum are left alone.
+* Escaped text is searched as it reads: a string holding ``\\"``, ``\\u0040``, ``\\n`` or
+  ``%40``-style escapes is also decoded (up to three levels, for JSON inside JSON) and what is
+  found there replaces the matching escaped span, so ``{\\"to\\": \\"a\\u0040b.io\\"}``
+  becomes ``{\\"to\\": \\"<EMAIL>\\"}`` and stays valid JSON.
+* A four-part version that is a valid IPv4 address (``1.2.3.4``) is redacted as ``<IP>``: the
+  two cannot be told apart. One written with a prefix (``v1.2.3.4``) or with an out-of-range
+  part (``10.0.0.256``) is not. ``::``, ``::1`` and ``1::3`` are not IPv6 addresses here
+  (slices and scopes in code look the same).
+* UUIDs, git SHAs, dates, times, plain numbers, card-shaped numbers that fail Luhn and IBANs
+  with a wrong checksum (digit groups inside them included) are left alone.
 * :meth:`Redactor.value` redacts dictionary keys as well as values (an e-mail address used as a
   key is still an e-mail address); two keys that redact to the same text are kept apart as
   ``"<EMAIL>"`` and ``"<EMAIL>#2"``. Integers that are valid card numbers become ``"<CARD>"``.
-  Other objects (numbers, bytes, models) pass through: dump models to plain data first.
+  Other objects (floats, bytes, models) pass through: dump models to plain data first.
 * Redaction is idempotent: placeholders are never matched again, and :meth:`Redactor.text`
   repeats until its output is stable.
 """
@@ -59,7 +60,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 from urllib.parse import quote, quote_plus
 
-from master_sdk.governance.detectors import KIND_PRIORITY, Hit, luhn_ok, scan
+from master_sdk.governance.detectors import KIND_PRIORITY, Hit, scan
+from master_sdk.governance.redaction_validators import luhn_ok
 
 __all__ = ["MAX_DEPTH", "PLACEHOLDERS", "TOO_DEEP", "Finding", "Redactor", "flatten_secrets"]
 

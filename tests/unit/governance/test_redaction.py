@@ -22,6 +22,7 @@ from master_sdk.governance.redaction import (
     Redactor,
     flatten_secrets,
 )
+from master_sdk.governance.redaction_validators import iban_ok, ipv6_ok, luhn_ok
 
 # Credentials are assembled at run time so that no scanner mistakes this file for a leak.
 ALNUM = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
@@ -620,3 +621,40 @@ def test_pathological_inputs_complete(redactor: Redactor, text: str) -> None:
     and still give a stable answer."""
     out = redactor.text(text)
     assert redactor.text(out) == out
+
+
+# --------------------------------------------------------------------------- validators
+
+
+@pytest.mark.parametrize(
+    ("address", "valid"),
+    [
+        ("2001:db8::1", True),
+        ("1:2:3:4:5:6:7:8", True),
+        ("::ffff:10.0.0.1", True),
+        ("64:ff9b::192.0.2.33", True),
+        ("fe80::", True),
+        ("1:2:3:4:5:6:7:8:9", False),
+        ("1::2::3", False),
+        ("12345::1", False),
+        ("::ffff:10.0.0.256", False),
+        ("1:2:3", False),
+        ("::", False),
+        ("::1", False),
+        ("1::3", False),
+    ],
+)
+def test_ipv6_validation(address: str, valid: bool) -> None:
+    """ipv6_ok accepts real addresses and refuses malformed ones and slice-like forms."""
+    assert ipv6_ok(address) is valid
+
+
+def test_checksums() -> None:
+    """Luhn and mod-97 accept the published test numbers and refuse a changed last digit."""
+    assert luhn_ok("79927398713")
+    assert not luhn_ok("79927398710")
+    assert iban_ok("GB82WEST12345698765432")
+    assert iban_ok("gb82west12345698765432")
+    assert not iban_ok("GB82WEST12345698765433")
+    assert not iban_ok("GB82WEST1234569876543")  # one character short for GB
+    assert not iban_ok("XX82WEST12345698765432")  # no such country
