@@ -21,7 +21,9 @@ possessive quantifiers (``{m,n}+``) or atomic groups, so no failed match backtra
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable
+from itertools import accumulate
 
 from master_sdk.governance.redaction_validators import (
     IBAN_LENGTHS,
@@ -539,11 +541,23 @@ def _scan_digit_clusters(text: str, hits: list[Hit]) -> None:
                 else:
                     invalid.append(card.span())
     if invalid:
-        hits[first:] = [
-            h
-            for h in hits[first:]
-            if h[0] not in _DIGIT_KINDS or not any(s <= h[1] and h[2] <= e for s, e in invalid)
-        ]
+        hits[first:] = _outside(hits[first:], invalid)
+
+
+def _outside(hits: list[Hit], invalid: list[tuple[int, int]]) -> list[Hit]:
+    """Drop the phone, card and SSN hits that lie inside one of the ``invalid`` spans."""
+    invalid.sort()
+    starts = [s for s, _ in invalid]
+    # reach[i]: the furthest end among invalid[: i + 1]; a hit starting at or after start i is
+    # inside one of them exactly when it ends before that.
+    reach = list(accumulate((e for _, e in invalid), max))
+    kept = []
+    for hit in hits:
+        i = bisect_right(starts, hit[1]) - 1
+        if hit[0] in _DIGIT_KINDS and i >= 0 and hit[2] <= reach[i]:
+            continue
+        kept.append(hit)
+    return kept
 
 
 def _run_window(

@@ -114,8 +114,8 @@ def ssn_ok(s: str) -> bool:
 
 
 def card_ok(s: str) -> bool:
-    """Return True when the digits of ``s`` are 13-19 long and pass Luhn."""
-    digits = "".join(c for c in s if "0" <= c <= "9")
+    """Return True when ``s`` (digits, spaces, dashes) holds 13-19 digits that pass Luhn."""
+    digits = s.replace(" ", "").replace("-", "")
     return 13 <= len(digits) <= 19 and luhn_ok(digits)
 
 

@@ -613,6 +613,7 @@ def test_one_megabyte_of_mixed_text_is_fully_redacted(redactor: Redactor) -> Non
         "secret " * 14_000,
         "aws " + "A1" * 50_000,
         "GB82 " * 20_000,
+        "4111 1111 1111 1112 555-123-4567 " * 3_000,
     ],
     ids=lambda t: repr(t[:12]),
 )
