@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import accumulate
+from types import MappingProxyType
 
 from master_sdk.governance.redaction_validators import (
     IBAN_LENGTHS,
@@ -74,7 +75,12 @@ def _scan_email(text: str, hits: list[Hit]) -> None:
             floor = max(0, at - 65)
             while start > floor and text[start - 1] in _LOCAL_CHARS:
                 start -= 1
-            if 0 < at - start <= 64 and (start == 0 or text[start - 1] not in _LOCAL_CHARS):
+            if (
+                0 < at - start <= 64
+                and (start == 0 or text[start - 1] not in _LOCAL_CHARS)
+                # git@host:org/repo is an SSH remote, not a mailbox.
+                and not (text.startswith(":", m.end()) and text[start:at] == "git")
+            ):
                 hits.append(("email", start, m.end()))
         at = text.find("@", at + 1)
 
@@ -576,20 +582,22 @@ def _run_window(
 
 #: Priority of each kind: when two detections overlap and neither contains the other, the
 #: higher one is kept (URL credentials beat the "password@host" that looks like an e-mail).
-KIND_PRIORITY: dict[str, int] = {
-    "private_key": 100,
-    "secret": 95,
-    "url_credentials": 90,
-    "webhook": 88,
-    "jwt": 85,
-    "api_key": 80,
-    "bearer": 70,
-    "authorization": 65,
-    "credential": 60,
-    "email": 50,
-    "iban": 46,
-    "card": 45,
-    "ssn": 44,
-    "ip": 42,
-    "phone": 30,
-}
+KIND_PRIORITY: Mapping[str, int] = MappingProxyType(
+    {
+        "private_key": 100,
+        "secret": 95,
+        "url_credentials": 90,
+        "webhook": 88,
+        "jwt": 85,
+        "api_key": 80,
+        "bearer": 70,
+        "authorization": 65,
+        "credential": 60,
+        "email": 50,
+        "iban": 46,
+        "card": 45,
+        "ssn": 44,
+        "ip": 42,
+        "phone": 30,
+    }
+)

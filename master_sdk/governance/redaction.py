@@ -103,9 +103,9 @@ _MAX_DECODE_LEVELS = 3
 _MAX_CLUSTER = 64
 
 _ESCAPE_RE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|[\"\\/bfnrt])|%[0-7][0-9A-Fa-f]")
-_SIMPLE_ESCAPES = {
+_SIMPLE_ESCAPES = MappingProxyType({
     '"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"
-}  # fmt: skip
+})  # fmt: skip
 _PROTECTED_RE = re.compile("|".join(re.escape(p) for p in (*PLACEHOLDERS.values(), TOO_DEEP)))
 
 

@@ -7,6 +7,9 @@ valid octets or groups, a credential looks machine-made rather than like a word 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 
 def luhn_ok(digits: str) -> bool:
     """Return True when ``digits`` (only ASCII digits) passes the Luhn checksum."""
@@ -22,7 +25,7 @@ def luhn_ok(digits: str) -> bool:
 
 
 #: IBAN length per country (ISO 13616 registry).
-IBAN_LENGTHS: dict[str, int] = {
+IBAN_LENGTHS: Mapping[str, int] = MappingProxyType({
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
     "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
     "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27,
@@ -33,7 +36,7 @@ IBAN_LENGTHS: dict[str, int] = {
     "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
     "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23,
     "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
-}  # fmt: skip
+})  # fmt: skip
 
 
 def iban_ok(iban: str) -> bool:

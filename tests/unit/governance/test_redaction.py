@@ -262,6 +262,7 @@ NEGATIVES: list[str] = [
     "dGhpcyBpcyBhIHRlc3Qgc3RyaW5nIGZvciBiYXNl",
     "secret rotated in commit 3f786850e387550fdab836ed7e6dc881de23001b",
     "http://example.com:8080/path?q=1",
+    "git clone git@github.com:org/repo.git",
     "ftp://example.com/file",
     "1 + 1 = 2 and 50% off",
     "C:\\new\\table",
