@@ -434,7 +434,9 @@ def scan(text: str) -> list[Hit]:
             _scan_url_credentials(text, hits)
         if "hooks.slack.com" in text:
             _run_regex(SLACK_WEBHOOK_RE, "webhook", text, hits)
-    if size >= 20:  # the shortest token below (AKIA + 16) has 20 characters
+    # Every key or token below is at least 20 characters long (AKIA + 16 is the shortest; a
+    # real JWT is longer), and short strings are the common case.
+    if size >= 20:
         if "PRIVATE KEY" in text:
             _run_regex(PRIVATE_KEY_RE, "private_key", text, hits)
         if "eyJ" in text:

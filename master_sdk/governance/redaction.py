@@ -235,8 +235,9 @@ def _secret_forms(secret: str) -> Iterator[str]:
 class Redactor:
     """Replace personal data and secrets with typed placeholders.
 
-    Build one per secrets file and reuse it: construction compiles the patterns, the methods
-    are pure and safe to share between threads.
+    Build one per secrets file and reuse it: construction prepares the secrets, and the
+    methods are deterministic and safe to share between threads (the only state they touch is
+    a bounded set of short strings already found clean).
 
     Args:
         secrets: Values to redact wherever they appear, e.g. ``flatten_secrets(tree)`` of the
