@@ -184,7 +184,9 @@ class Workbench:
         row, steps = self.store.load(run_id)
         flow = self.catalog.flow(f"{row.product}/{row.flow}")
         ctx = self.engine.load(flow, row, steps)
-        if ctx.run.status not in ENDED:
+        if ctx.run.status not in ENDED and (
+            row.flow_hash != flow.flow_hash or row.product_version != flow.product_version
+        ):
             check_flow_pin(
                 ctx,
                 allow_change=allow_flow_change,
