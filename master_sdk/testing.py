@@ -54,7 +54,7 @@ __all__ = [
     "no_network_models",
 ]
 
-ScriptedReply = str | Mapping[str, Any] | list[Any] | BaseModel | ModelResponse | BaseException
+ScriptedResponse = str | Mapping[str, Any] | list[Any] | BaseModel | ModelResponse | BaseException
 """What a scripted model may answer with (see the module docstring)."""
 
 
@@ -107,7 +107,7 @@ class ScriptedModel:
     """A model that answers with scripted replies, in order, and records its calls.
 
     Args:
-        replies: the replies, one per expected call (see :data:`ScriptedReply`).
+        responses: the replies, one per expected call (see :data:`ScriptedResponse`).
         model: the model name replies report when a request carries none.
 
     Use it as a context manager to check on leaving the block that every reply was asked
@@ -121,11 +121,13 @@ class ScriptedModel:
 
     name = "scripted"
 
-    def __init__(self, replies: Iterable[ScriptedReply] = (), *, model: str = "scripted") -> None:
+    def __init__(
+        self, responses: Iterable[ScriptedResponse] = (), *, model: str = "scripted"
+    ) -> None:
         self.model = model
         self.calls: list[ModelRequest] = []
         self.unexpected: list[ModelRequest] = []
-        self._script: deque[ScriptedReply] = deque(replies)
+        self._script: deque[ScriptedResponse] = deque(responses)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -142,10 +144,10 @@ class ScriptedModel:
         """The last user message of every call, in order."""
         return [_last_user_message(request) for request in self.calls]
 
-    def add(self, *replies: ScriptedReply) -> None:
+    def add(self, *responses: ScriptedResponse) -> None:
         """Script more replies after the ones already queued."""
         with self._lock:
-            self._script.extend(replies)
+            self._script.extend(responses)
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         """Record the request and answer with the next scripted reply.
@@ -201,7 +203,7 @@ class ScriptedModel:
             self.assert_consumed()
 
 
-def _describe(reply: ScriptedReply) -> str:
+def _describe(reply: ScriptedResponse) -> str:
     if isinstance(reply, BaseException):
         return f"{type(reply).__name__}({reply})"
     if isinstance(reply, ModelResponse):
@@ -232,7 +234,7 @@ class FunctionModel:
     name = "function"
 
     def __init__(
-        self, fn: Callable[[ModelRequest], ScriptedReply], *, model: str = "function"
+        self, fn: Callable[[ModelRequest], ScriptedResponse], *, model: str = "function"
     ) -> None:
         self.fn = fn
         self.model = model

@@ -123,6 +123,16 @@ def test_replies_never_asked_for_fail_assert_consumed_and_the_with_block() -> No
         pass
 
 
+def test_more_responses_can_be_scripted_later_by_keyword_or_add() -> None:
+    """``responses=`` queues replies; ``add()`` appends after them, answered in order."""
+    model = ScriptedModel(responses=["one"])
+    model.add("two", "three")
+    request = ModelRequest(model="m", messages=(testing.Message("user", "x"),))
+
+    assert [model.complete(request).text for _ in range(3)] == ["one", "two", "three"]
+    model.assert_consumed()
+
+
 def test_the_with_block_does_not_hide_the_error_that_ended_it() -> None:
     """Leaving the block by an exception re-raises that exception, not a consumption
     complaint."""
