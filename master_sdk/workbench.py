@@ -63,7 +63,9 @@ class Workbench:
             scrub=self._redact,
             before_commit=(lambda label: crash(f"commit:{label}")) if crash.armed else None,
         )
-        self.router = Router(settings.models, root=settings.root, providers=providers)
+        self.router = Router(
+            settings.models, root=settings.root, providers=providers, scrub=self._redact
+        )
         self.catalog: ProductCatalog = ProductCatalog(
             settings.products_path,
             policy=settings.policy,
@@ -183,7 +185,9 @@ class Workbench:
         row, steps = self.store.load(run_id)
         flow = self.catalog.flow(f"{row.product}/{row.flow}")
         ctx = self.engine.load(flow, row, steps)
-        if ctx.run.status not in ENDED:
+        if ctx.run.status not in ENDED and (
+            row.flow_hash != flow.flow_hash or row.product_version != flow.product_version
+        ):
             check_flow_pin(
                 ctx,
                 allow_change=allow_flow_change,
@@ -235,7 +239,8 @@ class Workbench:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Close the store connection."""
+        """Close the store connection and the model providers' connections."""
+        self.router.close()
         self.store.close()
 
     def __enter__(self) -> Workbench:

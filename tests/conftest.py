@@ -14,7 +14,13 @@ import master_sdk as ms
 
 REPO = Path(__file__).resolve().parents[1]
 
-COMPONENTS = '''
+
+@pytest.fixture(autouse=True)
+def _no_network_models(block_network_models: object) -> Iterator[None]:
+    """No test may reach a model beyond loopback (the plugin fails the test if one tries)."""
+    yield
+
+COMPONENTS = """
 from __future__ import annotations
 
 from pydantic import BaseModel
@@ -57,7 +63,7 @@ class Summary(AgentOutput):
 @agent(model="default")
 def summarizer(ctx: AgentContext, text: str) -> Summary:
     return Summary(summary=ctx.complete(f"Summarise: {text}").text)
-'''
+"""
 
 
 @dataclass
