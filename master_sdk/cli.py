@@ -264,9 +264,6 @@ def _trace(wb: ms.Workbench, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``master`` console script."""
-    # jsonschema imports an optional IRI grammar that takes seconds to build; the CLI
-    # never validates the iri formats, so it tells the import system the package is absent
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None marks it missing
     args = _parser().parse_args(argv)
     from master_sdk.errors import MasterError
 
