@@ -320,7 +320,9 @@ class Workbench:
         refuses the import instead). Imported runs that were executing a step show as
         ``interrupted`` here.
         """
-        return self.store.import_runs(Path(path), fmt=format, on_duplicate=on_duplicate)
+        report = self.store.import_runs(Path(path), fmt=format, on_duplicate=on_duplicate)
+        self._mark_abandoned()  # a run imported mid-step has no owner here
+        return report
 
     # ------------------------------------------------------------------ lifetime
 

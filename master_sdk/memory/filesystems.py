@@ -95,14 +95,12 @@ def mount_of(path: str | os.PathLike[str], mounts_text: str) -> Mount | None:
     return best
 
 
-def network_mount(
-    path: str | os.PathLike[str], mounts_text: str | None = None
-) -> Mount | None:
+def network_mount(path: str | os.PathLike[str], mounts_text: str | None = None) -> Mount | None:
     """The network mount holding ``path``, or None when it is local (or unknown).
 
     Args:
-        path: a file or folder; its nearest existing ancestor is resolved (symbolic links
-            followed) before the lookup.
+        path: a file or folder; symbolic links in the part of it that exists are followed
+            before the lookup.
         mounts_text: the mount table; default: read ``/proc/mounts`` (absent outside Linux,
             where nothing is detected).
     """
@@ -111,15 +109,16 @@ def network_mount(
             mounts_text = MOUNTS_FILE.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return None
-    mount = mount_of(_existing(Path(path)), mounts_text)
+    mount = mount_of(_resolved(Path(path)), mounts_text)
     return mount if mount is not None and mount.is_network else None
 
 
-def _existing(path: Path) -> Path:
+def _resolved(path: Path) -> Path:
+    """``path`` with symbolic links resolved as far as it exists (the rest kept as is)."""
     path = path.absolute()
     for candidate in (path, *path.parents):
         if candidate.exists():
-            return candidate.resolve()
+            return candidate.resolve() / path.relative_to(candidate)
     return path
 
 

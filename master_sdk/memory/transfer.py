@@ -102,8 +102,8 @@ class TransferReport:
             return f"exported {len(self.runs)} run(s) to {self.path} ({self.fmt})"
         text = f"imported {len(self.runs)} run(s) from {self.path} ({self.fmt})"
         if self.skipped:
-            text += (
-                f"; skipped {len(self.skipped)} already in the store: " + ", ".join(self.skipped)
+            text += f"; skipped {len(self.skipped)} already in the store: " + ", ".join(
+                self.skipped
             )
         return text
 
@@ -204,7 +204,12 @@ def _export_jsonl(store: SQLiteStore, temp: Path, run_ids: Sequence[str] | None)
                 "runs": len(ids),
             }
             out.write(_line(header))
-            hashes = sorted({b["run"]["flow_hash"] for b in _bundles(conn, ids)})
+            hashes = sorted(
+                {
+                    conn.execute("SELECT flow_hash FROM runs WHERE run_id = ?", (i,)).fetchone()[0]
+                    for i in ids
+                }
+            )
             for flow_hash in hashes:
                 row = conn.execute(
                     f"SELECT {', '.join(FLOW_FIELDS)} FROM flow_versions WHERE flow_hash = ?",  # noqa: S608  # constants
@@ -399,9 +404,7 @@ def _bundle(record: Record, source: Path, number: int) -> Record:
     return bundle
 
 
-def _require(
-    record: Any, fields: Sequence[str], source: Path, number: int, what: str
-) -> Record:
+def _require(record: Any, fields: Sequence[str], source: Path, number: int, what: str) -> Record:
     if not isinstance(record, dict):
         raise StoreError(f"{source}, line {number}: a {what} entry must be a JSON object")
     missing = [f for f in fields if f not in record]

@@ -443,6 +443,7 @@ class Engine:
         run.error = f"aborted by {by}" + (f": {reason}" if reason else "")
         run.state.pop("pending", None)
         run.state.pop("interrupted", None)
+        run.state["aborted"] = {"by": by, "reason": reason}
         ctx.trace.emit("run_aborted", status="failed", attrs={"by": by, "reason": reason})
         self._commit(ctx, "end", resume=True)
 
@@ -781,6 +782,12 @@ class Engine:
 
     def _require_recoverable(self, ctx: RunContext, action: str) -> None:
         run = ctx.run
+        if "aborted" in run.state:
+            raise NotWaiting(
+                f"cannot {action} run {run.run_id}: it was aborted by "
+                f"{run.state['aborted'].get('by')}; start a new run instead",
+                run_id=run.run_id,
+            )
         if run.status not in ("interrupted", "failed") or run.cursor >= len(ctx.flow.steps):
             raise NotWaiting(
                 f"cannot {action} run {run.run_id}: it is {run.status}; only an interrupted "

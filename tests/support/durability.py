@@ -103,6 +103,13 @@ def fatal(ledger: str, name: str, ctx: ToolContext) -> Marked:
     return Marked(name=name)
 
 
+@tool(idempotent=True)
+def halt(ledger: str, name: str) -> Marked:
+    """Stops like a user pressing the notebook's interrupt button."""
+    _append(ledger, name)
+    raise KeyboardInterrupt
+
+
 class Summary(AgentOutput):
     summary: str
 
@@ -173,6 +180,27 @@ steps:
   - {id: boom, type: tool, tool: fatal, input: {ledger: "{{ inputs.ledger }}", name: boom}}
 """
 
+HALT_FLOW = """
+id: halt
+inputs:
+  type: object
+  properties: {ledger: {type: string}}
+  required: [ledger]
+steps:
+  - {id: stop, type: tool, tool: halt, input: {ledger: "{{ inputs.ledger }}", name: stop}}
+"""
+
+TWO_STEP_FLOW = """
+id: two
+inputs:
+  type: object
+  properties: {ledger: {type: string}}
+  required: [ledger]
+steps:
+  - {id: a, type: tool, tool: mark, input: {ledger: "{{ inputs.ledger }}", name: a}}
+  - {id: b, type: tool, tool: mark, input: {ledger: "{{ inputs.ledger }}", name: b}}
+"""
+
 PAUSE_FLOW = """
 id: pause
 inputs:
@@ -208,7 +236,7 @@ class LedgerProvider(FakeProvider):
 
 def make_ledger_project(root: Path, *, app: str = "", policy: str = "") -> Path:
     """A project folder with the ``ledger`` product (flows ledger, gated, gated_keyed,
-    fatal, pause); ``app`` / ``policy`` are written to configs/app.yaml / policy.yaml."""
+    fatal, halt, two, pause); ``app`` / ``policy`` go to configs/app.yaml / policy.yaml."""
     product = root / "products" / "ledger"
     (product / "flows").mkdir(parents=True)
     (root / "configs").mkdir()
@@ -221,6 +249,8 @@ def make_ledger_project(root: Path, *, app: str = "", policy: str = "") -> Path:
             "id: gated\n", "id: gated_keyed\n"
         ),
         "fatal": FATAL_FLOW,
+        "halt": HALT_FLOW,
+        "two": TWO_STEP_FLOW,
         "pause": PAUSE_FLOW,
     }
     for name, text in flows.items():

@@ -10,8 +10,9 @@ the config loader, as in production. Commands:
 * ``start ROOT STORE REF INPUTS_JSON`` / ``open ROOT STORE RUN [--no-recover]``;
 * ``race ROOT STORE RUN ACTION DIR NAME [--plain]`` — approve or submit a paused run at
   the same moment as another process (see :func:`race`);
-* ``writers ROOT STORE COUNT GATE`` — COUNT hello_world runs, from approve to completion;
-* ``hold-lock STORE`` / ``hold-read STORE`` — keep a write lock / a read snapshot open until
+* ``writers ROOT STORE PROCESSES COUNT DIR`` — that many processes, each doing COUNT
+  hello_world runs (start, approve, submit) against one store, released together;
+* ``hold-write STORE`` / ``hold-read STORE`` — keep a write lock / a read snapshot open until
   a line arrives on stdin;
 * ``sweep ROOT WORKDIR POINTS_JSON`` — for each crash point, a process that drives a run
   and dies there, then a new process that resumes it (see :func:`sweep`).
@@ -108,8 +109,17 @@ def start(root: str, store: str, ref: str, inputs: str) -> None:
 
 
 def open_run(root: str, store: str, run_id: str, *flags: str) -> None:
+    """``get_run``; with ``--barrier DIR NAME`` the first commit waits at a barrier."""
     wb = open_bench(root, store)
-    run = wb.get_run(run_id, recover="--no-recover" not in flags)
+    if "--barrier" in flags:
+        at = flags.index("--barrier")
+        folder, name = Path(flags[at + 1]), flags[at + 2]
+        wb.engine.store = BarrierStore(wb.store, folder, name)  # type: ignore[assignment]  # same protocol
+    try:
+        run = wb.get_run(run_id, recover="--no-recover" not in flags)
+    except ms.MasterError as exc:
+        emit(run_id=run_id, result=type(exc).__name__, error=str(exc))
+        return
     emit(run_id=run.id, status=run.status, error=run.error)
 
 
@@ -169,21 +179,62 @@ def race(root: str, store: str, run_id: str, action: str, folder: str, name: str
         emit(result="ok", status=run.status, name=name)
 
 
-def writers(root: str, store: str, count: str, gate: str) -> None:
+def writer(root: str, store: str, count: str, gate: str, name: str = "w") -> None:
+    """Open the store, wait for ``gate``, then COUNT hello_world runs to completion."""
     wb = ms.Workbench.open(root, store=store)
+    (Path(gate).parent / f"{name}.ready").touch()
     wait_file(Path(gate))
     started = time.perf_counter()
     completed = 0
     errors: list[str] = []
     for number in range(int(count)):
         try:
-            run = wb.run("hello_world/greet", {"text": f"run {number}"})
-            run.approve(by="ana")
-            run.submit({"audience": "board"}, by="ana")
+            run = wb.run("hello_world/greet", {"text": f"{name} run {number}"})
+            run.approve(by=name)
+            run.submit({"audience": "board"}, by=name)
             completed += run.status == "completed"
         except ms.MasterError as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
-    emit(completed=completed, errors=errors, seconds=time.perf_counter() - started)
+    wb.close()
+    emit(name=name, completed=completed, errors=errors, seconds=time.perf_counter() - started)
+
+
+def writers(root: str, store: str, processes: str, count: str, folder: str) -> None:
+    """PROCESSES writers, forked from this warmed-up process, released together.
+
+    Each writer is its own OS process with its own connection; all open the (possibly
+    new) store first, and start writing only when every one of them is ready.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(io.StringIO()):
+        wb = ms.Workbench.open(root, store=Path(scratch) / "warm.sqlite3")
+        run = wb.run("hello_world/greet", {"text": "warm"})
+        run.approve()
+        run.submit({"audience": "x"})
+        wb.close()
+    base = Path(folder)
+    gate = base / "go"
+    names = [f"w{i}" for i in range(int(processes))]
+    pids = {
+        _fork(writer, root, store, count, str(gate), name, env={}, out=base / f"{name}.txt"): name
+        for name in names
+    }
+    deadline = time.monotonic() + 60
+    while not all((base / f"{name}.ready").exists() for name in names):
+        if time.monotonic() > deadline:
+            raise SystemExit("writers never got ready")
+        time.sleep(0.001)
+    started = time.perf_counter()
+    gate.touch()
+    codes = _reap(pids)
+    results = [
+        json.loads((base / f"{name}.txt").read_text().strip().splitlines()[-1])
+        if codes[name] == 0
+        else {"name": name, "failed": (base / f"{name}.txt").read_text()}
+        for name in names
+    ]
+    emit(codes=codes, results=results, seconds=time.perf_counter() - started)
 
 
 def hold_lock(store: str) -> None:
@@ -226,6 +277,7 @@ def _fork(target: Any, *args: Any, env: dict[str, str], out: Path) -> int:
 
 
 def _reap(pids: dict[int, str]) -> dict[str, int]:
+    """Wait for every child; its exit code by name."""
     codes = {}
     for pid, point in pids.items():
         _, status = os.waitpid(pid, 0)
@@ -277,7 +329,7 @@ COMMANDS = {
     "open": open_run,
     "race": race,
     "writers": writers,
-    "hold-lock": hold_lock,
+    "hold-write": hold_lock,
     "hold-read": hold_read,
     "sweep": sweep,
 }

@@ -22,6 +22,8 @@ import master_sdk as ms
 from master_sdk.orchestrator.crashpoints import CRASH_EXIT_CODE
 from tests.support.durability import last_json, lines, make_ledger_project, run_driver, tally
 
+pytestmark = pytest.mark.slow  # one driver process forking 36 others
+
 BASE = Counter({"first": 1, "second": 1, "third": 1, "model": 1, "last": 1})
 
 # point -> (status the resuming process sees on opening the run, steps that ran twice,
