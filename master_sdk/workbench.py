@@ -414,7 +414,11 @@ class Run:
         return self._row.status in ENDED
 
     def refresh(self) -> Run:
-        """Re-read the run from the store (another kernel or the CLI may have moved it)."""
+        """Re-read the run from the store (another kernel or the CLI may have moved it).
+
+        Unlike :meth:`Workbench.get_run` this never runs a step: a run interrupted by a
+        crash shows as ``interrupted`` until it is opened with ``get_run`` or retried.
+        """
         self._row, self._ctx = self._wb._load(self.id)
         return self
 

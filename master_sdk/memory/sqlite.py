@@ -135,6 +135,9 @@ class SQLiteStore:
         level = conn.execute("PRAGMA synchronous").fetchone()[0]
         if int(level) != {"NORMAL": 1, "FULL": 2}[self.synchronous]:
             raise StoreError(f"{self.path}: PRAGMA synchronous did not take ({level})")
+        waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        if int(waits) != int(self.busy_timeout_ms):
+            raise StoreError(f"{self.path}: PRAGMA busy_timeout did not take ({waits})")
 
     def _dumps(self, value: Any) -> str | None:
         if value is None:
@@ -158,6 +161,10 @@ class SQLiteStore:
             if self.before_commit is not None:
                 self.before_commit(label)
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # disk full, I/O error, constraint: nothing was written
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: could not write ({exc}); nothing was written") from exc
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -277,6 +284,14 @@ class SQLiteStore:
 
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]]:
         """A run and its steps (see :class:`Store`)."""
+        try:
+            return self._load(run_id)
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):  # a reader waits only while another process recovers the WAL
+                raise StoreBusy(f"{self.path}: the store is busy ({exc}); try again") from None
+            raise StoreError(f"{self.path}: cannot read run {run_id}: {exc}") from None
+
+    def _load(self, run_id: str) -> tuple[RunRow, list[StepRow]]:
         row = self.conn.execute(
             f"SELECT {_RUN_COLUMNS}, pk FROM runs WHERE run_id = ?",  # noqa: S608  # constants
             (run_id,),

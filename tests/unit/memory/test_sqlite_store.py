@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 
 import master_sdk as ms
 from master_sdk.memory.sqlite import SQLiteStore
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def project(tmp_path: Path, app: str = "") -> Path:
@@ -81,3 +84,23 @@ def test_integrity_check_still_reports_a_real_null_in_a_not_null_column(tmp_path
     store = SQLiteStore(path)
     assert store.integrity_check() == "NULL value in approvals.decided_by"
     store.close()
+
+
+def test_a_full_disk_during_a_commit_is_a_store_error_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    """When SQLite cannot write (here: the file may not grow), the error is a StoreError
+    naming the store, the transaction is rolled back, and the store stays usable."""
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "products", root / "products")
+    shutil.copytree(REPO / "configs", root / "configs")
+    with ms.Workbench.open(root, store=tmp_path / "s.sqlite3") as wb:
+        (pages,) = wb.store.conn.execute("PRAGMA page_count").fetchone()
+        wb.store.conn.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(ms.StoreError, match="could not write") as caught:
+            wb.run("hello_world/greet", {"text": "x" * 3000})
+        assert "nothing was written" in str(caught.value)
+        assert len(wb.runs()) == 0
+        wb.store.conn.execute("PRAGMA max_page_count = 1073741823")
+        assert wb.run("hello_world/greet", {"text": "fits now"}).status == "waiting_approval"
+        assert wb.store_info()["integrity"] == "ok"
