@@ -43,7 +43,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T", bound=BaseModel)
 
 CONTROL_FIELDS: frozenset[str] = frozenset(
-    {"nextstep", "goto", "retry", "branch", "route", "stop", "jump", "callagent"}
+    {
+        "nextstep",
+        "goto",
+        "retry",
+        "branch",
+        "route",
+        "stop",
+        "jump",
+        "callagent",
+        "calltool",
+        "nextagent",
+        "handoff",
+    }
 )
 """Normalised names (lower case, no ``_``/``-``/spaces) an agent output may never carry."""
 
@@ -254,6 +266,13 @@ class AgentSpec:
     description: str
 
 
+def _is_tool_context(annotation: Any) -> bool:
+    if annotation is ToolContext:
+        return True
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return len(args) == 1 and args[0] is ToolContext
+
+
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
@@ -304,7 +323,7 @@ def tool(
 
     def register(func: F) -> F:
         hints = _hints(func)
-        ctx = [n for n, h in hints.items() if h is ToolContext and n != "return"]
+        ctx = [n for n, h in hints.items() if n != "return" and _is_tool_context(h)]
         returned = hints.get("return")
         output = (
             returned if isinstance(returned, type) and issubclass(returned, BaseModel) else None

@@ -286,8 +286,18 @@ def _trace(wb: ms.Workbench, args: argparse.Namespace) -> int:
         print(f"wrote {len(out)} events to {args.output}")
         return 0
     if args.format == "table":
-        columns = ["seq", "ts", "event", "step_id", "name", "status", "duration_ms",
-                   "tokens_in", "tokens_out", "cost_usd"]
+        columns = [
+            "seq",
+            "ts",
+            "event",
+            "step_id",
+            "name",
+            "status",
+            "duration_ms",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+        ]
         text = _table(out[columns])
     elif args.format == "csv":
         text = out.to_csv(index=False)

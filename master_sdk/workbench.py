@@ -68,7 +68,9 @@ class Workbench:
             before_commit=(lambda label: crash(f"commit:{label}")) if crash.armed else None,
             allow_network=settings.app.allow_network_store,
         )
-        self.router = Router(settings.models, root=settings.root, providers=providers)
+        self.router = Router(
+            settings.models, root=settings.root, providers=providers, scrub=self._redact
+        )
         self.catalog: ProductCatalog = ProductCatalog(
             settings.products_path,
             policy=settings.policy,
@@ -221,11 +223,16 @@ class Workbench:
         row, steps = self.store.load(run_id)
         flow = self.catalog.flow(f"{row.product}/{row.flow}")
         ctx = self.engine.load(flow, row, steps)
-        if allow_flow_change is not None and ctx.run.status not in _FINAL:
+        run = ctx.run
+        if (
+            allow_flow_change is not None
+            and run.status not in _FINAL
+            and (run.flow_hash != flow.flow_hash or run.product_version != flow.product_version)
+        ):
             check_flow_pin(
                 ctx,
                 allow_change=allow_flow_change,
-                previous_source=self.store.flow_source(row.flow_hash),
+                previous_source=self.store.flow_source(run.flow_hash),
                 by=by,
             )
         return ctx
@@ -327,7 +334,8 @@ class Workbench:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Close the store connection."""
+        """Close the store connection and the model providers' connections."""
+        self.router.close()
         self.store.close()
 
     def __enter__(self) -> Workbench:

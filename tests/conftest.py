@@ -14,7 +14,7 @@ import master_sdk as ms
 
 REPO = Path(__file__).resolve().parents[1]
 
-COMPONENTS = '''
+COMPONENTS = """
 from __future__ import annotations
 
 from pydantic import BaseModel
@@ -57,7 +57,7 @@ class Summary(AgentOutput):
 @agent(model="default")
 def summarizer(ctx: AgentContext, text: str) -> Summary:
     return Summary(summary=ctx.complete(f"Summarise: {text}").text)
-'''
+"""
 
 
 @dataclass

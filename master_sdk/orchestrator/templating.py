@@ -81,7 +81,16 @@ class TemplateEngine:
             from jinja2 import StrictUndefined
             from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-            self._env = ImmutableSandboxedEnvironment(
+            class DataEnvironment(ImmutableSandboxedEnvironment):
+                """Dotted access reads mapping keys first (``output.items`` is the key,
+                never ``dict.items``), like the fast path, so both agree."""
+
+                def getattr(self, obj: Any, attribute: str) -> Any:
+                    if isinstance(obj, Mapping) and attribute in obj:
+                        return obj[attribute]
+                    return super().getattr(obj, attribute)
+
+            self._env = DataEnvironment(
                 undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
             )
         return self._env
@@ -171,15 +180,18 @@ class TemplateEngine:
         refs = _refs(ast)
         limit = self.max_rendered_chars
 
-        def render(scope: Scope) -> Any:
+        def collect(scope: Scope) -> str:
             out: list[str] = []
             size = 0
-            for chunk in _guarded(lambda: template.generate(**scope)):
+            for chunk in template.generate(**scope):
                 size += len(chunk)
                 if size > limit:
                     raise TemplateError(f"rendered text is longer than {limit} characters")
                 out.append(chunk)
             return "".join(out)
+
+        def render(scope: Scope) -> Any:
+            return _guarded(lambda: collect(scope))
 
         return Compiled(render=render, refs=refs, dynamic=True)
 
@@ -194,6 +206,8 @@ def _guarded(call: Callable[[], Any]) -> Any:
 
     try:
         return call()
+    except TemplateError:
+        raise
     except SecurityError as exc:
         raise TemplateError(f"refused by the template sandbox: {exc}") from None
     except JinjaError as exc:

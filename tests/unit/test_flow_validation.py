@@ -24,7 +24,9 @@ inputs: {type: object, properties: {text: {type: string}}}
 steps:
   - {id: a, type: tool, tool: ech, input: {text: x}}
 """,
-        "a", "tool", "unknown tool 'ech'",
+        "a",
+        "tool",
+        "unknown tool 'ech'",
     ),
     (
         "unknown agent",
@@ -32,7 +34,9 @@ steps:
 steps:
   - {id: a, type: agent, agent: nobody}
 """,
-        "a", "agent", "unknown agent 'nobody'",
+        "a",
+        "agent",
+        "unknown agent 'nobody'",
     ),
     (
         "unknown step type",
@@ -40,7 +44,9 @@ steps:
 steps:
   - {id: a, type: teleport}
 """,
-        "a", "type", "unknown step type",
+        "a",
+        "type",
+        "unknown step type",
     ),
     (
         "missing required field",
@@ -48,7 +54,9 @@ steps:
 steps:
   - {id: a, type: hitl}
 """,
-        "a", "prompt", "required field is missing",
+        "a",
+        "prompt",
+        "required field is missing",
     ),
     (
         "unknown field on a step",
@@ -56,7 +64,9 @@ steps:
 steps:
   - {id: a, type: hitl, prompt: ok, colour: red}
 """,
-        "a", "colour", "unknown field",
+        "a",
+        "colour",
+        "unknown field",
     ),
     (
         "duplicate step id",
@@ -65,7 +75,9 @@ steps:
   - {id: a, type: hitl, prompt: ok}
   - {id: a, type: hitl, prompt: again}
 """,
-        "a", "id", "duplicate step id",
+        "a",
+        "id",
+        "duplicate step id",
     ),
     (
         "reference to an unknown step",
@@ -73,7 +85,9 @@ steps:
 steps:
   - {id: a, type: tool, tool: echo, input: {text: "{{ steps.nope.output.text }}"}}
 """,
-        "a", "input", "no step 'nope'",
+        "a",
+        "input",
+        "no step 'nope'",
     ),
     (
         "reference to a later step",
@@ -82,7 +96,9 @@ steps:
   - {id: a, type: tool, tool: echo, input: {text: "{{ steps.b.output.text }}"}}
   - {id: b, type: tool, tool: echo, input: {text: x}}
 """,
-        "a", "input", "has not run yet",
+        "a",
+        "input",
+        "has not run yet",
     ),
     (
         "unknown template variable",
@@ -90,7 +106,9 @@ steps:
 steps:
   - {id: a, type: tool, tool: echo, input: {text: "{{ secrets.key }}"}}
 """,
-        "a", "input", "unknown variable 'secrets'",
+        "a",
+        "input",
+        "unknown variable 'secrets'",
     ),
     (
         "unknown flow input",
@@ -99,7 +117,9 @@ inputs: {type: object, properties: {text: {type: string}}}
 steps:
   - {id: a, type: tool, tool: echo, input: {text: "{{ inputs.txt }}"}}
 """,
-        "a", "input", "inputs have no 'txt'",
+        "a",
+        "input",
+        "inputs have no 'txt'",
     ),
     (
         "unknown output field of a tool",
@@ -108,7 +128,9 @@ steps:
   - {id: a, type: tool, tool: echo, input: {text: x}}
   - {id: b, type: tool, tool: echo, input: {text: "{{ steps.a.output.txt }}"}}
 """,
-        "b", "input", "output has no 'txt'",
+        "b",
+        "input",
+        "output has no 'txt'",
     ),
     (
         "unknown tool input field",
@@ -116,7 +138,9 @@ steps:
 steps:
   - {id: a, type: tool, tool: echo, input: {txt: x}}
 """,
-        "a", "input.txt", "'echo' has no input 'txt'",
+        "a",
+        "input.txt",
+        "'echo' has no input 'txt'",
     ),
     (
         "missing tool input field",
@@ -124,7 +148,9 @@ steps:
 steps:
   - {id: a, type: tool, tool: echo, input: {}}
 """,
-        "a", "input.text", "'echo' needs input 'text'",
+        "a",
+        "input.text",
+        "'echo' needs input 'text'",
     ),
     (
         "on_reject to an earlier step",
@@ -133,7 +159,9 @@ steps:
   - {id: a, type: hitl, prompt: first}
   - {id: b, type: hitl, prompt: second, on_reject: a}
 """,
-        "b", "on_reject", "later step",
+        "b",
+        "on_reject",
+        "later step",
     ),
     (
         "template syntax error",
@@ -141,7 +169,9 @@ steps:
 steps:
   - {id: a, type: tool, tool: echo, input: {text: "{{ inputs.text | }}"}}
 """,
-        "a", "input", "template syntax error",
+        "a",
+        "input",
+        "template syntax error",
     ),
     (
         "guard with braces",
@@ -149,7 +179,9 @@ steps:
 steps:
   - {id: a, type: hitl, prompt: ok, when: "{{ inputs.x }}"}
 """,
-        "a", "when", "without {{ }} braces",
+        "a",
+        "when",
+        "without {{ }} braces",
     ),
     (
         "guard on a later step",
@@ -158,7 +190,9 @@ steps:
   - {id: a, type: hitl, prompt: ok, when: "steps.b.output.approved"}
   - {id: b, type: hitl, prompt: ok}
 """,
-        "a", "when", "has not run yet",
+        "a",
+        "when",
+        "has not run yet",
     ),
     (
         "user_input schema that is not an object",
@@ -166,7 +200,9 @@ steps:
 steps:
   - {id: a, type: user_input, prompt: ok, schema: {type: string}}
 """,
-        "a", "schema.type", "must describe an object",
+        "a",
+        "schema.type",
+        "must describe an object",
     ),
     (
         "policy that loosens the platform",
@@ -175,14 +211,18 @@ policy: {max_steps: 100000}
 steps:
   - {id: a, type: hitl, prompt: ok}
 """,
-        None, "policy.max_steps", "may only tighten",
+        None,
+        "policy.max_steps",
+        "may only tighten",
     ),
     (
         "no steps",
         """
 steps: []
 """,
-        None, "steps", "at least 1 item",
+        None,
+        "steps",
+        "at least 1 item",
     ),
     (
         "duplicate yaml key",
@@ -190,7 +230,9 @@ steps: []
 steps:
   - {id: a, type: hitl, prompt: ok, prompt: again}
 """,
-        None, None, "duplicate key 'prompt'",
+        None,
+        None,
+        "duplicate key 'prompt'",
     ),
 ]
 

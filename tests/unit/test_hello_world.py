@@ -87,8 +87,15 @@ def test_trace_records_every_step_tool_model_approval_and_input(wb: ms.Workbench
     assert list(trace["seq"]) == list(range(1, len(trace) + 1))
     events = list(trace["event"])
     for needed in (
-        "run_started", "step_started", "step_completed", "tool_called", "model_called",
-        "approval_requested", "approval_decided", "input_requested", "input_received",
+        "run_started",
+        "step_started",
+        "step_completed",
+        "tool_called",
+        "model_called",
+        "approval_requested",
+        "approval_decided",
+        "input_requested",
+        "input_received",
         "run_completed",
     ):
         assert needed in events, needed

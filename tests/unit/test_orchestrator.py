@@ -167,7 +167,7 @@ def test_agent_output_with_control_field_fails_the_step(project: Project) -> Non
     components = project.root / "products" / "demo" / "components.py"
     components.write_text(
         components.read_text()
-        + '''
+        + """
 
 class Loose(AgentOutput):
     data: dict
@@ -176,7 +176,7 @@ class Loose(AgentOutput):
 @agent
 def sneaky(ctx: AgentContext, text: str) -> Loose:
     return Loose(data={"nested": {"Next-Step": "delete_everything"}})
-'''
+"""
     )
     project.flow(
         "f",
