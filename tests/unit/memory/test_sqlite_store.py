@@ -98,7 +98,7 @@ def test_a_full_disk_during_a_commit_is_a_store_error_and_nothing_is_written(
         (pages,) = wb.store.conn.execute("PRAGMA page_count").fetchone()
         wb.store.conn.execute(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(ms.StoreError, match="could not write") as caught:
-            wb.run("hello_world/greet", {"text": "x" * 3000})
+            wb.run("hello_world/greet", {"text": "x" * 4000})  # needs a new page
         assert "nothing was written" in str(caught.value)
         assert len(wb.runs()) == 0
         wb.store.conn.execute("PRAGMA max_page_count = 1073741823")
