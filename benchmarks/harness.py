@@ -3,7 +3,7 @@
 A *row* is one system measured on the benchmark flow. Its measure function has the signature
 :data:`Measure`: ``(workdir: Path, n_runs: int) -> RunSample``. It gets a fresh, empty
 directory of its own, sets its store up there (untimed), runs ``n_runs`` complete runs of the
-flow, times each with :func:`time_runs`, and returns a :class:`RunSample`. The harness calls it
+flow, times them with :func:`time_runs`, and returns a :class:`RunSample`. The harness calls it
 once per repetition and derives every figure of the table from the samples, so a new system
 (master_sdk included) is added by writing one such function and listing it in a :class:`Row`.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks.peers import STEPS_PER_RUN
 
@@ -57,6 +57,7 @@ class RunSample:
             the pause and the resume from the store included.
         wall_s: seconds for all the runs, loop overhead included; ``n_runs / wall_s`` is the
             throughput.
+        cpu_s: CPU seconds the process spent over the runs, if measured.
         counters: optional numbers about the store, e.g. ``bytes_per_run`` or
             ``commits_per_run`` (keys in :data:`COUNTER_COLUMNS` are shown in the table).
         facts: optional strings about the configuration, e.g. ``journal_mode``.
@@ -64,8 +65,19 @@ class RunSample:
 
     latencies_s: tuple[float, ...]
     wall_s: float
+    cpu_s: float | None = None
     counters: Mapping[str, float] = field(default_factory=dict)
     facts: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        timed: Timed,
+        counters: Mapping[str, float] | None = None,
+        facts: Mapping[str, str] | None = None,
+    ) -> RunSample:
+        """A sample from :func:`time_runs`' result and the row's own counters and facts."""
+        return cls(timed.latencies_s, timed.wall_s, timed.cpu_s, counters or {}, facts or {})
 
     @property
     def n_runs(self) -> int:
@@ -77,6 +89,7 @@ class RunSample:
         return {
             "n_runs": self.n_runs,
             "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
             "latencies_s": list(self.latencies_s),
             "counters": dict(self.counters),
             "facts": dict(self.facts),
@@ -167,20 +180,30 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def time_runs(n_runs: int, run_once: Callable[[int], object]) -> tuple[tuple[float, ...], float]:
+class Timed(NamedTuple):
+    """What :func:`time_runs` measured."""
+
+    latencies_s: tuple[float, ...]
+    wall_s: float
+    cpu_s: float
+
+
+def time_runs(n_runs: int, run_once: Callable[[int], object]) -> Timed:
     """Calls ``run_once(i)`` for ``i`` in ``range(n_runs)``, timing each call and the whole loop.
 
-    Returns:
-        ``(latencies_s, wall_s)``, ready for :class:`RunSample`.
+    ``cpu_s`` is the CPU time of the whole process over the loop (every thread, so work a
+    peer hands to a background thread counts); time spent waiting on the disk is not in it.
     """
     latencies: list[float] = []
     clock = time.perf_counter
+    cpu_start = time.process_time()
     wall_start = clock()
     for index in range(n_runs):
         start = clock()
         run_once(index)
         latencies.append(clock() - start)
-    return tuple(latencies), clock() - wall_start
+    wall = clock() - wall_start
+    return Timed(tuple(latencies), wall, time.process_time() - cpu_start)
 
 
 @dataclass(frozen=True)
@@ -200,6 +223,12 @@ class RowResult:
         """Milliseconds per step of each repetition: ``wall_s / (n_runs * steps_per_run)``."""
         steps = self.row.steps_per_run
         return Stats.of([1000.0 * s.wall_s / (s.n_runs * steps) for s in self.samples])
+
+    @property
+    def cpu_ms_per_run(self) -> Stats | None:
+        """CPU milliseconds per run of each repetition that measured CPU time."""
+        values = [1000.0 * s.cpu_s / s.n_runs for s in self.samples if s.cpu_s is not None]
+        return Stats.of(values) if values else None
 
     @property
     def latency_ms(self) -> Stats:
@@ -223,6 +252,7 @@ class RowResult:
             "runs_per_s": self.runs_per_s.to_json(),
             "ms_per_step": self.ms_per_step.to_json(),
             "latency_ms": self.latency_ms.to_json(),
+            "cpu_ms_per_run": cpu.to_json() if (cpu := self.cpu_ms_per_run) else None,
             "counters_median": {k: self.counter(k) for k in keys},
             "facts": facts,
             "samples": [s.to_json() for s in self.samples],
@@ -442,7 +472,7 @@ def format_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
 
 def format_rows(results: Sequence[RowResult]) -> str:
     """The main table: one line per row, medians over repetitions, pooled latency percentiles."""
-    header = ["row", "runs/s median (min-max)", "ms/step", "p50 ms", "p99 ms"]
+    header = ["row", "runs/s median (min-max)", "ms/step", "p50 ms", "p99 ms", "CPU ms/run"]
     header += [label for _, label, _ in COUNTER_COLUMNS]
     body = []
     for result in results:
@@ -454,6 +484,7 @@ def format_rows(results: Sequence[RowResult]) -> str:
             f"{result.ms_per_step.median:.2f}",
             f"{latency.p50:.2f}",
             f"{latency.p99:.2f}",
+            f"{cpu.median:.2f}" if (cpu := result.cpu_ms_per_run) else "-",
         ]
         line += [_format_counter(result, key, pattern) for key, _, pattern in COUNTER_COLUMNS]
         body.append(line)

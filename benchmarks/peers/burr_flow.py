@@ -148,7 +148,7 @@ def _measure(workdir: Path, n_runs: int, *, wal: bool) -> RunSample:
             one_run(1, prefix="warmup")
         bytes_before = sqlite_store_bytes(conn, db_path)
 
-        latencies, wall = time_runs(n_runs, one_run)
+        timed = time_runs(n_runs, one_run)
 
         bytes_after = sqlite_store_bytes(conn, db_path)
         table = persister.table_name
@@ -158,9 +158,8 @@ def _measure(workdir: Path, n_runs: int, *, wal: bool) -> RunSample:
         facts = sqlite_pragmas(conn)
     finally:
         persister.cleanup()  # type: ignore[no-untyped-call]  # unannotated in Burr
-    return RunSample(
-        latencies_s=latencies,
-        wall_s=wall,
+    return RunSample.of(
+        timed,
         counters={
             "bytes_per_run": (bytes_after - bytes_before) / n_runs,
             "store_bytes": float(bytes_after),

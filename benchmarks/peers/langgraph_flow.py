@@ -146,7 +146,7 @@ def _measure(workdir: Path, n_runs: int, durability: Durability | None) -> RunSa
             one_run(1, prefix="warmup")
         bytes_before = sqlite_store_bytes(saver.conn, db_path)
 
-        latencies, wall = time_runs(n_runs, one_run)
+        timed = time_runs(n_runs, one_run)
 
         bytes_after = sqlite_store_bytes(saver.conn, db_path)
         threads = n_runs + 2
@@ -154,9 +154,8 @@ def _measure(workdir: Path, n_runs: int, durability: Durability | None) -> RunSa
         writes = saver.conn.execute("SELECT COUNT(*) FROM writes").fetchone()[0]
         facts = sqlite_pragmas(saver.conn)
     facts["durability"] = durability or "default (async)"
-    return RunSample(
-        latencies_s=latencies,
-        wall_s=wall,
+    return RunSample.of(
+        timed,
         counters={
             "bytes_per_run": (bytes_after - bytes_before) / n_runs,
             "store_bytes": float(bytes_after),
