@@ -198,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{SQLITE_LIMIT:<20} SQLite single-row commit rate (section)")
         print(f"{COLD_RESUME:<20} LangGraph resume in a fresh process (section)")
         return 0
+    if args.only:
+        names = [row.name for source in ROW_SOURCES for row in source()]
+        names += [SQLITE_LIMIT, COLD_RESUME]
+        if not any(selected(name, args.only) for name in names):
+            print(f"--only {args.only} matches none of: {', '.join(names)}", file=sys.stderr)
+            return 2
     removed = quiet_telemetry(os.environ)
     if removed:
         print(f"unset for the benchmark: {', '.join(removed)}", file=sys.stderr)
