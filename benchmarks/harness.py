@@ -10,6 +10,7 @@ once per repetition and derives every figure of the table from the samples, so a
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -279,6 +280,10 @@ def measure_rows(
         for row in rows:
             target = workdir / f"{row.name}-{rep}"
             target.mkdir(parents=True, exist_ok=False)
+            # Collect the previous row's cyclic garbage now, in this thread: otherwise a later
+            # row pays for it inside its timed loop, or a finaliser (Burr's persister closes
+            # its connection in __del__) runs in another row's worker thread and fails.
+            gc.collect()
             sample = row.measure(target, n_runs)
             if sample.n_runs != n_runs:
                 raise RuntimeError(f"{row.name} returned {sample.n_runs} runs, not {n_runs}")
