@@ -54,7 +54,7 @@ def echo(state: State[Any]) -> tuple[dict[str, Any], State[Any]]:
     return result, state.update(echo=result)
 
 
-@action(reads=["echo"], writes=["approval"])
+@action(reads=[], writes=["approval"])
 def approve(state: State[Any], approval: dict[str, Any]) -> tuple[dict[str, Any], State[Any]]:
     """Step 2: records the human decision, given as the action's input on resume."""
     return approval, state.update(approval=approval)
