@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cold_resume import format_cold_resume, measure_langgraph_cold_resume
 from benchmarks.harness import (
     JSON_SCHEMA_VERSION,
     Row,
@@ -31,6 +32,12 @@ from benchmarks.harness import (
     result_path,
     utc_now,
     write_json,
+)
+from benchmarks.sqlite_limit import (
+    LimitResult,
+    commit_ceiling,
+    format_limit,
+    measure_sqlite_limit,
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -95,10 +102,36 @@ def _progress(row: Row, rep: int, sample: RunSample) -> None:
     print(f"  {row.name} #{rep + 1}: {rate:,.1f} runs/s", file=sys.stderr, flush=True)
 
 
+def commit_ceilings(
+    results: Sequence[RowResult], limits: list[LimitResult]
+) -> list[dict[str, Any]]:
+    """For each row that counted its commits: the runs/s its commits alone would allow at the
+    measured commit rate of its journal mode and synchronous level, and its share of that."""
+    found = []
+    for result in results:
+        commits = result.counter("commits_per_run")
+        facts = result.samples[0].facts
+        if not commits or "journal_mode" not in facts or "synchronous" not in facts:
+            continue
+        ceiling = commit_ceiling(limits, facts["journal_mode"], facts["synchronous"], commits)
+        if ceiling is None:
+            continue
+        rate = result.runs_per_s.median
+        found.append(
+            {
+                "row": result.row.name,
+                "commits_per_run": commits,
+                "ceiling_runs_per_s": ceiling,
+                "runs_per_s": rate,
+                "share": rate / ceiling,
+            }
+        )
+    return found
+
+
 def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]:
     """Measures what ``args`` selects in ``workdir``; returns the report and its text."""
-    from benchmarks.cold_resume import format_cold_resume, measure_langgraph_cold_resume
-    from benchmarks.sqlite_limit import format_limit, measure_sqlite_limit
+    results: list[RowResult] = []
 
     started = utc_now()
     load_before = os.getloadavg()
@@ -126,7 +159,6 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]:
     text: list[str] = []
 
     rows = [row for source in ROW_SOURCES for row in source() if selected(row.name, args.only)]
-    results: list[RowResult] = []
     if rows:
         print(f"measuring {len(rows)} rows ...", file=sys.stderr, flush=True)
         results = measure_rows(rows, workdir, args.runs, args.repeat, on_sample=_progress)
@@ -158,6 +190,16 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]:
             format_limit(limits),
         ]
         report[SQLITE_LIMIT] = [limit.to_json() for limit in limits]
+        ceilings = commit_ceilings(results, limits)
+        if ceilings:
+            text += ["", "Rows against the commit limit (same journal mode and synchronous):"]
+            text += [
+                f"  {c['row']:<18} {c['commits_per_run']:.0f} commits/run alone allow "
+                f"{c['ceiling_runs_per_s']:,.0f} runs/s; measured {c['runs_per_s']:,.1f} "
+                f"({100 * c['share']:.0f}%)"
+                for c in ceilings
+            ]
+            report["commit_ceilings"] = ceilings
 
     if selected(COLD_RESUME, args.only):
         print("measuring the LangGraph cold resume ...", file=sys.stderr, flush=True)

@@ -112,6 +112,19 @@ def measure_sqlite_limit(
     return [LimitResult(c, commits, tuple(rates[c.name])) for c in CONFIGS]
 
 
+def commit_ceiling(
+    results: list[LimitResult], journal_mode: str, synchronous: str, commits_per_run: float
+) -> float | None:
+    """Runs/s a system making ``commits_per_run`` commits per run could reach at most on this
+    disk, from the measured median commit rate of the same journal mode and synchronous
+    level; ``None`` if that configuration was not measured."""
+    for result in results:
+        config = result.config
+        if (config.journal_mode, config.synchronous) == (journal_mode.upper(), synchronous):
+            return result.stats.median / commits_per_run
+    return None
+
+
 def format_limit(results: list[LimitResult]) -> str:
     """One line per configuration: median commits/s (min-max) and ms per commit."""
     lines = []
