@@ -41,6 +41,7 @@ from benchmarks.sqlite_limit import (
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+MASTER_SECTIONS = ("master-writers", "master-cold", "master-bytes", "master-trace-frames")
 SQLITE_LIMIT = "sqlite-limit"
 COLD_RESUME = "cold-resume"
 # Denominators of the printed ratios, when present: the most used peer and the fastest.
@@ -54,8 +55,15 @@ def peer_rows() -> list[Row]:
     return [*langgraph_flow.rows(), *burr_flow.rows()]
 
 
-# Each source returns rows; master_sdk's rows are added by appending its source here.
-ROW_SOURCES: tuple[Callable[[], list[Row]], ...] = (peer_rows,)
+def master_rows() -> list[Row]:
+    """master_sdk's rows (default durability and the NORMAL opt-in)."""
+    from benchmarks import master_sdk_flow
+
+    return master_sdk_flow.rows()
+
+
+# Each source returns rows, measured side by side in one process run.
+ROW_SOURCES: tuple[Callable[[], list[Row]], ...] = (master_rows, peer_rows)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -127,6 +135,59 @@ def commit_ceilings(
             }
         )
     return found
+
+
+def run_master_sections(
+    args: argparse.Namespace, workdir: Path, report: dict[str, Any], text: list[str]
+) -> None:
+    """Many writers, cold approve, bytes per run and trace frames (each when selected)."""
+    from benchmarks import master_sections as ms_sections
+
+    quick = args.quick
+    if selected(ms_sections.MANY_WRITERS, args.only):
+        print("measuring many writers ...", file=sys.stderr, flush=True)
+        runs = 20 if quick else 150
+        writers = ms_sections.measure_writers(
+            workdir / ms_sections.MANY_WRITERS, n_runs=runs, repeat=args.repeat
+        )
+        text += [
+            "",
+            f"Many writers: N processes x {runs} runs of the flow on one store file "
+            f"(synchronous=FULL), aggregate runs/s",
+            ms_sections.format_writers(writers),
+        ]
+        report[ms_sections.MANY_WRITERS] = [w.to_json() for w in writers]
+    if selected(ms_sections.COLD_APPROVE, args.only):
+        print("measuring master approve in a fresh process ...", file=sys.stderr, flush=True)
+        cold = ms_sections.measure_cold_approve(
+            workdir / ms_sections.COLD_APPROVE, runs=args.cold_runs
+        )
+        text += ["", "Cold resume, master_sdk:", ms_sections.format_cold(cold)]
+        report[ms_sections.COLD_APPROVE] = cold
+    if selected(ms_sections.BYTES, args.only):
+        print("measuring bytes per run ...", file=sys.stderr, flush=True)
+        n_runs = 100 if quick else 1000
+        stored = ms_sections.measure_bytes(workdir / ms_sections.BYTES, n_runs=n_runs)
+        text += [
+            "",
+            f"Store size after {n_runs:,} completed master_sdk runs (full trace kept, WAL "
+            f"checkpointed): {stored['bytes_per_run']:,.0f} bytes per run "
+            f"({stored['rows']['trace']:,} trace events)",
+        ]
+        report[ms_sections.BYTES] = stored
+    if selected(ms_sections.TRACE_FRAMES, args.only):
+        print("measuring trace frames ...", file=sys.stderr, flush=True)
+        events = 100_000 if quick else 1_000_000
+        frames = ms_sections.measure_trace_frames(
+            workdir / ms_sections.TRACE_FRAMES, events=events, repeat=args.repeat
+        )
+        text += [
+            "",
+            f"Trace frames: {events:,} events into a DataFrame, each measurement in a fresh "
+            "process",
+            ms_sections.format_trace_frames(frames),
+        ]
+        report[ms_sections.TRACE_FRAMES] = frames
 
 
 def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]:
@@ -216,6 +277,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]:
         ]
         report[COLD_RESUME] = cold.to_json()
 
+    run_master_sections(args, workdir, report, text)
+
     load_after = os.getloadavg()
     report["machine"]["loadavg_before"] = list(load_before)
     report["machine"]["loadavg_after"] = list(load_after)
@@ -239,10 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{row.name:<20} {row.title}")
         print(f"{SQLITE_LIMIT:<20} SQLite single-row commit rate (section)")
         print(f"{COLD_RESUME:<20} LangGraph resume in a fresh process (section)")
+        for section in MASTER_SECTIONS:
+            print(f"{section:<20} master_sdk section")
         return 0
     if args.only:
         names = [row.name for source in ROW_SOURCES for row in source()]
-        names += [SQLITE_LIMIT, COLD_RESUME]
+        names += [SQLITE_LIMIT, COLD_RESUME, *MASTER_SECTIONS]
         if not any(selected(name, args.only) for name in names):
             print(f"--only {args.only} matches none of: {', '.join(names)}", file=sys.stderr)
             return 2

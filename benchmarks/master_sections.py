@@ -1,0 +1,282 @@
+"""master_sdk's sections beside the rows: many writers, cold approve, import time, bytes per
+run after 1,000 runs, and trace frames of 1,000,000 events.
+
+Every measurement that involves a process start runs in a fresh interpreter, the way a user
+would pay for it. Run as ``python -m benchmarks.master_sections worker ...`` it is one of the
+many-writers processes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.cold_resume import child_env, import_time_us, time_once
+from benchmarks.harness import Stats, sqlite_store_bytes
+from benchmarks.master_sdk_flow import make_project, one_run, open_workbench
+
+MANY_WRITERS = "master-writers"
+COLD_APPROVE = "master-cold"
+BYTES = "master-bytes"
+TRACE_FRAMES = "master-trace-frames"
+SECTIONS = (MANY_WRITERS, COLD_APPROVE, BYTES, TRACE_FRAMES)
+
+_POLL_S = 0.005
+
+
+# --- many writers ------------------------------------------------------------------------
+
+
+def worker(root: Path, store: Path, n_runs: int, offset: int, go: Path) -> dict[str, Any]:
+    """One writer: open the store, say ready, wait for ``go``, run ``n_runs`` runs."""
+    wb = open_workbench(root, store)
+    one_run(wb, offset - 1)  # warm: imports, compiled flow, prepared statements
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(_POLL_S)
+    errors: list[str] = []
+    started = time.time()
+    done = 0
+    for index in range(n_runs):
+        try:
+            one_run(wb, offset + index)
+            done += 1
+        except Exception as exc:  # counted and reported, never hidden
+            errors.append(f"{type(exc).__name__}: {exc}")
+    ended = time.time()
+    wb.close()
+    return {"done": done, "errors": errors, "start": started, "end": ended}
+
+
+@dataclass(frozen=True)
+class WritersResult:
+    """Aggregate throughput of ``processes`` writers sharing one store."""
+
+    processes: int
+    runs_per_s: Stats
+    errors: int
+    runs: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "processes": self.processes,
+            "runs_per_s": self.runs_per_s.to_json(),
+            "errors": self.errors,
+            "runs": self.runs,
+        }
+
+
+def _writers_once(workdir: Path, processes: int, n_runs: int) -> tuple[float, int, int]:
+    root = make_project(workdir / "project")
+    store = workdir / "shared.sqlite3"
+    go = workdir / "go"
+    env = child_env()
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.master_sections",
+                "worker",
+                str(root),
+                str(store),
+                str(n_runs),
+                str(index * 1_000_000),
+                str(go),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for index in range(processes)
+    ]
+    for child in children:
+        assert child.stdout is not None
+        line = child.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(
+                f"writer did not start: {line} {child.stderr.read() if child.stderr else ''}"
+            )
+    go.touch()
+    results = []
+    for child in children:
+        out, err = child.communicate(timeout=600)
+        if child.returncode != 0:
+            raise RuntimeError(f"writer failed: {err[-2000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    done = sum(r["done"] for r in results)
+    errors = sum(len(r["errors"]) for r in results)
+    return done / wall, errors, done
+
+
+def measure_writers(
+    workdir: Path, *, counts: tuple[int, ...] = (1, 2, 4), n_runs: int = 150, repeat: int = 3
+) -> list[WritersResult]:
+    """Aggregate runs/s of 1, 2 and 4 processes on one store file (interleaved repetitions)."""
+    rates: dict[int, list[float]] = {count: [] for count in counts}
+    errors = dict.fromkeys(counts, 0)
+    runs = dict.fromkeys(counts, 0)
+    for rep in range(repeat):
+        for count in counts:
+            where = workdir / f"writers-{count}-{rep}"
+            where.mkdir(parents=True)
+            rate, failed, done = _writers_once(where, count, n_runs)
+            rates[count].append(rate)
+            errors[count] += failed
+            runs[count] += done
+            print(
+                f"  {count} writer(s) #{rep + 1}: {rate:,.1f} runs/s, {failed} errors",
+                file=sys.stderr,
+                flush=True,
+            )
+    return [WritersResult(c, Stats.of(rates[c]), errors[c], runs[c]) for c in counts]
+
+
+def format_writers(results: list[WritersResult]) -> str:
+    """The many-writers table with the ratio to one process."""
+    base = next((r.runs_per_s.median for r in results if r.processes == 1), None)
+    lines = []
+    for r in results:
+        ratio = f"  {r.runs_per_s.median / base:.2f}x one process" if base else ""
+        lines.append(
+            f"  {r.processes} process(es)  {r.runs_per_s.median:>8,.1f} runs/s "
+            f"({r.runs_per_s.min:,.1f}-{r.runs_per_s.max:,.1f})  {r.errors} errors in "
+            f"{r.runs:,} runs{ratio}"
+        )
+    return "\n".join(lines)
+
+
+# --- cold approve and import time --------------------------------------------------------
+
+COLD_MODELS = "models:\n  default: {provider: fake}\n"
+
+
+def measure_cold_approve(workdir: Path, *, runs: int = 5) -> dict[str, Any]:
+    """``master approve RUN`` in a fresh process, finishing a paused run (fake model
+    configured, as a user's project would have it); plus ``import master_sdk`` time."""
+    import master_sdk as ms
+
+    root = make_project(workdir / "project")
+    (root / "configs" / "models.yaml").write_text(COLD_MODELS, encoding="utf-8")
+    store = workdir / "cold.sqlite3"
+    wb = ms.Workbench.open(root, store=store)
+    paused = [wb.run("bench/durable", inputs={"text": f"cold {i}"}).id for i in range(runs + 1)]
+    wb.close()
+    master = str(Path(sys.executable).with_name("master"))
+    command = [master] if Path(master).exists() else [sys.executable, "-m", "master_sdk.cli"]
+    env = child_env()
+    times = []
+    for index, run_id in enumerate(paused):
+        argv = [*command, "--root", str(root), "--store", str(store), "approve", run_id]
+        elapsed = time_once(argv, env=env)
+        if index > 0:  # the first writes the bytecode caches an installed program has
+            times.append(elapsed)
+    wb = ms.Workbench.open(root, store=store)
+    finished = [wb.get_run(run_id).status for run_id in paused]
+    wb.close()
+    if set(finished) != {"completed"}:
+        raise AssertionError(f"cold approvals did not complete the runs: {finished}")
+    python_start = [time_once([sys.executable, "-c", "pass"]) for _ in range(runs)]
+    imports = import_time_us("master_sdk", runs=3, env=env)
+    return {
+        "approve_s": Stats.of(times).to_json(),
+        "python_start_s": Stats.of(python_start).to_json(),
+        "import_master_sdk_us": imports.to_json(),
+        "argv": command,
+    }
+
+
+def format_cold(result: dict[str, Any]) -> str:
+    """The cold approve lines."""
+    approve = result["approve_s"]
+    start = result["python_start_s"]
+    imports = result["import_master_sdk_us"]
+    return "\n".join(
+        [
+            f"  master approve RUN (fresh process, finishes the run)  median "
+            f"{approve['median']:.3f} s ({approve['min']:.3f}-{approve['max']:.3f}), "
+            f"{approve['n']} runs",
+            f"  python -c pass                                        median "
+            f"{start['median']:.3f} s",
+            f"  import master_sdk (-X importtime, cumulative)          median "
+            f"{imports['median'] / 1e6:.3f} s ({imports['min'] / 1e6:.3f}-"
+            f"{imports['max'] / 1e6:.3f})",
+        ]
+    )
+
+
+# --- bytes per run --------------------------------------------------------------------
+
+
+def measure_bytes(workdir: Path, *, n_runs: int = 1000) -> dict[str, Any]:
+    """Store bytes per completed run after ``n_runs`` runs, full trace kept (WAL folded in)."""
+    root = make_project(workdir / "project")
+    store = workdir / "bytes.sqlite3"
+    wb = open_workbench(root, store)
+    try:
+        for index in range(n_runs):
+            one_run(wb, index)
+        conn = wb.store.conn
+        total = sqlite_store_bytes(conn, store)
+        tables = {
+            name: conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # noqa: S608  # constant names
+            for name in ("runs", "steps", "trace", "approvals")
+        }
+    finally:
+        wb.close()
+    return {"runs": n_runs, "store_bytes": total, "bytes_per_run": total / n_runs, "rows": tables}
+
+
+# --- trace frames ----------------------------------------------------------------------
+
+
+def measure_trace_frames(
+    workdir: Path, *, events: int = 1_000_000, repeat: int = 3
+) -> dict[str, Any]:
+    """``wb.traces()`` against ``pandas.read_sql`` on 1,000,000 events, each in a fresh process."""
+    from benchmarks import trace_frames
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = workdir / "traces.sqlite3"
+    trace_frames.fill(store, events)
+    got: dict[str, list[dict[str, float]]] = {name: [] for name in trace_frames.MEASURED}
+    for _ in range(repeat):
+        for name, what in trace_frames.MEASURED.items():
+            got[name].append(trace_frames.measure(what, store))
+    return {
+        name: {
+            "s": Stats.of([g["s"] for g in values]).to_json(),
+            "cpu_s": Stats.of([g["cpu"] for g in values]).to_json(),
+            "peak_rss_mib": Stats.of([g["hwm"] for g in values]).to_json(),
+            "rows": values[0]["rows"],
+        }
+        for name, values in got.items()
+    }
+
+
+def format_trace_frames(result: dict[str, Any]) -> str:
+    """The trace-frames lines."""
+    return "\n".join(
+        f"  {name:<16} median {r['s']['median']:.3f} s ({r['s']['min']:.3f}-{r['s']['max']:.3f}), "
+        f"CPU {r['cpu_s']['median']:.3f} s, peak RSS {r['peak_rss_mib']['median']:.0f} MiB, "
+        f"{int(r['rows']):,} rows"
+        for name, r in result.items()
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "worker":
+        _, _, root, store, n_runs, offset, go = sys.argv
+        print(json.dumps(worker(Path(root), Path(store), int(n_runs), int(offset), Path(go))))
+    else:
+        raise SystemExit(
+            "usage: python -m benchmarks.master_sections worker ROOT STORE N OFFSET GO"
+        )
