@@ -9,12 +9,14 @@ callable first: this is the choke point between a run and the disk.
 from __future__ import annotations
 
 import json
+import random
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from master_sdk.errors import NotFound, StoreBusy, StoreError
 from master_sdk.memory.records import Changes, RunRow, StepRow, VersionConflict
@@ -52,6 +54,12 @@ _INSERT_FLOW = "INSERT OR IGNORE INTO flow_versions VALUES (?,?,?,?,?)"
 _NULL_FINDING = re.compile(r"NULL value in (\w+)\.(\w+)")
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+# waits between tries for the write lock: first about 0.05 ms, doubling up to about 1 ms
+_FIRST_WAIT_S = 0.00005
+_LAST_WAIT_S = 0.001
+T = TypeVar("T")
 
 
 def _identity(value: Any) -> Any:
@@ -111,6 +119,10 @@ class SQLiteStore:
             refuse_newer(stored_version(self.conn), path=str(path))
             self._configure()
             ensure_schema(self.conn, path=str(path))
+            # From here on waits are ours (see _acquire): SQLite's own busy handler sleeps
+            # 1, 2, 5, 10... ms between tries, far longer than a commit holds the lock, which
+            # starves writers in other processes.
+            self.conn.execute("PRAGMA busy_timeout = 0")
         except sqlite3.OperationalError as exc:
             self.conn.close()
             if _busy(exc):
@@ -144,18 +156,53 @@ class SQLiteStore:
             return None
         return _encode(self.scrub(value))
 
-    @contextmanager
-    def _write(self, label: str) -> Iterator[sqlite3.Connection]:
+    def _acquire(self) -> None:
+        """``BEGIN IMMEDIATE``, retried with short jittered sleeps until the busy timeout.
+
+        A commit holds the write lock for well under a millisecond (an fsync at most), so
+        waiting 0.05-1 ms between tries hands the lock over quickly between processes.
+        """
         conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _busy(exc):
+        deadline = 0.0
+        delay = _FIRST_WAIT_S
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise StoreError(f"{self.path}: {exc}") from None
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + self.busy_timeout_ms / 1000
+            elif now >= deadline:
                 raise StoreBusy(
                     f"{self.path}: the store is locked by another process beyond the busy "
                     f"timeout ({self.busy_timeout_ms} ms); nothing was written, try again"
-                ) from None
-            raise StoreError(f"{self.path}: {exc}") from None
+                )
+            time.sleep(delay * (0.5 + random.random()))  # noqa: S311  # jitter, not secrets
+            delay = min(delay * 2, _LAST_WAIT_S)
+
+    def _reading(self, read: Callable[[], T]) -> T:
+        """Run a read, retrying while another process holds an exclusive lock (WAL
+        recovery, a truncating checkpoint): reads never wait otherwise."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = _FIRST_WAIT_S
+        while True:
+            try:
+                return read()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise StoreError(f"{self.path}: cannot read: {exc}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(f"{self.path}: the store is busy ({exc}); try again") from None
+            time.sleep(delay * (0.5 + random.random()))  # noqa: S311  # jitter, not secrets
+            delay = min(delay * 2, _LAST_WAIT_S)
+
+    @contextmanager
+    def _write(self, label: str) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        self._acquire()
         try:
             yield conn
             if self.before_commit is not None:
@@ -284,12 +331,7 @@ class SQLiteStore:
 
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]]:
         """A run and its steps (see :class:`Store`)."""
-        try:
-            return self._load(run_id)
-        except sqlite3.OperationalError as exc:
-            if _busy(exc):  # a reader waits only while another process recovers the WAL
-                raise StoreBusy(f"{self.path}: the store is busy ({exc}); try again") from None
-            raise StoreError(f"{self.path}: cannot read run {run_id}: {exc}") from None
+        return self._reading(lambda: self._load(run_id))
 
     def _load(self, run_id: str) -> tuple[RunRow, list[StepRow]]:
         row = self.conn.execute(
@@ -316,6 +358,9 @@ class SQLiteStore:
 
     def find_runs(self, *, status: str | None = None) -> list[tuple[str, str | None]]:
         """``(run_id, owner)`` of runs, optionally with one status."""
+        return self._reading(lambda: self._find_runs(status))
+
+    def _find_runs(self, status: str | None) -> list[tuple[str, str | None]]:
         if status is None:
             rows = self.conn.execute("SELECT run_id, owner FROM runs ORDER BY pk")
         else:
@@ -326,9 +371,11 @@ class SQLiteStore:
 
     def flow_source(self, flow_hash: str) -> str | None:
         """The flow text a run started from, by its hash."""
-        row = self.conn.execute(
-            "SELECT source FROM flow_versions WHERE flow_hash = ?", (flow_hash,)
-        ).fetchone()
+        row = self._reading(
+            lambda: self.conn.execute(
+                "SELECT source FROM flow_versions WHERE flow_hash = ?", (flow_hash,)
+            ).fetchone()
+        )
         return None if row is None else str(row[0])
 
     def runs_frame(
@@ -337,7 +384,9 @@ class SQLiteStore:
         """The run list (columns in the README)."""
         from master_sdk.memory.frames import runs_frame
 
-        return runs_frame(self.conn, product=product, flow=flow, status=status)
+        return self._reading(
+            lambda: runs_frame(self.conn, product=product, flow=flow, status=status)
+        )
 
     def trace_frame(
         self,
@@ -351,21 +400,23 @@ class SQLiteStore:
         """Trace events as a DataFrame (columns in the README)."""
         from master_sdk.memory.frames import trace_frame
 
-        return trace_frame(
-            self.conn,
-            self.path,
-            run_id=run_id,
-            product=product,
-            flow=flow,
-            status=status,
-            since_us=since_us,
+        return self._reading(
+            lambda: trace_frame(
+                self.conn,
+                self.path,
+                run_id=run_id,
+                product=product,
+                flow=flow,
+                status=status,
+                since_us=since_us,
+            )
         )
 
     def steps_frame(self, run_id: str) -> pd.DataFrame:
         """One row per step of a run."""
         from master_sdk.memory.frames import steps_frame
 
-        return steps_frame(self.conn, run_id)
+        return self._reading(lambda: steps_frame(self.conn, run_id))
 
     def approvals_frame(
         self, *, product: str | None = None, flow: str | None = None
@@ -373,7 +424,7 @@ class SQLiteStore:
         """The approval audit."""
         from master_sdk.memory.frames import approvals_frame
 
-        return approvals_frame(self.conn, product=product, flow=flow)
+        return self._reading(lambda: approvals_frame(self.conn, product=product, flow=flow))
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``: ``"ok"`` when healthy, else its findings joined.
@@ -413,7 +464,7 @@ class SQLiteStore:
             "schema_version": stored_version(conn),
             "journal_mode": str(conn.execute("PRAGMA journal_mode").fetchone()[0]),
             "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(level, str(level)),
-            "busy_timeout_ms": int(conn.execute("PRAGMA busy_timeout").fetchone()[0]),
+            "busy_timeout_ms": self.busy_timeout_ms,
             "integrity": self.integrity_check(),
             "runs": sum(counts.values()),
             "runs_by_status": {str(k): int(v) for k, v in sorted(counts.items())},
