@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from master_sdk.authoring import Reply
 from master_sdk.config.settings import ModelEntry, ModelsSettings, Price
 from master_sdk.errors import ConfigError, ModelCallError
+from master_sdk.governance.budgets import conservative_usage
 from master_sdk.models.types import Message, ModelRequest, ModelResponse, Provider
 
 if TYPE_CHECKING:
@@ -203,7 +204,8 @@ class Router:
             output_name=output.__name__ if output is not None else None,
         )
         response, duration_ms, attempts = self._call(model, request, scope)
-        usage = response.usage
+        # a provider that reports no usage (or zeros) is counted high, never as free
+        usage = conservative_usage(response.usage, prompt_tokens=prompt_bound, reply=response.text)
         cost = cost_usd(model.price or FREE, usage.tokens_in, usage.tokens_out, usage.cached_tokens)
         run = budget.run
         run.tokens_in += usage.tokens_in
