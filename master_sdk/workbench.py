@@ -70,7 +70,9 @@ class Workbench:
             scrub=self._redact,
             before_commit=(lambda label: crash(f"commit:{label}")) if crash.armed else None,
         )
-        self.router = Router(settings.models, root=settings.root, providers=providers)
+        self.router = Router(
+            settings.models, root=settings.root, providers=providers, scrub=self._redact
+        )
         self.catalog: ProductCatalog = ProductCatalog(
             settings.products_path,
             policy=settings.policy,
@@ -263,7 +265,8 @@ class Workbench:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Close the store connection and the trace log."""
+        """Close the store connection, the trace log and the model providers' connections."""
+        self.router.close()
         self.store.close()
         self._log.close()
 

@@ -467,8 +467,12 @@ def test_connection_refused_is_a_retryable_connection_error(make_provider: MakeP
         (Reply.raw(b'{"id": "chatcmpl-1", "object": "chat.completion"}'), "no choices"),
         (Reply.raw(b'{"id": "chatcmpl-1", "choices": []}'), "no choices"),
         (Reply.raw(b"<html>busy</html>", content_type="text/html"), "not a JSON object"),
+        (
+            Reply.raw(b'{"error": {"message": "upstream overloaded"}}'),
+            "answered with an error: upstream overloaded",
+        ),
     ],
-    ids=["malformed-json", "missing-choices", "empty-choices", "html"],
+    ids=["malformed-json", "missing-choices", "empty-choices", "html", "error-with-200"],
 )
 def test_unusable_reply_is_an_invalid_response(
     server: FakeOpenAIServer, provider: OpenAIProvider, reply: Reply, reason: str

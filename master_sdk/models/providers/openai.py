@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from master_sdk.errors import ConfigError, ModelCallError
+from master_sdk.models.network import check_network
 from master_sdk.models.schemas import strict_json_schema
 from master_sdk.models.types import ModelRequest, ModelResponse, Usage
 
@@ -233,7 +234,10 @@ class OpenAIProvider:
             ModelCallError: with ``kind`` ``rate_limit``, ``server``, ``timeout``,
                 ``connection`` (retryable) or ``auth``, ``bad_request``,
                 ``invalid_response`` (not retryable).
+            NetworkModelCallBlocked: network model calls are blocked (in a test) and
+                ``base_url`` is not a loopback address; nothing was sent.
         """
+        check_network(_display_url(self.base_url), provider=self.name)
         import openai  # deferred, see _build_client; cached by the import system after once
 
         model = request.model or self.model
@@ -322,6 +326,11 @@ class OpenAIProvider:
         data: dict[str, Any] = dump(mode="json", exclude_unset=True, warnings=False)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            error = data.get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                # some proxies answer 200 with an OpenAI-style error body
+                what = f"the server answered with an error: {error['message']}"
+                raise self._invalid(model, what, body)
             raise self._invalid(model, "the reply has no choices", body)
         choice = choices[0]
         message = choice.get("message")
