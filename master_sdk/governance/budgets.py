@@ -120,12 +120,12 @@ def refusal(kind: str, name: str, allowed: Collection[str] | None) -> str | None
         "tool 'functions.echo' is refused: it carries the wrapper prefix 'functions.'; write 'echo'"
     """
     problem = name_problem(name)
-    if problem is not None:
-        return f"{kind} {name!r} is refused: it {problem}"
-    if allowed is None or name in allowed:
+    if problem is None and (allowed is None or name in allowed):
         return None
-    meant = suggest(name, allowed)
+    meant = suggest(name, allowed) if allowed is not None else None
     hint = f"; did you mean '{meant}'? names match exactly" if meant else ""
+    if problem is not None:
+        return f"{kind} {name!r} is refused: it {problem}{hint}"
     return f"{kind} '{name}' is not in allowed_{kind}s{hint}"
 
 
