@@ -48,8 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--product")
     runs.add_argument("--flow")
 
-    show = sub.add_parser("show", help="show one run")
+    show = sub.add_parser(
+        "show", help="show one run (retrying an interrupted idempotent tool, as get_run does)"
+    )
     show.add_argument("run_id", metavar="RUN")
+    show.add_argument(
+        "--no-recover", action="store_true", help="only read the run; never run a step"
+    )
 
     approve = sub.add_parser("approve", help="approve a paused run")
     approve.add_argument("run_id", metavar="RUN")
@@ -90,6 +95,30 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec file")
     schema.add_argument("kind", choices=["flow", "manifest", "product"])
+
+    store = sub.add_parser("store", help="the run store: info, export, import")
+    store_sub = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    store_sub.add_parser(
+        "info", help="path, schema version, durability pragmas, integrity, run counts"
+    )
+    export = store_sub.add_parser(
+        "export", help="write runs to FILE (*.jsonl: JSON Lines; *.sqlite3: SQLite backup)"
+    )
+    export.add_argument("file", metavar="FILE")
+    export.add_argument(
+        "--run", action="append", dest="runs", metavar="RUN", help="only this run; repeatable"
+    )
+    export.add_argument("--format", choices=["jsonl", "sqlite"], help="default: from the suffix")
+    export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    imp = store_sub.add_parser("import", help="merge the runs of an exported FILE")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--format", choices=["jsonl", "sqlite"], help="default: from the suffix")
+    imp.add_argument(
+        "--on-duplicate",
+        choices=["skip", "error"],
+        default="skip",
+        help="a run already in the store: skip it (default) or refuse the import",
+    )
     return parser
 
 
@@ -198,10 +227,14 @@ def _dispatch(wb: ms.Workbench, args: argparse.Namespace) -> int:
         return 0
     if command == "trace":
         return _trace(wb, args)
-    run = wb.get_run(args.run_id)
+    if command == "store":
+        return _store(wb, args)
     if command == "show":
+        run = wb.get_run(args.run_id, recover=not args.no_recover)
         print(_describe(run))
         return 0
+    # an action is the user's decision: do not let opening the run act first
+    run = wb.get_run(args.run_id, recover=False)
     allow = getattr(args, "allow_flow_change", False)
     if command == "approve":
         run.approve(args.comment, by=args.by, allow_flow_change=allow)
@@ -221,6 +254,24 @@ def _dispatch(wb: ms.Workbench, args: argparse.Namespace) -> int:
         run.abort(args.reason, by=args.by)
     print(_describe(run))
     return 0 if run.status not in ("failed", "blocked") or command == "abort" else 1
+
+
+def _store(wb: ms.Workbench, args: argparse.Namespace) -> int:
+    action = args.store_command
+    if action == "info":
+        info = wb.store_info()
+        for key, value in info.items():
+            shown = json.dumps(value) if isinstance(value, dict) else value
+            print(f"{key}: {shown}")
+        return 0 if info["integrity"] == "ok" else 1
+    if action == "export":
+        report = wb.export_store(
+            args.file, runs=args.runs, format=args.format, overwrite=args.force
+        )
+    else:
+        report = wb.import_store(args.file, format=args.format, on_duplicate=args.on_duplicate)
+    print(report)
+    return 0
 
 
 def _trace(wb: ms.Workbench, args: argparse.Namespace) -> int:
@@ -264,9 +315,6 @@ def _trace(wb: ms.Workbench, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``master`` console script."""
-    # jsonschema imports an optional IRI grammar that takes seconds to build; the CLI
-    # never validates the iri formats, so it tells the import system the package is absent
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None marks it missing
     args = _parser().parse_args(argv)
     from master_sdk.errors import MasterError
 

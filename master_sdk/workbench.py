@@ -11,20 +11,32 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from master_sdk.errors import FlowError, InputInvalid, NotFound
+from master_sdk.errors import (
+    AlreadyResumed,
+    FlowError,
+    MasterError,
+    NotFound,
+    NotWaiting,
+)
 from master_sdk.tracing.events import ENDED
+
+# statuses from which no action can continue a run; every other run is pinned to its flow
+_FINAL = frozenset({"completed", "rejected", "blocked"})
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from master_sdk.config.settings import Settings
     from master_sdk.memory.records import RunRow
+    from master_sdk.memory.transfer import TransferReport
     from master_sdk.models.types import Provider
+    from master_sdk.notebook.views import Form, RunView
     from master_sdk.orchestrator.engine import Engine, RunContext
     from master_sdk.products.compiler import CompiledFlow
     from master_sdk.products.loader import ProductCatalog
@@ -69,6 +81,7 @@ class Workbench:
             busy_timeout_ms=settings.app.busy_timeout_ms,
             scrub=self._redact,
             before_commit=(lambda label: crash(f"commit:{label}")) if crash.armed else None,
+            allow_network=settings.app.allow_network_store,
         )
         self.router = Router(
             settings.models, root=settings.root, providers=providers, scrub=self._redact
@@ -90,6 +103,21 @@ class Workbench:
             crash=crash,
             on_commit=self._log.commit if self._log.enabled else None,
         )
+        self._mark_abandoned()
+
+    def _mark_abandoned(self) -> None:
+        """Mark runs left ``running`` by processes that no longer exist as ``interrupted``.
+
+        One query when nothing was abandoned; never executes a step (an idempotent tool is
+        retried when its run is opened with :meth:`get_run`). Best effort: a run this
+        cannot mark now (store busy, flow broken) is marked when it is next loaded.
+        """
+        from master_sdk.orchestrator.engine import owner_alive
+
+        for run_id, owner in self.store.find_runs(status="running"):
+            if not owner_alive(owner):
+                with suppress(MasterError):
+                    self._load(run_id)
 
     @classmethod
     def open(
@@ -178,13 +206,28 @@ class Workbench:
         ctx = self.engine.start(flow, data, by=by or self.user)
         return Run(self, ctx.run, ctx)
 
-    def get_run(self, run_id: str) -> Run:
+    def get_run(self, run_id: str, *, recover: bool = True) -> Run:
         """A stored run, in the same state as in the process that left it.
 
         A run that was executing a step in a process that has since died is marked
-        ``interrupted`` here (choose :meth:`Run.retry`, :meth:`Run.skip` or :meth:`Run.abort`).
+        ``interrupted`` here. If that step is a tool declared ``idempotent=True`` and the
+        policy allows (``auto_retry_idempotent``, ``max_recoveries``), it is retried at once,
+        with the same idempotency key; any other step waits for a human: :meth:`Run.retry`,
+        :meth:`Run.skip` or :meth:`Run.abort`.
+
+        Args:
+            run_id: the run's id.
+            recover: retry an interrupted idempotent tool step now (default); False only
+                reads the run (and marks it interrupted).
         """
         row, ctx = self._load(run_id)
+        if recover and ctx is not None and row.status == "interrupted":
+            try:
+                self.engine.recover(ctx)
+            except AlreadyResumed:
+                row, ctx = self._load(run_id)  # another process recovered it first
+            else:
+                row = ctx.run
         return Run(self, row, ctx)
 
     def _load(self, run_id: str) -> tuple[RunRow, RunContext | None]:
@@ -196,19 +239,26 @@ class Workbench:
         ctx = self.engine.load(flow, row, steps)
         return ctx.run, ctx
 
-    def _context(self, run_id: str, *, allow_flow_change: bool) -> RunContext:
-        from master_sdk.orchestrator.engine import check_flow_pin
+    def _context(
+        self, run_id: str, *, allow_flow_change: bool | None, by: str | None
+    ) -> RunContext:
+        """The run, loaded to act on; ``allow_flow_change=None`` skips the flow pin."""
+        from master_sdk.orchestrator.pinning import check_flow_pin
 
         row, steps = self.store.load(run_id)
         flow = self.catalog.flow(f"{row.product}/{row.flow}")
         ctx = self.engine.load(flow, row, steps)
-        if ctx.run.status not in ENDED and (
-            row.flow_hash != flow.flow_hash or row.product_version != flow.product_version
+        run = ctx.run
+        if (
+            allow_flow_change is not None
+            and run.status not in _FINAL
+            and (run.flow_hash != flow.flow_hash or run.product_version != flow.product_version)
         ):
             check_flow_pin(
                 ctx,
                 allow_change=allow_flow_change,
-                previous_source=self.store.flow_source(row.flow_hash),
+                previous_source=self.store.flow_source(run.flow_hash),
+                by=by,
             )
         return ctx
 
@@ -262,6 +312,59 @@ class Workbench:
 
         return redact_frame(frame, self._redact)
 
+    # ------------------------------------------------------------------ the store itself
+
+    def store_info(self) -> dict[str, Any]:
+        """The store's path, schema version, durability pragmas as SQLite reports them
+        (``journal_mode``, ``synchronous``, ``busy_timeout_ms``), ``integrity``
+        (``PRAGMA integrity_check``: ``"ok"`` when healthy) and run counts."""
+        return self.store.info()
+
+    def export_store(
+        self,
+        path: str | Path,
+        *,
+        runs: Sequence[str] | None = None,
+        format: str | None = None,
+        overwrite: bool = False,
+    ) -> TransferReport:
+        """Write runs to one file a colleague can import.
+
+        ``*.sqlite3`` is a standalone SQLite copy made with SQLite's online backup API (a
+        consistent snapshot, even while other processes write); ``*.jsonl`` is JSON Lines,
+        one run per line with its steps, trace, approvals and inputs.
+
+        Args:
+            path: the file to write (refused if it exists, unless ``overwrite``).
+            runs: run ids to export (default: every run).
+            format: ``sqlite`` or ``jsonl`` (default: from the suffix).
+            overwrite: replace an existing file.
+
+        Example:
+            >>> wb.export_store("shared/review.jsonl", runs=[run.id])  # doctest: +SKIP
+        """
+        return self.store.export_runs(
+            Path(path), run_ids=runs, fmt=format, overwrite=overwrite
+        )
+
+    def import_store(
+        self,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        on_duplicate: str = "skip",
+    ) -> TransferReport:
+        """Merge the runs of an exported file (or another store file) into this store.
+
+        One transaction: all runs are added or none. A run whose id is already in the store
+        is left as it is and listed in the report's ``skipped`` (``on_duplicate="error"``
+        refuses the import instead). Imported runs that were executing a step show as
+        ``interrupted`` here.
+        """
+        report = self.store.import_runs(Path(path), fmt=format, on_duplicate=on_duplicate)
+        self._mark_abandoned()  # a run imported mid-step has no owner here
+        return report
+
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
@@ -288,7 +391,7 @@ class Run:
         self._wb = wb
         self._row = row
         self._ctx = ctx
-        self._view: Any = None
+        self._view: RunView | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -356,9 +459,19 @@ class Run:
         """True once completed, rejected, failed or blocked."""
         return self._row.status in ENDED
 
+    @property
+    def workbench(self) -> Workbench:
+        """The workbench this run belongs to."""
+        return self._wb
+
     def refresh(self) -> Run:
-        """Re-read the run from the store (another kernel or the CLI may have moved it)."""
+        """Re-read the run from the store (another kernel or the CLI may have moved it).
+
+        Unlike :meth:`Workbench.get_run` this never runs a step: a run interrupted by a
+        crash shows as ``interrupted`` until it is opened with ``get_run`` or retried.
+        """
         self._row, self._ctx = self._wb._load(self.id)
+        self._changed()
         return self
 
     # ------------------------------------------------------------------ actions
@@ -385,11 +498,27 @@ class Run:
     def _decide(
         self, approved: bool, comment: str | None, by: str | None, allow_flow_change: bool
     ) -> Run:
-        ctx = self._wb._context(self.id, allow_flow_change=allow_flow_change)
+        who = by or self._wb.user
+        return self._act(
+            lambda ctx: self._wb.engine.decide(ctx, approved=approved, comment=comment, by=who),
+            who,
+            allow_flow_change,
+        )
+
+    def _act(
+        self, action: Callable[[RunContext], None], by: str, allow_flow_change: bool | None
+    ) -> Run:
+        """Run an engine action on a fresh read of the run; on any error, show the stored
+        state again (an action that failed, or lost a race, changed nothing there)."""
         try:
-            self._wb.engine.decide(ctx, approved=approved, comment=comment, by=by or self._wb.user)
-        finally:
-            self._row, self._ctx = ctx.run, ctx
+            ctx = self._wb._context(self.id, allow_flow_change=allow_flow_change, by=by)
+            action(ctx)
+        except BaseException:
+            with suppress(Exception):
+                self.refresh()
+            raise
+        self._row, self._ctx = ctx.run, ctx
+        self._changed()
         return self
 
     def submit(
@@ -406,43 +535,38 @@ class Run:
                 failing field and the run is unchanged.
             NotWaiting: the run is not waiting for input.
         """
-        ctx = self._wb._context(self.id, allow_flow_change=allow_flow_change)
-        try:
-            self._wb.engine.submit(ctx, dict(data), by=by or self._wb.user)
-        except InputInvalid:
-            raise
-        finally:
-            self._row, self._ctx = ctx.run, ctx
-        return self
+        who = by or self._wb.user
+        payload = dict(data)
+        return self._act(
+            lambda ctx: self._wb.engine.submit(ctx, payload, by=who), who, allow_flow_change
+        )
 
     def retry(self, *, by: str | None = None, allow_flow_change: bool = False) -> Run:
-        """Run an interrupted or failed step again."""
-        ctx = self._wb._context(self.id, allow_flow_change=allow_flow_change)
-        try:
-            self._wb.engine.retry(ctx, by=by or self._wb.user)
-        finally:
-            self._row, self._ctx = ctx.run, ctx
-        return self
+        """Run an interrupted or failed step again (a new attempt, same idempotency key).
+
+        Raises:
+            NotWaiting: the run is not interrupted or failed.
+            AlreadyResumed: another process retried, skipped or aborted it first.
+        """
+        who = by or self._wb.user
+        return self._act(lambda ctx: self._wb.engine.retry(ctx, by=who), who, allow_flow_change)
 
     def skip(
         self, output: Any = None, *, by: str | None = None, allow_flow_change: bool = False
     ) -> Run:
-        """Mark an interrupted or failed step done with ``output`` and continue."""
-        ctx = self._wb._context(self.id, allow_flow_change=allow_flow_change)
-        try:
-            self._wb.engine.skip(ctx, output=output, by=by or self._wb.user)
-        finally:
-            self._row, self._ctx = ctx.run, ctx
-        return self
+        """Mark an interrupted or failed step done with ``output`` (what later steps see as
+        ``steps.<id>.output``) without running it, and continue."""
+        who = by or self._wb.user
+        return self._act(
+            lambda ctx: self._wb.engine.skip(ctx, output=output, by=who), who, allow_flow_change
+        )
 
     def abort(self, reason: str | None = None, *, by: str | None = None) -> Run:
-        """End the run as ``failed`` with ``reason``."""
-        ctx = self._wb._context(self.id, allow_flow_change=True)
-        try:
-            self._wb.engine.abort(ctx, reason=reason, by=by or self._wb.user)
-        finally:
-            self._row, self._ctx = ctx.run, ctx
-        return self
+        """End the run as ``failed`` with ``reason`` (any flow change is irrelevant here)."""
+        who = by or self._wb.user
+        return self._act(
+            lambda ctx: self._wb.engine.abort(ctx, reason=reason, by=who), who, None
+        )
 
     # ------------------------------------------------------------------ data
 
@@ -481,13 +605,74 @@ class Run:
         frame = pd.DataFrame(rows)
         for column in ("used", "limit", "remaining", "percent"):
             frame[column] = frame[column].astype("float64")
+        frame["budget"] = pd.Categorical(frame["budget"], categories=list(frame["budget"]))
         frame["status"] = pd.Categorical(frame["status"], categories=["ok", "blocked"])
         return frame
 
     # ------------------------------------------------------------------ display
 
+    def view(self) -> RunView:
+        """The run as a live widget (needs ipywidgets): header, steps, the form it needs.
+
+        The same view on every call; every action on this handle redraws it in place.
+        """
+        if self._view is None:
+            from master_sdk.notebook.views import RunView
+
+            self._view = RunView(self)
+        view: RunView = self._view
+        return view
+
+    def form(self) -> Form:
+        """The form this run needs now, as an object a notebook or a test can drive.
+
+        An :class:`~master_sdk.notebook.forms.ApprovalForm` while waiting for approval
+        (``comment``, ``user``, ``approve_button``, ``reject_button``), a
+        :class:`~master_sdk.notebook.forms.SchemaForm` while waiting for input (``fields``,
+        ``submit_button``), a :class:`~master_sdk.notebook.recovery.RecoveryForm` when
+        interrupted (``retry_button``, ``skip_button``, ``abort_button``). The same object
+        on every call while the run stays at the same pause; clicking it continues the run.
+
+        Raises:
+            NotWaiting: the run needs no form (running or ended).
+
+        Example:
+            >>> form = run.form()
+            >>> form.fields["audience"].value = "the board"
+            >>> form.submit_button.click()
+        """
+        form = self.view().form()
+        if form is None:
+            raise NotWaiting(
+                f"run {self.id} is {self.status}: only a run waiting for approval or input, "
+                "or an interrupted one, has a form",
+                run_id=self.id,
+            )
+        return form
+
+    def _changed(self) -> None:
+        if self._view is not None:
+            self._view.update()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        if _widgets_usable():
+            bundle: dict[str, Any] = self.view()._repr_mimebundle_(**kwargs)
+            return bundle
+        from master_sdk.notebook.summary import RunSummary
+
+        summary = RunSummary.of(self)
+        return {"text/plain": summary.text(), "text/html": summary.html()}
+
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, ref={self.ref!r}, status={self.status!r})"
+
+
+def _widgets_usable() -> bool:
+    """Whether a widget can be shown: inside a Jupyter kernel with ipywidgets installed."""
+    import sys
+    from importlib.util import find_spec
+
+    return "ipykernel" in sys.modules and find_spec("ipywidgets") is not None
 
 
 class FlowView:
@@ -516,6 +701,23 @@ class FlowView:
                 }
             )
         return out
+
+    def mermaid(self) -> str:
+        """The flow as Mermaid ``flowchart`` text: steps, ``when:`` guards, reject branches."""
+        from master_sdk.notebook.flowchart import mermaid
+
+        return mermaid(self.steps)
+
+    def svg(self) -> str:
+        """The flow as a standalone SVG document (no JavaScript needed to show it)."""
+        from master_sdk.notebook.flowchart import svg
+
+        return svg(self.steps)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        from master_sdk.notebook.flowchart import mermaid_markdown
+
+        return {"text/plain": repr(self), "text/markdown": mermaid_markdown(self.steps)}
 
     def __repr__(self) -> str:
         return f"FlowView({self.ref!r}, steps={[s['id'] for s in self.steps]})"

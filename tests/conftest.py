@@ -14,6 +14,12 @@ import master_sdk as ms
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture(autouse=True)
+def _no_network_models(block_network_models: object) -> Iterator[None]:
+    """No test may reach a model beyond loopback (the plugin fails the test if one tries)."""
+    yield
+
 COMPONENTS = """
 from __future__ import annotations
 

@@ -29,6 +29,11 @@ class AppSettings(BaseModel):
         "last commits on power loss (never corrupts).",
     )
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    allow_network_store: bool = Field(
+        default=False,
+        description="Open a store on a network filesystem (NFS, SMB, sshfs...) anyway. "
+        "SQLite's WAL is not safe there; by default such a store is refused.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_file: str | None = None
     crash_point: str | None = Field(

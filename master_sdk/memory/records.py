@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from master_sdk.tracing.events import EventRow
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
     import pandas as pd
+
+    from master_sdk.memory.transfer import TransferReport
 
 
 @dataclass(slots=True)
@@ -68,6 +73,9 @@ class Changes:
     approvals: list[tuple[str, str, str | None, str | None, int]] = field(default_factory=list)
     inputs: list[tuple[str, Any, str | None, int]] = field(default_factory=list)
     flow_source: tuple[str, str, str, str, str] | None = None
+    # True when ``steps`` holds every step row of the run and replaces the stored ones
+    # (a paused run resumed on a changed flow whose steps moved)
+    replace_steps: bool = False
 
     def clear(self) -> None:
         """Forget what was committed."""
@@ -76,6 +84,7 @@ class Changes:
         self.approvals.clear()
         self.inputs.clear()
         self.flow_source = None
+        self.replace_steps = False
 
 
 class Store(Protocol):
@@ -103,6 +112,27 @@ class Store(Protocol):
 
     def flow_source(self, flow_hash: str) -> str | None:
         """The flow text a run started from, by its hash."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Where the store is, its schema version, durability settings and run counts."""
+        ...
+
+    def export_runs(
+        self,
+        target: Path,
+        *,
+        run_ids: Sequence[str] | None = None,
+        fmt: str | None = None,
+        overwrite: bool = False,
+    ) -> TransferReport:
+        """Write runs (all, or ``run_ids``) to a file a colleague can import."""
+        ...
+
+    def import_runs(
+        self, source: Path, *, fmt: str | None = None, on_duplicate: str = "skip"
+    ) -> TransferReport:
+        """Merge the runs of an exported file into this store, in one transaction."""
         ...
 
     def runs_frame(

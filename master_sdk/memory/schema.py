@@ -100,24 +100,48 @@ CREATE TABLE flow_versions (
 
 Migration = Callable[["sqlite3.Connection"], None]
 
-# MIGRATIONS[n] upgrades a store from version n to n + 1.
+# MIGRATIONS[n] upgrades a store from version n to n + 1. A migration runs inside the
+# caller's transaction: it must use ``conn.execute`` only (``executescript`` commits) and
+# must not commit; if it raises, every migration of this open is rolled back.
 MIGRATIONS: dict[int, Migration] = {}
 
 
-def ensure_schema(conn: sqlite3.Connection, *, path: str) -> None:
-    """Create or migrate the schema of an open connection (in autocommit mode)."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version == SCHEMA_VERSION:
-        return
+def stored_version(conn: sqlite3.Connection) -> int:
+    """The schema version a store file declares (``PRAGMA user_version``; 0 when new)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def refuse_newer(version: int, *, path: str) -> None:
+    """Raise :class:`StoreError` when a store was written by a newer schema than this code's."""
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{path}: store schema version {version} is newer than this master_sdk "
-            f"understands ({SCHEMA_VERSION}); upgrade master_sdk to open it"
+            f"understands ({SCHEMA_VERSION}); upgrade master_sdk to open it (the file was "
+            "not changed)"
         )
+
+
+def ensure_schema(conn: sqlite3.Connection, *, path: str) -> None:
+    """Create or migrate the schema of an open connection (in autocommit mode).
+
+    A new file gets the version 1 tables and then every migration, so new and migrated
+    stores go through the same code. Everything happens in one ``BEGIN IMMEDIATE``
+    transaction: a failing migration leaves the file exactly as it was.
+
+    Raises:
+        StoreError: the file is newer than this code, holds tables that are not a store,
+            or a migration failed (nothing was changed).
+    """
+    version = stored_version(conn)
+    if version == SCHEMA_VERSION:
+        return
+    refuse_newer(version, path=path)
     conn.execute("BEGIN IMMEDIATE")
     try:
         # re-read under the write lock: another process may have just done this
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        version = stored_version(conn)
+        refuse_newer(version, path=path)
+        first = version
         if version == 0 and _is_empty(conn):
             for statement in SCHEMA_V1.split(";"):
                 if statement.strip():
@@ -129,13 +153,33 @@ def ensure_schema(conn: sqlite3.Connection, *, path: str) -> None:
                 "choose another store path"
             )
         while version < SCHEMA_VERSION:
-            MIGRATIONS[version](conn)
+            _migrate(conn, version, first=first, path=path)
             version += 1
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
+
+
+def _migrate(conn: sqlite3.Connection, version: int, *, first: int, path: str) -> None:
+    step = MIGRATIONS.get(version)
+    if step is None:
+        raise StoreError(
+            f"{path}: no migration from store schema version {version} to {version + 1}; "
+            "this master_sdk cannot open the store"
+        )
+    try:
+        step(conn)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(
+            f"{path}: migrating the store from schema version {version} to {version + 1} "
+            f"failed ({type(exc).__name__}: {exc}); nothing was changed, the store is still "
+            f"at version {first}"
+        ) from exc
 
 
 def _is_empty(conn: sqlite3.Connection) -> bool:

@@ -9,18 +9,21 @@ callable first: this is the choke point between a run and the disk.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import NotFound, StoreBusy, StoreError
 from master_sdk.memory.records import Changes, RunRow, StepRow, VersionConflict
-from master_sdk.memory.schema import ensure_schema
+from master_sdk.memory.schema import ensure_schema, refuse_newer, stored_version
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from master_sdk.memory.transfer import TransferReport
 
 Scrub = Callable[[Any], Any]
 
@@ -46,6 +49,8 @@ _INSERT_APPROVAL = "INSERT INTO approvals VALUES (?,?,?,?,?,?)"
 _INSERT_INPUT = "INSERT INTO user_inputs VALUES (?,?,?,?,?)"
 _INSERT_FLOW = "INSERT OR IGNORE INTO flow_versions VALUES (?,?,?,?,?)"
 
+_NULL_FINDING = re.compile(r"NULL value in (\w+)\.(\w+)")
+
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
@@ -56,12 +61,22 @@ def _identity(value: Any) -> Any:
 class SQLiteStore:
     """A run store in one SQLite file (see module docstring).
 
+    Opening checks, in this order, before anything is written: the file's folder is not
+    on a network filesystem (unless ``allow_network``), the file is not from a newer
+    schema; then WAL and ``synchronous`` are set and read back, and an older schema is
+    migrated.
+
     Args:
         path: the database file (its folder is created).
         synchronous: ``FULL`` (default: a committed step survives power loss) or ``NORMAL``.
         busy_timeout_ms: how long a writer waits for another process's lock.
         scrub: redaction applied to every value before it is serialised.
         before_commit: called with the commit's label just before ``COMMIT`` (crash tests).
+        allow_network: open a store on a network filesystem anyway (with a warning).
+
+    Raises:
+        StoreBusy: another process held the store locked beyond the busy timeout.
+        StoreError: the file cannot be a store here (see above); the message says why.
     """
 
     def __init__(
@@ -72,6 +87,7 @@ class SQLiteStore:
         busy_timeout_ms: int = 5000,
         scrub: Scrub | None = None,
         before_commit: Callable[[str], None] | None = None,
+        allow_network: bool = False,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
@@ -79,32 +95,49 @@ class SQLiteStore:
         self.scrub: Scrub = scrub or _identity
         self.before_commit = before_commit
         self._known_flows: set[str] = set()
+        if synchronous not in ("FULL", "NORMAL"):
+            raise StoreError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
+        _check_local(path, allow_network)
+        self.conn = sqlite3.connect(
+            str(path),
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=busy_timeout_ms / 1000,
+            cached_statements=64,
+        )
         try:
-            self.conn = sqlite3.connect(
-                str(path),
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=busy_timeout_ms / 1000,
-                cached_statements=64,
-            )
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            refuse_newer(stored_version(self.conn), path=str(path))
             self._configure()
             ensure_schema(self.conn, path=str(path))
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:
+            self.conn.close()
+            if _busy(exc):
+                raise StoreBusy(
+                    f"{path}: the store is locked by another process beyond the busy timeout "
+                    f"({busy_timeout_ms} ms) while opening it; try again"
+                ) from None
             raise StoreError(f"{path}: cannot open the store: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(f"{path}: cannot open the store: {exc}") from None
+        except BaseException:
+            self.conn.close()
+            raise
 
     def _configure(self) -> None:
         conn = self.conn
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: could not switch the store to WAL (got {mode})")
-        if self.synchronous not in ("FULL", "NORMAL"):
-            raise StoreError(f"synchronous must be FULL or NORMAL, not {self.synchronous!r}")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         level = conn.execute("PRAGMA synchronous").fetchone()[0]
         if int(level) != {"NORMAL": 1, "FULL": 2}[self.synchronous]:
             raise StoreError(f"{self.path}: PRAGMA synchronous did not take ({level})")
+        waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        if int(waits) != int(self.busy_timeout_ms):
+            raise StoreError(f"{self.path}: PRAGMA busy_timeout did not take ({waits})")
 
     def _dumps(self, value: Any) -> str | None:
         if value is None:
@@ -117,7 +150,7 @@ class SQLiteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if _busy(exc):
                 raise StoreBusy(
                     f"{self.path}: the store is locked by another process beyond the busy "
                     f"timeout ({self.busy_timeout_ms} ms); nothing was written, try again"
@@ -128,6 +161,10 @@ class SQLiteStore:
             if self.before_commit is not None:
                 self.before_commit(label)
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # disk full, I/O error, constraint: nothing was written
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: could not write ({exc}); nothing was written") from exc
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -201,6 +238,8 @@ class SQLiteStore:
                     ).fetchone()
                     raise VersionConflict(run.run_id, *(row or (None, None)))
             pk = run.pk
+            if changes.replace_steps:
+                conn.execute("DELETE FROM steps WHERE run_pk = ?", (pk,))
             if changes.steps:
                 conn.executemany(
                     _UPSERT_STEP,
@@ -247,6 +286,14 @@ class SQLiteStore:
 
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]]:
         """A run and its steps (see :class:`Store`)."""
+        try:
+            return self._load(run_id)
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):  # a reader waits only while another process recovers the WAL
+                raise StoreBusy(f"{self.path}: the store is busy ({exc}); try again") from None
+            raise StoreError(f"{self.path}: cannot read run {run_id}: {exc}") from None
+
+    def _load(self, run_id: str) -> tuple[RunRow, list[StepRow]]:
         row = self.conn.execute(
             f"SELECT {_RUN_COLUMNS}, pk FROM runs WHERE run_id = ?",  # noqa: S608  # constants
             (run_id,),
@@ -331,8 +378,71 @@ class SQLiteStore:
         return approvals_frame(self.conn, product=product, flow=flow)
 
     def integrity_check(self) -> str:
-        """``PRAGMA integrity_check`` result ("ok" when healthy)."""
-        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+        """``PRAGMA integrity_check``: ``"ok"`` when healthy, else its findings joined.
+
+        SQLite 3.40.0 to 3.41.0 report NOT NULL columns of WITHOUT ROWID tables declared
+        before a primary-key column (``approvals.decision``, ``user_inputs.data``) as
+        holding NULLs when they do not; each such finding is checked against the rows and
+        kept only if a NULL is really there.
+        """
+        findings = [str(r[0]) for r in self.conn.execute("PRAGMA integrity_check")]
+        real = [f for f in findings if f != "ok" and not self._false_null(f)]
+        return "; ".join(real) if real else "ok"
+
+    def _false_null(self, finding: str) -> bool:
+        match = _NULL_FINDING.fullmatch(finding)
+        if match is None:
+            return False
+        table, column = match.groups()
+        known = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+        if column not in known:
+            return False
+        # typeof() is computed per row, so the planner cannot fold the test away on the
+        # strength of the NOT NULL constraint (as it may with ``IS NULL``)
+        hit = self.conn.execute(
+            f'SELECT 1 FROM "{table}" WHERE typeof("{column}") = \'null\' LIMIT 1'  # noqa: S608  # names from the schema
+        ).fetchone()
+        return hit is None
+
+    def info(self) -> dict[str, Any]:
+        """The store's file, schema version, durability pragmas as SQLite reports them,
+        integrity and run counts by status."""
+        conn = self.conn
+        level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+        counts = dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY status"))
+        return {
+            "path": str(self.path),
+            "schema_version": stored_version(conn),
+            "journal_mode": str(conn.execute("PRAGMA journal_mode").fetchone()[0]),
+            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(level, str(level)),
+            "busy_timeout_ms": int(conn.execute("PRAGMA busy_timeout").fetchone()[0]),
+            "integrity": self.integrity_check(),
+            "runs": sum(counts.values()),
+            "runs_by_status": {str(k): int(v) for k, v in sorted(counts.items())},
+        }
+
+    def export_runs(
+        self,
+        target: Path,
+        *,
+        run_ids: Sequence[str] | None = None,
+        fmt: str | None = None,
+        overwrite: bool = False,
+    ) -> TransferReport:
+        """Write runs to a JSON Lines file or a standalone SQLite file (see
+        :func:`master_sdk.memory.transfer.export_store`)."""
+        from master_sdk.memory.transfer import export_store
+
+        return export_store(self, target, run_ids=run_ids, fmt=fmt, overwrite=overwrite)
+
+    def import_runs(
+        self, source: Path, *, fmt: str | None = None, on_duplicate: str = "skip"
+    ) -> TransferReport:
+        """Merge the runs of an export (or of another store file) into this store (see
+        :func:`master_sdk.memory.transfer.import_store`)."""
+        from master_sdk.memory.transfer import import_store
+
+        return import_store(self, source, fmt=fmt, on_duplicate=on_duplicate)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -342,3 +452,33 @@ class SQLiteStore:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether an error means another connection holds a lock (SQLITE_BUSY / LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return True
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _check_local(path: Path, allow_network: bool) -> None:
+    from master_sdk.memory.filesystems import network_mount
+
+    mount = network_mount(path.parent)
+    if mount is None:
+        return
+    message = (
+        f"{path} is on a network filesystem ({mount.fstype} mounted at {mount.point} from "
+        f"{mount.device}); SQLite's WAL needs shared memory and reliable locks that network "
+        "filesystems do not provide, so runs could be lost or corrupted"
+    )
+    if not allow_network:
+        raise StoreError(
+            f"{message}. Put the store on a local disk (app.store / MASTER_STORE), or set "
+            "app.allow_network_store: true to accept the risk"
+        )
+    import warnings
+
+    warnings.warn(f"{message} (allowed by app.allow_network_store)", UserWarning, stacklevel=3)

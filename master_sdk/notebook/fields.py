@@ -216,7 +216,9 @@ class TextField(Field):
     def __init__(self, *, multiline: bool, **kw: Any) -> None:
         schema: Mapping[str, Any] = kw["schema"]
         examples = schema.get("examples")
-        placeholder = str(examples[0]) if isinstance(examples, list) and examples else ""
+        # The property name when there is no example: it says which key the text becomes,
+        # and gives the box an accessible name a browser test can find it by.
+        placeholder = str(examples[0]) if isinstance(examples, list) and examples else kw["name"]
         control = (
             widgets.Textarea(placeholder=placeholder, rows=5, layout=widgets.Layout(width="95%"))
             if multiline

@@ -455,9 +455,10 @@ class ApprovalForm:
     """Approve or reject a paused step: what is at stake, a comment box and two buttons.
 
     ``shown`` must already be redacted; it is displayed as pretty JSON (a string as is),
-    HTML-escaped. A click passes the comment text to ``on_approve`` / ``on_reject``. After a
-    decision goes through, the buttons are disabled and further clicks do nothing; if the
-    callback raises, its message is shown and the buttons stay enabled.
+    HTML-escaped; None (a step without ``show:``) displays nothing. A click passes the
+    comment text to ``on_approve`` / ``on_reject``. After a decision goes through, the
+    buttons are disabled and further clicks do nothing; if the callback raises, its message
+    is shown and the buttons stay enabled.
 
     The decider's name is in ``user`` (prefilled with ``default_user``); the callbacks take
     only the comment, so a caller that records who decided reads it from there.
@@ -490,7 +491,11 @@ class ApprovalForm:
         self._decided = False
         self._busy = False
         self._status_line = _StatusLine()
-        self.shown_html = widgets.HTML(_render_shown(shown))
+        # A step without ``show:`` has nothing to display beyond its prompt.
+        self.shown_html = widgets.HTML(
+            _render_shown(shown) if shown is not None else "",
+            layout=widgets.Layout(display="none") if shown is None else widgets.Layout(),
+        )
         self.user = widgets.Text(value=default_user or "", description="By", placeholder="name")
         self.comment = widgets.Textarea(
             description="Comment",

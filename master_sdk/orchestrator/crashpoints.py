@@ -18,10 +18,12 @@ POINTS: tuple[str, ...] = (
     "after_tool_return",  # a tool (or agent) returned; its result is not committed
     "after_commit",  # any commit just finished
     "commit:step_start",  # inside the transaction recording a step start, before COMMIT
-    "commit:approval",  # inside the transaction recording an approval, before COMMIT
-    "commit:input",  # inside the transaction recording a user input, before COMMIT
+    "commit:approval",  # inside the transaction recording an approval (whatever follows it)
+    "commit:input",  # inside the transaction recording a user input (whatever follows it)
     "commit:pause",  # inside the transaction pausing a run, before COMMIT
     "commit:end",  # inside the transaction ending a run, before COMMIT
+    "commit:interrupted",  # inside the transaction marking a run interrupted, before COMMIT
+    "commit:import",  # inside the transaction importing runs, before COMMIT
 )
 
 

@@ -7,7 +7,9 @@ next (the start of the next side-effecting step, a pause, or the end), always be
 later step can have an effect. A tool or agent step is recorded as started, in its own
 commit, before it runs: if the process dies mid-step, the next process sees the step
 ``running`` with a dead owner and marks the run ``interrupted`` instead of silently
-running it again.
+running it again. Such a step is run again only by a human decision (:meth:`Engine.retry`)
+or, for a tool declared idempotent, by :meth:`Engine.recover` within the policy's
+``max_recoveries``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,12 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import (
     AlreadyResumed,
-    FlowChanged,
     MasterError,
     NotWaiting,
     PolicyViolation,
@@ -54,21 +54,27 @@ def new_run_id() -> str:
 
 def process_identity() -> str:
     """``host:pid:start`` of this process; the start time guards against pid reuse."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+    stat = _proc_stat(os.getpid())
+    return f"{socket.gethostname()}:{os.getpid()}:{stat[1] if stat else '?'}"
 
 
-def _start_time(pid: int) -> str:
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """``(state, start time)`` of a process from ``/proc``; None if it is not there."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
             stat = handle.read()
     except OSError:
-        return "?"
+        return None
     # the command name (field 2) may hold spaces; fields after it are space-separated
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], fields[19]
 
 
 def owner_alive(owner: str | None) -> bool:
-    """Whether the process recorded as executing a run's step still exists."""
+    """Whether the process recorded as executing a run's step still exists.
+
+    A zombie (killed, not yet reaped by its parent) counts as dead: it executes nothing.
+    """
     if not owner:
         return False
     host, _, rest = owner.partition(":")
@@ -80,7 +86,8 @@ def owner_alive(owner: str | None) -> bool:
     except ValueError:
         return False
     if started not in ("", "?"):
-        return _start_time(pid) == started
+        stat = _proc_stat(pid)
+        return stat is not None and stat[1] == started and stat[0] not in ("Z", "X")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -164,6 +171,16 @@ class Engine:
         self.crash = crash
         # called with each commit's events once it succeeded (the trace log); None: off
         self.on_commit = on_commit
+        # ids of the runs this engine is advancing right now: for a run whose recorded
+        # owner is this very process, the only way to tell a step in progress from one
+        # abandoned by an exception (a StoreBusy mid-run, say)
+        self._executing: set[str] = set()
+
+    def owner_alive(self, run: RunRow) -> bool:
+        """Whether a process is still executing the step ``run`` records as running."""
+        if run.owner == self.owner:
+            return run.run_id in self._executing
+        return owner_alive(run.owner)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -198,11 +215,76 @@ class Engine:
 
     def load(self, flow: CompiledFlow, run: RunRow, steps: list[StepRow]) -> RunContext:
         """A context for a stored run; a run left ``running`` by a dead process becomes
-        ``interrupted`` (committed) rather than being run again."""
+        ``interrupted`` (committed) rather than being run again. Never executes a step."""
         ctx = RunContext(flow, run, steps)
-        if run.status == "running" and not owner_alive(run.owner):
-            self._interrupt(ctx)
+        if run.status == "running" and not self.owner_alive(run):
+            try:
+                self._interrupt(ctx)
+            except AlreadyResumed:
+                # another process noticed first (and may have recovered the run already):
+                # what it wrote is the truth
+                ctx = RunContext(flow, *self.store.load(run.run_id))
         return ctx
+
+    def recover(self, ctx: RunContext) -> bool:
+        """Retry a step interrupted by a crash when it may run again without a human.
+
+        Only a tool declared ``idempotent=True`` qualifies, only when the policy's
+        ``auto_retry_idempotent`` allows and the flow is the one the run started with.
+        Recoveries of a step are counted in the run's state and committed with the retried
+        step's start, before the tool runs again; once a step has been recovered
+        ``max_recoveries`` times, the next interruption fails the run with the reason
+        instead (no crash loop when a kernel starts). Returns True when it acted.
+        """
+        run = ctx.run
+        flow = ctx.flow
+        if run.status != "interrupted" or run.cursor >= len(flow.steps):
+            return False
+        step = flow.steps[run.cursor]
+        if run.state.get("interrupted") != step.id or step.tool is None:
+            return False
+        policy = flow.policy
+        if not (step.tool.idempotent and policy.auto_retry_idempotent):
+            return False
+        if run.flow_hash != flow.flow_hash or run.product_version != flow.product_version:
+            return False  # a human must accept the new flow first
+        previous = run.state.get("recoveries") or {}
+        count = int(previous.get("count", 0)) if previous.get("step") == step.id else 0
+        if policy.max_recoveries == 0:
+            return False  # automatic recovery is switched off: a human decides
+        run.state.pop("interrupted", None)
+        if count >= policy.max_recoveries:
+            reason = (
+                f"step '{step.id}' was interrupted again after {count} automatic "
+                f"recover{'y' if count == 1 else 'ies'}; max_recoveries is "
+                f"{policy.max_recoveries}, so the run stopped here (retry it by hand once "
+                "the cause is fixed)"
+            )
+            run.status = "failed"
+            run.error = reason
+            ctx.trace.emit(
+                "run_failed",
+                step_id=step.id,
+                step_type=step.type,
+                status="failed",
+                attrs={"error": reason, "recoveries": count},
+            )
+            self._commit(ctx, "end", resume=True)
+            return True
+        run.state["recoveries"] = {"step": step.id, "count": count + 1}
+        row = ctx.step_rows.get(step.index)
+        attempt = (row.attempt + 1) if row is not None else 1
+        ctx.trace.emit(
+            "step_retried",
+            step_id=step.id,
+            step_type=step.type,
+            name=step.name,
+            attrs={"by": "recovery", "attempt": attempt, "recovery": count + 1},
+        )
+        run.status = "running"
+        run.error = None
+        self.advance(ctx, resume_label="recovery", attempt=attempt)
+        return True
 
     def decide(self, ctx: RunContext, *, approved: bool, comment: str | None, by: str) -> None:
         """Record an approval decision on a paused run and continue it."""
@@ -293,6 +375,7 @@ class Engine:
             name=step.name,
             attrs={"by": by, "attempt": attempt},
         )
+        run.state.pop("interrupted", None)
         run.status = "running"
         run.error = None
         self.advance(ctx, resume_label="recovery", attempt=attempt)
@@ -324,6 +407,7 @@ class Engine:
                 output=self.scrub(output),
             ),
         )
+        run.state.pop("interrupted", None)
         run.cursor += 1
         run.status = "running"
         run.error = None
@@ -337,7 +421,7 @@ class Engine:
                 f"run {run.run_id} has already ended ({run.status}); nothing to abort",
                 run_id=run.run_id,
             )
-        if run.status == "running" and owner_alive(run.owner):
+        if run.status == "running" and self.owner_alive(run):
             raise RunError(
                 f"run {run.run_id} is executing a step in process {run.owner}; wait for it "
                 "or stop that process first",
@@ -347,6 +431,8 @@ class Engine:
         run.owner = None
         run.error = f"aborted by {by}" + (f": {reason}" if reason else "")
         run.state.pop("pending", None)
+        run.state.pop("interrupted", None)
+        run.state["aborted"] = {"by": by, "reason": reason}
         ctx.trace.emit("run_aborted", status="failed", attrs={"by": by, "reason": reason})
         self._commit(ctx, "end", resume=True)
 
@@ -360,6 +446,14 @@ class Engine:
         ``resume_label`` marks the first commit as a resume of a pause (so losing the
         compare-and-set race raises :class:`AlreadyResumed`).
         """
+        executing = self._executing
+        executing.add(ctx.run.run_id)
+        try:
+            self._advance(ctx, resume_label, attempt)
+        finally:
+            executing.discard(ctx.run.run_id)
+
+    def _advance(self, ctx: RunContext, resume_label: str | None, attempt: int) -> None:
         flow = ctx.flow
         run = ctx.run
         steps = flow.steps
@@ -652,6 +746,8 @@ class Engine:
             f"step '{step.id if step else '?'}' was interrupted: the process running it "
             f"({run.owner}) ended; retry, skip or abort"
         )
+        if step is not None:
+            run.state["interrupted"] = step.id  # a crash, which recover() may handle
         run.owner = None
         ctx.trace.emit(
             "run_interrupted",
@@ -659,9 +755,7 @@ class Engine:
             step_type=step.type if step else None,
             status="interrupted",
         )
-        # another process may notice first; then what it wrote is the truth
-        with suppress(AlreadyResumed):
-            self._commit(ctx, "interrupted", resume=True)
+        self._commit(ctx, "interrupted", resume=True)
 
     # ------------------------------------------------------------------ guards and commits
 
@@ -677,6 +771,12 @@ class Engine:
 
     def _require_recoverable(self, ctx: RunContext, action: str) -> None:
         run = ctx.run
+        if "aborted" in run.state:
+            raise NotWaiting(
+                f"cannot {action} run {run.run_id}: it was aborted by "
+                f"{run.state['aborted'].get('by')}; start a new run instead",
+                run_id=run.run_id,
+            )
         if run.status not in ("interrupted", "failed") or run.cursor >= len(ctx.flow.steps):
             raise NotWaiting(
                 f"cannot {action} run {run.run_id}: it is {run.status}; only an interrupted "
@@ -686,12 +786,19 @@ class Engine:
 
     def _commit(self, ctx: RunContext, label: str, *, resume: bool = False) -> None:
         run = ctx.run
+        changes = ctx.changes
+        # name a commit after the human decision it carries, whatever else it holds, so a
+        # crash test can stop the process while that decision is being written
+        if changes.approvals:
+            label = "approval"
+        elif changes.inputs:
+            label = "input"
         expect = ctx.version
         run.version = (expect or 0) + 1
         run.updated_us = now_us()
         run.state["seq"] = ctx.trace.seq
         try:
-            self.store.commit(run, ctx.changes, expect_version=expect, label=label)
+            self.store.commit(run, changes, expect_version=expect, label=label)
         except VersionConflict as exc:
             run.version = expect or 0
             if resume:
@@ -707,76 +814,7 @@ class Engine:
             ) from None
         ctx.version = run.version
         if self.on_commit is not None:
-            self.on_commit(run, ctx.changes.events)
-        ctx.changes.clear()
+            self.on_commit(run, changes.events)
+        changes.clear()
         self.crash("after_commit")
 
-
-def check_flow_pin(ctx: RunContext, *, allow_change: bool, previous_source: str | None) -> None:
-    """Refuse to resume a run whose flow changed since it started, unless allowed."""
-    run = ctx.run
-    flow = ctx.flow
-    if run.flow_hash == flow.flow_hash and run.product_version == flow.product_version:
-        return
-    what = describe_flow_change(previous_source, flow, run.product_version)
-    if not allow_change:
-        raise FlowChanged(
-            f"flow {flow.ref} changed since run {run.run_id} started ({what}); pass "
-            "allow_flow_change=True to resume it on the new flow",
-            run_id=run.run_id,
-        )
-    ctx.trace.emit(
-        "flow_change_allowed",
-        attrs={
-            "from_hash": run.flow_hash,
-            "to_hash": flow.flow_hash,
-            "from_version": run.product_version,
-            "to_version": flow.product_version,
-            "changes": what,
-        },
-    )
-    run.flow_hash = flow.flow_hash
-    run.product_version = flow.product_version
-
-
-def describe_flow_change(previous: str | None, flow: CompiledFlow, old_version: str) -> str:
-    """A short account of what differs between a stored flow text and the current flow."""
-    notes: list[str] = []
-    if old_version != flow.product_version:
-        notes.append(f"product version {old_version} -> {flow.product_version}")
-    if previous is None:
-        notes.append("the flow file's content changed")
-        return "; ".join(notes)
-    from pydantic import ValidationError
-
-    from master_sdk.config import safe_yaml
-    from master_sdk.contracts.flow import FlowSpec
-
-    try:
-        old = FlowSpec.model_validate(safe_yaml.loads(previous) or {})
-    except (safe_yaml.YamlProblem, ValidationError):
-        notes.append("the flow file's content changed")
-        return "; ".join(notes)
-    old_steps = {s.id: _dump(s) for s in old.steps}
-    new_steps = {s.id: _dump(s.spec) for s in flow.steps}
-    added = [s for s in new_steps if s not in old_steps]
-    removed = [s for s in old_steps if s not in new_steps]
-    changed = [s for s in new_steps if s in old_steps and old_steps[s] != new_steps[s]]
-    if added:
-        notes.append("steps added: " + ", ".join(map(str, added)))
-    if removed:
-        notes.append("steps removed: " + ", ".join(map(str, removed)))
-    if changed:
-        notes.append("steps changed: " + ", ".join(map(str, changed)))
-    if list(old_steps) != list(new_steps) and not (added or removed):
-        notes.append("steps reordered")
-    for key in ("inputs", "output", "policy"):
-        if getattr(old, key) != getattr(flow.spec, key):
-            notes.append(f"{key} changed")
-    return "; ".join(notes) or "the flow file's text changed (formatting or comments)"
-
-
-def _dump(step: Any) -> dict[str, Any]:
-    data: dict[str, Any] = step.model_dump(by_alias=True, exclude_defaults=True)
-    data.pop("description", None)
-    return data

@@ -7,6 +7,7 @@ it may hold personal data; they say what the field must be.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,26 @@ if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
 
+def _import_jsonschema() -> None:
+    """Import jsonschema without its optional IRI grammar when we are the first to import it.
+
+    jsonschema checks the ``iri`` / ``iri-reference`` formats with ``rfc3987_syntax`` when
+    that package is installed (JupyterLab's dependencies bring it), and that package builds
+    a parser at import time: seconds in every fresh kernel and CLI process. Flow schemas
+    rarely use those two formats, so the package is hidden for the duration of this one
+    import; the entry is removed afterwards and the package stays importable by anyone.
+    """
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        return
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # None marks it absent
+    try:
+        import jsonschema  # noqa: F401  # imported for its side effect: the module cache
+    finally:
+        del sys.modules["rfc3987_syntax"]
+
+
 def _validator_class(schema: Mapping[str, Any]) -> type[Validator]:
+    _import_jsonschema()
     from jsonschema import Draft202012Validator
     from jsonschema.validators import validator_for
 
@@ -27,6 +47,7 @@ def _validator_class(schema: Mapping[str, Any]) -> type[Validator]:
 
 def schema_problem(schema: Mapping[str, Any]) -> str | None:
     """Why ``schema`` is not a valid JSON Schema, or None when it is."""
+    _import_jsonschema()
     from jsonschema.exceptions import SchemaError
 
     try:
@@ -54,8 +75,9 @@ class SchemaValidator:
         found: list[FieldError] = []
         for error in self._validator.iter_errors(data):
             found.extend(_field_errors(error))
-        found.sort(key=lambda e: e.path)
-        return found
+        # jsonschema reports each missing required property as its own error carrying the
+        # whole `required` list, so the same field error can arise more than once
+        return sorted(set(found), key=lambda e: (e.path, e.message))
 
 
 def _join(parts: Any) -> str:

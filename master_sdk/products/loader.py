@@ -82,6 +82,15 @@ def confined(base: Path, relative: str, *, file: str, field: str) -> Path:
     return resolved
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """``(mtime_ns, size)`` of a file, or zeros if it vanished (compiling then says so)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
 def _read_spec(path: Path, model: type[BaseModel], *, flow: str | None = None) -> tuple[Any, str]:
     try:
         source = safe_yaml.read_text(path)
@@ -114,6 +123,7 @@ class ProductCatalog:
         self.model_names = model_names
         self._products: dict[str, Product] = {}
         self._errors: dict[str, FlowError] = {}
+        self._stamps: dict[str, tuple[int, int]] = {}
 
     def names(self) -> list[str]:
         """Product folder names that hold a manifest, sorted."""
@@ -148,16 +158,20 @@ class ProductCatalog:
         if not sep or not product_name or not flow_id:
             raise NotFound(f"'{ref}' is not a flow reference; write 'product/flow'")
         product = self.product(product_name)
-        if flow_id in product.flows:
-            return product.flows[flow_id]
         path = product.flow_files.get(flow_id)
         if path is None:
             raise NotFound(
                 f"product '{product_name}' has no flow '{flow_id}' "
                 f"(flows: {', '.join(sorted(product.flow_files)) or '(none)'})"
             )
+        # a flow edited while the workbench is open is compiled again, so a paused run
+        # resumed from this process is checked against the file as it is now
+        stamp = _stamp(path)
+        if flow_id in product.flows and self._stamps.get(ref) == stamp:
+            return product.flows[flow_id]
         compiled = self._compile(product, flow_id, path)
         product.flows[flow_id] = compiled
+        self._stamps[ref] = stamp
         return compiled
 
     def validate(self) -> list[FlowError]:

@@ -108,7 +108,7 @@ def test_events_of_a_commit_that_failed_are_not_logged(project: Project) -> None
     second = project.open()
     run = first.run("demo/f", inputs={"text": "x"})
     # the second workbench has read the pause and is about to decide it when the first wins
-    stale = second._context(run.id, allow_flow_change=False)
+    stale = second._context(run.id, allow_flow_change=False, by="zed-the-loser")
     run.approve(by="ana")
     with pytest.raises(AlreadyResumed):
         second.engine.decide(stale, approved=True, comment=None, by="zed-the-loser")
