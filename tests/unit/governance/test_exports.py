@@ -178,3 +178,23 @@ def test_the_policy_redactor_is_used_by_the_store(project: Project) -> None:
     run = wb.run("demo/f")
     assert wb.store.load(run.id)[1][0].output == {"text": "<TICKET>"}
     wb.close()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".sqlite3"])
+def test_store_exports_are_redacted_and_import_back(
+    stored_before_the_secret: Project, tmp_path: Path, suffix: str
+) -> None:
+    """wb.export_store writes no secret bytes in either format, and the file imports."""
+    wb = stored_before_the_secret.open()
+    target = tmp_path / f"shared{suffix}"
+    report = wb.export_store(target)
+    wb.close()
+    assert len(report.runs) == 2
+    data = target.read_bytes()
+    assert LATE_SECRET.encode() not in data
+    assert b"<SECRET>" in data
+    other = stored_before_the_secret.open(store=tmp_path / "other.sqlite3")
+    imported = other.import_store(target)
+    assert sorted(imported.runs) == sorted(report.runs)
+    assert other.get_run(report.runs[0], recover=False).inputs == {"text": "<SECRET>"}
+    other.close()
