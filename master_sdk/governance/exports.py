@@ -8,7 +8,9 @@ this is defence in depth for data written before a secret was added to the secre
 * a string column once per distinct non-null value;
 * an object column (``attrs``, ``output``) once per non-null cell, and the redactor
   returns clean values unchanged without copying;
-* numeric, boolean and timestamp columns are never looked at.
+* numeric, boolean and timestamp columns are never looked at, and neither are the
+  identifiers the library generates itself (:data:`GENERATED`: run ids and flow hashes,
+  hex digits that cannot hold personal data but number in the thousands).
 
 A column is replaced only when something in it changed, so a clean frame comes back as
 the same object.
@@ -24,7 +26,10 @@ if TYPE_CHECKING:
 
 Redact = Callable[[Any], Any]
 
-__all__ = ["redact_frame"]
+__all__ = ["GENERATED", "redact_frame"]
+
+GENERATED: frozenset[str] = frozenset({"run_id", "flow_hash"})
+"""Columns of generated identifiers, skipped."""
 
 
 def redact_frame(frame: pd.DataFrame, redact: Redact) -> pd.DataFrame:
@@ -43,6 +48,8 @@ def redact_frame(frame: pd.DataFrame, redact: Redact) -> pd.DataFrame:
 
     changed: dict[str, Any] = {}
     for name in frame.columns:
+        if name in GENERATED:
+            continue
         column = frame[name]
         dtype = column.dtype
         if isinstance(dtype, pd.CategoricalDtype):
