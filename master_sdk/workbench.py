@@ -607,7 +607,8 @@ class Run:
             frame[column] = frame[column].astype("float64")
         frame["budget"] = pd.Categorical(frame["budget"], categories=list(frame["budget"]))
         frame["status"] = pd.Categorical(frame["status"], categories=["ok", "blocked"])
-        return frame
+        # the attempted value can be anything a run tried (a model name an agent built)
+        return self._wb._frame(frame)
 
     # ------------------------------------------------------------------ display
 

@@ -43,8 +43,8 @@ def explode(text: str) -> Echoed:
 
 
 @agent(model="default")
-def chooser(ctx: AgentContext, text: str, model: str) -> Summary:
-    return Summary(summary=ctx.complete(text, model=model).text)
+def prober(ctx: AgentContext, text: str) -> Summary:
+    return Summary(summary=ctx.complete(text, model="{EMAIL}").text)
 '''
 
 FLOWS = {
@@ -80,9 +80,8 @@ steps:
 """,
     "blocked": """
 id: blocked
-inputs: {type: object, properties: {model: {type: string}}}
 steps:
-  - {id: c, type: agent, agent: chooser, input: {text: hi, model: "{{ inputs.model }}"}}
+  - {id: c, type: agent, agent: prober, input: {text: hi}}
 """,
 }
 
@@ -133,7 +132,7 @@ def test_no_canary_reaches_the_store_logs_exports_or_widgets(
     # a run failed by an exception, and one blocked by a model name that is an address
     failed = wb.run("demo/failing", inputs={"text": ALL})
     assert failed.status == "failed" and "<API_KEY>" in (failed.error or "")
-    blocked = wb.run("demo/blocked", inputs={"model": EMAIL})
+    blocked = wb.run("demo/blocked")  # the agent asks for a model named like an address
     assert blocked.status == "blocked", blocked.error
     for other in (failed, blocked):
         other.view().update()
@@ -161,7 +160,8 @@ def test_no_canary_reaches_the_store_logs_exports_or_widgets(
         wb.export_store(target)
         found += hits(target.read_bytes(), target.name)
 
-    frames = [wb.runs(), wb.traces(), wb.approvals(), run.steps(), run.trace(), run.budget()]
+    frames = [wb.runs(), wb.traces(), wb.approvals(), run.steps(), run.trace()]
+    frames += [r.budget() for r in (run, failed, blocked)]
     for frame in frames:
         found += hits(frame.to_json(date_format="iso", default_handler=str), "frame")
     for r in (run, failed, blocked):
