@@ -362,3 +362,66 @@ def test_budgets_continue_from_the_store_after_a_restart(project: Project) -> No
     assert budget.loc["steps", "used"] == 4  # the blocked step had started
     assert list(run.steps()["step_id"]) == ["one", "review", "two", "three"]
     wb.close()
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_model_retries_happen_only_as_policy_allows_and_each_try_is_traced(
+    project: Project, attempts: int
+) -> None:
+    """A retryable failure is tried max_attempts times in all, each try traced, and every
+    try counts against max_model_calls."""
+    summary_flow(
+        project,
+        f"{{model_retries: {{max_attempts: {attempts}, backoff_s: 0, max_backoff_s: 0}}}}",
+    )
+    failure = ms.ModelCallError("upstream 503", kind="server", retryable=True, status=503)
+    model = ScriptedModel([failure] * attempts + ["never asked"])
+    wb = project.open(providers={"default": model})
+    run = wb.run("demo/f")
+    events = run.trace()
+    retries = events[events["event"] == "model_retry"]
+    assert len(retries) == attempts - 1
+    assert [a["attempt"] for a in retries["attrs"]] == list(range(1, attempts))
+    calls = events[events["event"] == "model_called"]
+    assert list(calls["status"].astype(str)) == ["error"]
+    assert run.status == "failed"
+    assert len(model.calls) == attempts
+    assert run.budget().set_index("budget").loc["model_calls", "used"] == attempts
+    wb.close()
+
+
+def test_a_retry_that_would_pass_max_model_calls_is_refused(project: Project) -> None:
+    """Retries are model calls: with max_model_calls 2 the third try is a violation."""
+    summary_flow(project, "{max_model_calls: 2, model_retries: {max_attempts: 3, backoff_s: 0}}")
+    failure = ms.ModelCallError("rate limited", kind="rate_limit", retryable=True, status=429)
+    model = ScriptedModel([failure, failure, "never asked"])
+    wb = project.open(providers={"default": model})
+    run = wb.run("demo/f")
+    assert len(model.calls) == 2
+    found = violation(run)
+    assert (found["rule"], found["limit"], found["value"]) == ("max_model_calls", 2, 3)
+    assert_nothing_after(run, "s")
+    wb.close()
+
+
+def test_tool_and_model_outputs_that_look_like_templates_stay_data(project: Project) -> None:
+    """A model reply and a tool output holding '{{ 7*7 }}' pass through later templates
+    literally."""
+    project.flow(
+        "f",
+        """
+        id: f
+        steps:
+          - {id: s, type: agent, agent: summarizer, input: {text: hello}}
+          - id: e
+            type: tool
+            tool: echo
+            input: {text: "model said {{ steps.s.output.summary }}"}
+          - {id: t, type: tool, tool: echo, input: {text: "tool said {{ steps.e.output.text }}"}}
+        """,
+    )
+    reply = "{{ 7*7 }} {% for i in range(10**9) %}{% endfor %} {{ ''.__class__ }}"
+    wb = project.open(providers={"default": ScriptedModel([reply])})
+    run = wb.run("demo/f")
+    assert run.output == {"text": f"tool said model said {reply}"}
+    wb.close()
