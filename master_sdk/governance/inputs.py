@@ -17,7 +17,8 @@ from master_sdk.errors import FieldError, InputInvalid
 #: cut by redaction (which replaces containers nested deeper than 100 levels).
 MAX_INPUT_DEPTH = 64
 
-_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+# json.dumps's own layout (", " and ": "): the size users see in traces and errors
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 class Validator(Protocol):
@@ -29,7 +30,7 @@ class Validator(Protocol):
 
 
 def input_size(data: Any) -> int:
-    """The serialized size of ``data`` in UTF-8 bytes (compact JSON).
+    """The serialized size of ``data`` in UTF-8 bytes (``json.dumps`` without escaping).
 
     Raises:
         ValueError: ``data`` is not JSON data (sets, objects, NaN) or nests deeper than

@@ -156,8 +156,11 @@ class Router:
             return self._resolve_replay(logical, entry)
         provider_model = entry.model or logical
         price = self._price(provider_model, logical)
-        # a stand-in for a configured model costs what that model costs: only the fake is
-        # free, so an unpriced model stays refused under a cost budget even when overridden
+        # a stand-in for a configured model costs what that model costs (a replay entry: the
+        # model it wraps); only the fake is free, so an unpriced model stays refused under a
+        # cost budget even when overridden
+        if price is None and entry.provider == "replay" and entry.wraps:
+            price = self.resolve(entry.wraps).price
         if price is None and entry.provider == "fake":
             price = FREE
         return ResolvedModel(name=logical, entry=entry, provider_model=provider_model, price=price)

@@ -38,8 +38,8 @@ steps:
 
 
 def sized(n: int) -> dict[str, str]:
-    """A {"say": ...} input of exactly n bytes of compact JSON."""
-    overhead = len(json.dumps({"say": ""}, separators=(",", ":")))
+    """A {"say": ...} input of exactly n bytes of JSON as json.dumps writes it."""
+    overhead = len(json.dumps({"say": ""}))
     return {"say": "x" * (n - overhead)}
 
 
