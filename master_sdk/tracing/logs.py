@@ -152,7 +152,8 @@ class TraceLog:
             for key, value in zip(_FIELDS, _decoded(row), strict=True):
                 if value is not None and key != "event":
                     fields[key] = value
-            with suppress(OSError, ValueError):
+            # the commit is done: nothing the log does may fail the run now
+            with suppress(Exception):
                 logger.log(level, EVENTS[row[2]], **fields)
 
     def close(self) -> None:

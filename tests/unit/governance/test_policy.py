@@ -270,3 +270,23 @@ def test_redaction_patterns_are_checked_when_the_policy_is_read(
         ms.Workbench.open(project.root)
     assert "redaction.extra_patterns" in str(caught.value)
     assert fragment in str(caught.value)
+
+
+def test_a_model_configured_under_a_non_canonical_name_is_a_config_error(
+    project: Project,
+) -> None:
+    """Logical model names obey the same rules as allow-list entries."""
+    write(project.root / "configs" / "models.yaml", "models:\n  openai/gpt: {provider: fake}\n")
+    with pytest.raises(ConfigError) as caught:
+        project.open()
+    assert caught.value.file is not None and caught.value.file.endswith("models.yaml")
+    assert "provider prefix" in str(caught.value)
+
+
+def test_a_product_model_alias_must_be_canonical(project: Project) -> None:
+    """product.yaml `models:` aliases with look-alike characters are refused at load."""
+    product_config(project, 'models: {"summ\\u0430rizer": default}\n')
+    project.flow("f", ECHO_FLOW)
+    error = load_error(project)
+    assert error.field is not None and error.field.startswith("models")
+    assert "non-ASCII" in str(error)
