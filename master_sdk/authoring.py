@@ -25,7 +25,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, create_model, model_validator
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    create_model,
+    model_validator,
+)
+
+from master_sdk.governance.names import skeleton
 
 __all__ = [
     "CONTROL_FIELDS",
@@ -65,8 +74,20 @@ AGENT_ATTR = "__master_agent__"
 
 
 def is_control_field(name: str) -> bool:
-    """True when ``name`` spells a control field in any case or separator variant."""
-    return _NON_ALNUM.sub("", name.lower()) in CONTROL_FIELDS
+    """True when ``name`` spells a control field in any case or separator variant, or with
+    look-alike letters (``Next-Step``, ``NEXT_STEP``, fullwidth or Cyrillic letters)."""
+    return _NON_ALNUM.sub("", skeleton(name)) in CONTROL_FIELDS
+
+
+def _alias_names(alias: Any) -> list[str]:
+    """Every name a pydantic alias setting accepts (plain, ``AliasChoices``, ``AliasPath``)."""
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasPath):
+        return [p for p in alias.path if isinstance(p, str)]
+    if isinstance(alias, AliasChoices):
+        return [n for choice in alias.choices for n in _alias_names(choice)]
+    return []
 
 
 def _find_control_key(value: Any, path: str = "") -> str | None:
@@ -103,9 +124,11 @@ def _control_fields_of(model: type[BaseModel], seen: set[type[BaseModel]], path:
     seen.add(model)
     for name, info in model.model_fields.items():
         here = f"{path}.{name}" if path else name
-        for spelled in (name, info.alias, info.validation_alias, info.serialization_alias):
-            if isinstance(spelled, str) and is_control_field(spelled):
-                return here
+        spellings = [name]
+        for alias in (info.alias, info.validation_alias, info.serialization_alias):
+            spellings.extend(_alias_names(alias))
+        if any(is_control_field(spelled) for spelled in spellings):
+            return here
         for nested in _models_in(info.annotation):
             found = _control_fields_of(nested, seen, here)
             if found:

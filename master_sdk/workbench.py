@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from master_sdk.errors import (
     AlreadyResumed,
     FlowError,
-    InputInvalid,
     MasterError,
     NotFound,
     NotWaiting,
@@ -53,7 +52,7 @@ class Workbench:
     def __init__(
         self, settings: Settings, *, providers: Mapping[str, Provider] | None = None
     ) -> None:
-        from master_sdk.governance.redaction import Redactor
+        from master_sdk.governance.scrubbing import build_redactor
         from master_sdk.memory.sqlite import SQLiteStore
         from master_sdk.models.router import Router
         from master_sdk.orchestrator.crashpoints import CrashPoints
@@ -61,12 +60,20 @@ class Workbench:
         from master_sdk.orchestrator.templating import TemplateEngine
         from master_sdk.products.loader import ProductCatalog
         from master_sdk.tools.executor import ToolExecutor
+        from master_sdk.tracing.logs import TraceLog
 
         self.settings = settings
         self.root: Path = settings.root
         self.user: str = settings.user
-        redactor = Redactor(settings.secret_values)
+        policy = settings.policy
+        redactor = build_redactor(policy.redaction, settings.secret_values)
         self._redact = redactor.value
+        log_file = settings.app.log_file
+        self._log = TraceLog(
+            level=settings.app.log_level,
+            file=settings.root / log_file if log_file else None,
+            scrub=self._redact,
+        )
         crash = CrashPoints(settings.app.crash_point)
         self.store = SQLiteStore(
             settings.store_path,
@@ -82,7 +89,9 @@ class Workbench:
         self.catalog: ProductCatalog = ProductCatalog(
             settings.products_path,
             policy=settings.policy,
-            templates=TemplateEngine(),
+            templates=TemplateEngine(
+                max_rendered_chars=policy.max_rendered_chars, max_render_ms=policy.max_render_ms
+            ),
             model_names=self.router.names,
         )
         self.engine: Engine = Engine(
@@ -92,6 +101,7 @@ class Workbench:
             scrub=self._redact,
             owner=process_identity(),
             crash=crash,
+            on_commit=self._log.commit if self._log.enabled else None,
         )
         self._mark_abandoned()
 
@@ -177,15 +187,22 @@ class Workbench:
             InputInvalid: the inputs fail the flow's ``inputs`` schema (nothing is stored).
             FlowError: the product or flow is broken.
         """
+        from master_sdk.governance.inputs import admit_input
+
         flow = self.catalog.flow(ref)
         data = dict(inputs or {})
         if flow.input_validator is None:
             from master_sdk.orchestrator.validation import SchemaValidator
 
             flow.input_validator = SchemaValidator(flow.spec.inputs)
-        errors = flow.input_validator.errors(data)
-        if errors:
-            raise InputInvalid(errors, what=f"inputs for {ref}")
+        # size, depth and schema; the engine stores the inputs redacted
+        admit_input(
+            data,
+            limit=flow.policy.max_input_bytes,
+            validator=flow.input_validator,
+            scrub=self._redact,
+            what=f"inputs for {ref}",
+        )
         ctx = self.engine.start(flow, data, by=by or self.user)
         return Run(self, ctx.run, ctx)
 
@@ -251,7 +268,7 @@ class Workbench:
         self, *, product: str | None = None, flow: str | None = None, status: str | None = None
     ) -> pd.DataFrame:
         """The run list as a DataFrame, newest first (columns in the README)."""
-        return self.store.runs_frame(product=product, flow=flow, status=status)
+        return self._frame(self.store.runs_frame(product=product, flow=flow, status=status))
 
     def traces(
         self,
@@ -278,13 +295,22 @@ class Workbench:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
             since_us = int(moment.timestamp() * 1_000_000)
-        return self.store.trace_frame(
-            run_id=run_id, product=product, flow=flow, status=status, since_us=since_us
+        return self._frame(
+            self.store.trace_frame(
+                run_id=run_id, product=product, flow=flow, status=status, since_us=since_us
+            )
         )
 
     def approvals(self, *, product: str | None = None, flow: str | None = None) -> pd.DataFrame:
         """The approval audit: who decided what, when, with which comment."""
-        return self.store.approvals_frame(product=product, flow=flow)
+        return self._frame(self.store.approvals_frame(product=product, flow=flow))
+
+    def _frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Every frame leaves redacted (the store redacts on write; this also covers data
+        written before a secret was added to the secrets file)."""
+        from master_sdk.governance.exports import redact_frame
+
+        return redact_frame(frame, self._redact)
 
     # ------------------------------------------------------------------ the store itself
 
@@ -342,9 +368,10 @@ class Workbench:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Close the store connection and the model providers' connections."""
+        """Close the store connection, the trace log and the model providers' connections."""
         self.router.close()
         self.store.close()
+        self._log.close()
 
     def __enter__(self) -> Workbench:
         return self
@@ -397,17 +424,18 @@ class Run:
     @property
     def output(self) -> Any:
         """The flow's output (redacted), once completed."""
-        return self._row.output
+        return self._wb._redact(self._row.output)
 
     @property
     def inputs(self) -> Any:
         """The inputs the run started with (redacted)."""
-        return self._row.inputs
+        return self._wb._redact(self._row.inputs)
 
     @property
     def error(self) -> str | None:
-        """Why the run failed, was blocked or interrupted."""
-        return self._row.error
+        """Why the run failed, was blocked or interrupted (redacted)."""
+        error: str | None = self._wb._redact(self._row.error)
+        return error
 
     @property
     def waiting_for(self) -> dict[str, Any] | None:
@@ -422,7 +450,9 @@ class Run:
             pending["prompt"] = getattr(spec, "prompt", "")
             if step.schema is not None:
                 pending["schema"] = step.schema
-        return pending
+        # the prompt and schema come from the flow file: template constants are redacted too
+        shown: dict[str, Any] = self._wb._redact(pending)
+        return shown
 
     @property
     def ended(self) -> bool:
@@ -542,11 +572,11 @@ class Run:
 
     def trace(self) -> pd.DataFrame:
         """This run's trace events (columns in the README)."""
-        return self._wb.store.trace_frame(run_id=self.id)
+        return self._wb._frame(self._wb.store.trace_frame(run_id=self.id))
 
     def steps(self) -> pd.DataFrame:
         """One row per step reached: status, attempt, timing, output."""
-        return self._wb.store.steps_frame(self.id)
+        return self._wb._frame(self._wb.store.steps_frame(self.id))
 
     def budget(self) -> pd.DataFrame:
         """Budget, used, limit, remaining and percent for every budget of the run."""
@@ -560,7 +590,7 @@ class Run:
         for name, used, limit in RunBudget(self._row, policy).rows():
             remaining = None if limit is None else max(0.0, float(limit) - float(used))
             percent = None if not limit else 100.0 * float(used) / float(limit)
-            blocked = violation.get("rule") == f"max_{name}"
+            blocked = violation.get("rule") in (f"max_{name}", name)
             rows.append(
                 {
                     "budget": name,
@@ -577,7 +607,8 @@ class Run:
             frame[column] = frame[column].astype("float64")
         frame["budget"] = pd.Categorical(frame["budget"], categories=list(frame["budget"]))
         frame["status"] = pd.Categorical(frame["status"], categories=["ok", "blocked"])
-        return frame
+        # the attempted value can be anything a run tried (a model name an agent built)
+        return self._wb._frame(frame)
 
     # ------------------------------------------------------------------ display
 

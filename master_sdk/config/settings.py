@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from master_sdk.contracts.policy import Policy
+from master_sdk.contracts.policy import CanonicalName, Policy
 
 
 class AppSettings(BaseModel):
@@ -87,7 +87,7 @@ class ModelsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    models: dict[str, ModelEntry] = Field(
+    models: dict[CanonicalName, ModelEntry] = Field(
         default_factory=lambda: {"default": ModelEntry(provider="fake")}
     )
     prices: dict[str, Price] = Field(default_factory=dict)

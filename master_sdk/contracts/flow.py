@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from master_sdk.contracts.policy import PolicyOverride
+from master_sdk.contracts.policy import CanonicalName, PolicyOverride
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PRODUCT_NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
@@ -36,7 +36,7 @@ class ProductConfig(_Spec):
     """``products/<name>/config/product.yaml``: may only tighten the platform policy."""
 
     policy: PolicyOverride | None = None
-    models: dict[str, str] = Field(
+    models: dict[CanonicalName, CanonicalName] = Field(
         default_factory=dict, description="Aliases: name used by agents -> logical model name."
     )
 

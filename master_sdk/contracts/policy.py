@@ -7,7 +7,12 @@ The platform policy (``configs/policy.yaml``) is the ceiling; a product's
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from master_sdk.governance.names import name_problem
 
 BUDGET_NAMES: tuple[str, ...] = (
     "steps",
@@ -17,6 +22,24 @@ BUDGET_NAMES: tuple[str, ...] = (
     "cost_usd",
 )
 """Budget names in display order; policy field ``max_<name>`` limits each one."""
+
+
+MAX_RENDERED_CHARS = 1_000_000
+"""Default cap on what one template render may produce."""
+MAX_RENDER_MS = 1000
+"""Default CPU time one template render may take."""
+_PLACEHOLDER_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def _canonical(name: str) -> str:
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValueError(f"{name!r} {problem}")
+    return name
+
+
+CanonicalName = Annotated[str, AfterValidator(_canonical)]
+"""A tool or model name as allow-lists hold it (see :mod:`master_sdk.governance.names`)."""
 
 
 class RetryPolicy(BaseModel):
@@ -34,11 +57,29 @@ class RedactionPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(
+        default=True,
+        description="False turns the personal-data and token detectors off; values of the "
+        "secrets file and extra_patterns are redacted regardless.",
+    )
     extra_patterns: dict[str, str] = Field(
         default_factory=dict,
-        description="Extra regular expressions, name -> pattern; matches become <NAME>.",
+        description="Extra regular expressions, NAME -> pattern; matches become <NAME>.",
     )
+
+    @field_validator("extra_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: dict[str, str]) -> dict[str, str]:
+        for name, pattern in patterns.items():
+            if not _PLACEHOLDER_NAME.fullmatch(name):
+                raise ValueError(f"pattern name {name!r} must be upper case, like EMPLOYEE_ID")
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {name} does not compile: {exc}") from None
+            if compiled.fullmatch(""):
+                raise ValueError(f"pattern {name} matches the empty string")
+        return patterns
 
 
 class Policy(BaseModel):
@@ -54,10 +95,12 @@ class Policy(BaseModel):
     max_tool_calls: int | None = Field(default=100, ge=0)
     max_model_calls: int | None = Field(default=100, ge=0)
     max_total_tokens: int | None = Field(default=1_000_000, ge=0)
-    max_cost_usd: float | None = Field(default=None, ge=0)
-    allowed_tools: list[str] | None = None
-    allowed_models: list[str] | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    allowed_tools: list[CanonicalName] | None = None
+    allowed_models: list[CanonicalName] | None = None
     max_input_bytes: int = Field(default=65_536, ge=1)
+    max_rendered_chars: int = Field(default=MAX_RENDERED_CHARS, ge=1)
+    max_render_ms: int = Field(default=MAX_RENDER_MS, ge=1)
     model_retries: RetryPolicy = Field(default_factory=RetryPolicy)
     auto_retry_idempotent: bool = True
     max_recoveries: int = Field(default=3, ge=0)
@@ -73,10 +116,12 @@ class PolicyOverride(BaseModel):
     max_tool_calls: int | None = Field(default=None, ge=0)
     max_model_calls: int | None = Field(default=None, ge=0)
     max_total_tokens: int | None = Field(default=None, ge=0)
-    max_cost_usd: float | None = Field(default=None, ge=0)
-    allowed_tools: list[str] | None = None
-    allowed_models: list[str] | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    allowed_tools: list[CanonicalName] | None = None
+    allowed_models: list[CanonicalName] | None = None
     max_input_bytes: int | None = Field(default=None, ge=1)
+    max_rendered_chars: int | None = Field(default=None, ge=1)
+    max_render_ms: int | None = Field(default=None, ge=1)
     model_retries: RetryPolicy | None = None
     auto_retry_idempotent: bool | None = None
     max_recoveries: int | None = Field(default=None, ge=0)

@@ -2,17 +2,30 @@
 
 Usage counters live on the run record (so they are committed with every step and a
 resumed run continues from what the store says was used); limits come from the run's
-effective policy.
+effective policy. Every check raises :class:`PolicyViolation` naming the rule, the limit
+and the value that would have been reached; being exactly at a limit is allowed, one over
+is not.
+
+Allow-lists are compared exactly against canonical names (see
+:mod:`master_sdk.governance.names`) through sets built once per compiled flow
+(:class:`AllowLists`), so a check costs one set lookup.
 """
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Iterable
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from master_sdk.contracts.policy import Policy
 from master_sdk.errors import PolicyViolation
-from master_sdk.memory.records import RunRow
+from master_sdk.governance.names import name_problem, suggest
+from master_sdk.models.types import Usage
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from master_sdk.contracts.policy import Policy
+    from master_sdk.memory.records import RunRow
 
 BUDGET_ROWS: tuple[tuple[str, str], ...] = (
     ("steps", "max_steps"),
@@ -21,33 +34,116 @@ BUDGET_ROWS: tuple[tuple[str, str], ...] = (
     ("total_tokens", "max_total_tokens"),
     ("cost_usd", "max_cost_usd"),
 )
+# Costs are sums of float products: a run that lands exactly on its limit must not be
+# refused for a rounding error in the last bit.
+COST_TOLERANCE_USD = 1e-9
 
 
-def canonical_name(name: str) -> str:
-    """The form allow-lists compare: NFKC-normalised and stripped; case is kept.
+def estimate_tokens(text: str) -> int:
+    """A high token count for text nobody counted: one per three UTF-8 bytes, at least one.
 
-    Names that still differ from their canonical form after this (look-alike characters,
-    ``functions.`` prefixes) never match an allow-list entry, because entries are compared
-    exactly against registered names.
+    About one token per character for CJK scripts and well above the usual four characters
+    per token for English, so an estimate errs on the side of the budget.
     """
-    return unicodedata.normalize("NFKC", name).strip()
+    return max(1, math.ceil(len(text.encode("utf-8")) / 3))
 
 
-def allowed(name: str, allow_list: Iterable[str] | None) -> bool:
-    """True when ``name`` is exactly one of ``allow_list`` (``None`` allows every name)."""
-    if allow_list is None:
-        return True
-    return name == canonical_name(name) and name in set(allow_list)
+def conservative_usage(usage: Usage, *, prompt_tokens: int, reply: str) -> Usage:
+    """The usage a budget counts for one call: what the provider reported, or a high
+    estimate wherever it reported nothing.
+
+    A provider that reports no usage (``reported=False``), or zero prompt tokens, or zero
+    reply tokens for a non-empty reply, has failed to count: that part is replaced by an
+    upper bound (``prompt_tokens``, the router's bound on the prompt) or by
+    :func:`estimate_tokens` of the reply, and the result is marked ``reported=False`` so the
+    trace says ``usage_estimated``. Usage is never counted as zero for a call that happened.
+
+    Example:
+        >>> conservative_usage(Usage(0, 0, reported=False), prompt_tokens=40, reply="hello")
+        Usage(tokens_in=40, tokens_out=2, cached_tokens=0, reported=False)
+    """
+    tokens_in = max(0, usage.tokens_in)
+    tokens_out = max(0, usage.tokens_out)
+    estimated = not usage.reported
+    if estimated or tokens_in == 0:
+        tokens_in = max(tokens_in, prompt_tokens)
+        estimated = True
+    if estimated or (tokens_out == 0 and reply):
+        tokens_out = max(tokens_out, estimate_tokens(reply) if reply else 0)
+        estimated = True
+    if not estimated and tokens_in == usage.tokens_in and tokens_out == usage.tokens_out:
+        return usage
+    cached = min(max(0, usage.cached_tokens), tokens_in)
+    return Usage(tokens_in, tokens_out, cached, reported=not estimated)
+
+
+@dataclass(frozen=True, slots=True)
+class AllowLists:
+    """A policy's tool and model allow-lists as sets (``None``: every registered name).
+
+    Build it once per compiled flow with :meth:`of`; checks are then one set lookup.
+    """
+
+    tools: frozenset[str] | None
+    models: frozenset[str] | None
+
+    @classmethod
+    def of(cls, policy: Policy) -> AllowLists:
+        """The allow-lists of ``policy`` (entries are canonical: the policy model checks)."""
+        tools = policy.allowed_tools
+        models = policy.allowed_models
+        return cls(
+            frozenset(tools) if tools is not None else None,
+            frozenset(models) if models is not None else None,
+        )
+
+    def tool_refusal(self, name: str) -> str | None:
+        """Why tool ``name`` may not be called, or None when it may."""
+        allowed = self.tools
+        if allowed is not None and name in allowed:
+            return None
+        return refusal("tool", name, allowed)
+
+    def model_refusal(self, name: str) -> str | None:
+        """Why model ``name`` may not be called, or None when it may."""
+        allowed = self.models
+        if allowed is not None and name in allowed:
+            return None
+        return refusal("model", name, allowed)
+
+
+def refusal(kind: str, name: str, allowed: Collection[str] | None) -> str | None:
+    """Why ``name`` fails an allow-list (``None`` allows every canonical name), or None.
+
+    Example:
+        >>> refusal("tool", "functions.echo", None)
+        "tool 'functions.echo' is refused: it carries the wrapper prefix 'functions.'; write 'echo'"
+    """
+    problem = name_problem(name)
+    if problem is None and (allowed is None or name in allowed):
+        return None
+    meant = suggest(name, allowed) if allowed is not None else None
+    hint = f"; did you mean '{meant}'? names match exactly" if meant else ""
+    if problem is not None:
+        return f"{kind} {name!r} is refused: it {problem}{hint}"
+    return f"{kind} '{name}' is not in allowed_{kind}s{hint}"
 
 
 class RunBudget:
-    """Checks and records one run's usage against its policy."""
+    """Checks and records one run's usage against its policy.
 
-    __slots__ = ("policy", "run")
+    Args:
+        run: the run record whose counters are checked (and that callers increment).
+        policy: the run's effective policy.
+        allow: the policy's allow-lists, prepared once per flow (built here if omitted).
+    """
 
-    def __init__(self, run: RunRow, policy: Policy) -> None:
+    __slots__ = ("allow", "policy", "run")
+
+    def __init__(self, run: RunRow, policy: Policy, allow: AllowLists | None = None) -> None:
         self.run = run
         self.policy = policy
+        self.allow = allow if allow is not None else AllowLists.of(policy)
 
     def used(self, budget: str) -> float:
         """Current usage of a budget by name (see :data:`BUDGET_ROWS`)."""
@@ -83,13 +179,14 @@ class RunBudget:
 
     def check_tool(self, step_id: str, tool: str) -> None:
         """Before a tool call: allow-list and ``max_tool_calls``."""
-        if not allowed(tool, self.policy.allowed_tools):
+        allowed = self.allow.tools
+        if allowed is not None and tool not in allowed:
             raise PolicyViolation(
                 "allowed_tools",
                 limit=self.policy.allowed_tools,
                 value=tool,
                 step=step_id,
-                message=f"tool '{tool}' is not in allowed_tools",
+                message=refusal("tool", tool, allowed),
             )
         limit = self.policy.max_tool_calls
         if limit is not None and self.run.tool_calls + 1 > limit:
@@ -99,6 +196,27 @@ class RunBudget:
                 value=self.run.tool_calls + 1,
                 step=step_id,
                 message=f"tool call {self.run.tool_calls + 1} would exceed max_tool_calls {limit}",
+            )
+
+    def check_model_name(self, step_id: str, model: str, known: Collection[str]) -> None:
+        """Before a model is even resolved: the requested name is canonical and known.
+
+        ``known`` holds every name the router can resolve (logical names and aliases);
+        anything else is refused rather than looked up.
+        """
+        message = refusal("model", model, None)
+        if message is None and model not in known:
+            meant = suggest(model, known)
+            message = f"model '{model}' is not a configured model" + (
+                f"; did you mean '{meant}'?" if meant else ""
+            )
+        if message is not None:
+            raise PolicyViolation(
+                "allowed_models",
+                limit=self.policy.allowed_models,
+                value=model,
+                step=step_id,
+                message=message,
             )
 
     def check_model(
@@ -115,13 +233,14 @@ class RunBudget:
         """
         policy = self.policy
         run = self.run
-        if not allowed(model, policy.allowed_models):
+        allowed = self.allow.models
+        if allowed is not None and model not in allowed:
             raise PolicyViolation(
                 "allowed_models",
                 limit=policy.allowed_models,
                 value=model,
                 step=step_id,
-                message=f"model '{model}' is not in allowed_models",
+                message=refusal("model", model, allowed),
             )
         if policy.max_model_calls is not None and run.model_calls + 1 > policy.max_model_calls:
             raise PolicyViolation(
@@ -140,8 +259,8 @@ class RunBudget:
                     limit=policy.max_total_tokens,
                     value=total,
                     step=step_id,
-                    message=f"this call could bring tokens to {total}, above max_total_tokens "
-                    f"{policy.max_total_tokens}",
+                    message=f"this call could bring tokens to {total} (prompt plus the "
+                    f"largest reply allowed), above max_total_tokens {policy.max_total_tokens}",
                 )
         if policy.max_cost_usd is not None:
             if worst_cost is None:
@@ -151,14 +270,14 @@ class RunBudget:
                     value=None,
                     step=step_id,
                     message=f"model '{model}' has no price in configs/models.yaml and a cost "
-                    "budget is set; add its price",
+                    "budget is set, so its cost could not be counted; add its price",
                 )
             total_cost = run.cost_usd + worst_cost
-            if total_cost > policy.max_cost_usd:
+            if total_cost > policy.max_cost_usd + COST_TOLERANCE_USD:
                 raise PolicyViolation(
                     "max_cost_usd",
                     limit=policy.max_cost_usd,
-                    value=round(total_cost, 6),
+                    value=round(total_cost, 9),
                     step=step_id,
                     message=f"this call could bring cost to ${total_cost:.6f}, above "
                     f"max_cost_usd ${policy.max_cost_usd}",
@@ -177,16 +296,27 @@ class RunBudget:
                 message=f"the provider reported {total} tokens in total, above "
                 f"max_total_tokens {policy.max_total_tokens}",
             )
-        if policy.max_cost_usd is not None and self.run.cost_usd > policy.max_cost_usd:
+        limit = policy.max_cost_usd
+        if limit is not None and self.run.cost_usd > limit + COST_TOLERANCE_USD:
             raise PolicyViolation(
                 "max_cost_usd",
-                limit=policy.max_cost_usd,
-                value=round(self.run.cost_usd, 6),
+                limit=limit,
+                value=round(self.run.cost_usd, 9),
                 step=step_id,
-                message=f"cost ${self.run.cost_usd:.6f} is above max_cost_usd "
-                f"${policy.max_cost_usd}",
+                message=f"cost ${self.run.cost_usd:.6f} is above max_cost_usd ${limit}",
             )
 
     def rows(self) -> list[tuple[str, float, float | None]]:
-        """``(budget, used, limit)`` for every budget, in display order."""
-        return [(name, self.used(name), getattr(self.policy, field)) for name, field in BUDGET_ROWS]
+        """``(budget, used, limit)`` for every budget, in display order.
+
+        A run blocked by a rule that is not a budget (an allow-list) gets one more row named
+        after the rule, with NaN usage and no limit, so ``run.budget()`` shows it too.
+        """
+        rows: list[tuple[str, float, float | None]] = [
+            (name, self.used(name), getattr(self.policy, field)) for name, field in BUDGET_ROWS
+        ]
+        violation = self.run.state.get("violation")
+        rule = violation.get("rule") if isinstance(violation, dict) else None
+        if isinstance(rule, str) and rule not in {field for _, field in BUDGET_ROWS}:
+            rows.append((rule, math.nan, None))
+        return rows

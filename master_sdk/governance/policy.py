@@ -1,9 +1,18 @@
-"""Policy merge: the platform policy is the ceiling; products and flows only tighten it."""
+"""Policy merge: the platform policy is the ceiling; products and flows only tighten it.
+
+``configs/policy.yaml`` is the platform policy; a product's ``config/product.yaml`` and a
+flow's ``policy:`` block may lower a limit, shorten an allow-list, or turn automatic retries
+off, never the reverse. An attempt to loosen is a :class:`FlowError` at load time naming
+the file and the field, so a flow that would be talked out of its limits never runs.
+Allow-list entries are canonical names (checked when the file is read, see
+:mod:`master_sdk.governance.names`) and are compared exactly.
+"""
 
 from __future__ import annotations
 
 from master_sdk.contracts.policy import Policy, PolicyOverride
 from master_sdk.errors import FlowError
+from master_sdk.governance.names import suggest
 
 _LIMITS = (
     "max_steps",
@@ -12,6 +21,8 @@ _LIMITS = (
     "max_total_tokens",
     "max_cost_usd",
     "max_input_bytes",
+    "max_rendered_chars",
+    "max_render_ms",
     "max_recoveries",
 )
 
@@ -50,11 +61,14 @@ def tighten(
             continue
         current_list = getattr(base, name)
         if current_list is not None:
-            outside = [item for item in wanted_list if item not in current_list]
+            allowed = set(current_list)
+            outside = [item for item in wanted_list if item not in allowed]
             if outside:
+                meant = suggest(outside[0], current_list)
                 raise FlowError(
                     f"policy may only tighten the platform policy: {', '.join(outside)} not in "
-                    f"the platform's {name}",
+                    f"the enclosing policy's {name}"
+                    + (f" (did you mean '{meant}'? names match exactly)" if meant else ""),
                     file=file,
                     flow=flow,
                     field=f"policy.{name}",
@@ -72,7 +86,10 @@ def tighten(
         changes["auto_retry_idempotent"] = override.auto_retry_idempotent
     if override.model_retries is not None:
         retries = override.model_retries
-        if retries.max_attempts > base.model_retries.max_attempts:
+        if (
+            "max_attempts" in retries.model_fields_set
+            and retries.max_attempts > base.model_retries.max_attempts
+        ):
             raise FlowError(
                 f"policy may only tighten the platform policy: model_retries.max_attempts "
                 f"{retries.max_attempts} is above {base.model_retries.max_attempts}",
@@ -80,5 +97,8 @@ def tighten(
                 flow=flow,
                 field="policy.model_retries.max_attempts",
             )
-        changes["model_retries"] = retries
+        # only what the override sets: an unset backoff keeps the enclosing policy's value
+        changes["model_retries"] = base.model_retries.model_copy(
+            update={key: getattr(retries, key) for key in retries.model_fields_set}
+        )
     return base.model_copy(update=changes)

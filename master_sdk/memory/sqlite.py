@@ -325,7 +325,9 @@ class SQLiteStore:
                     [(pk, step, dumps(data), by, at) for step, data, by, at in changes.inputs],
                 )
             if changes.flow_source is not None and changes.flow_source[0] not in self._known_flows:
-                conn.execute(_INSERT_FLOW, changes.flow_source)
+                # the flow's text holds its template constants: redacted like everything else
+                source = changes.flow_source
+                conn.execute(_INSERT_FLOW, (*source[:4], self.scrub(source[4])))
         if changes.flow_source is not None:
             self._known_flows.add(changes.flow_source[0])
 

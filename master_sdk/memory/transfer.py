@@ -10,7 +10,10 @@ Two formats, chosen by the file's suffix (or ``fmt``):
   columns decoded, so the file is readable).
 
 Both are written to a temporary file next to the target and renamed into place, so a
-crash never leaves half an export. An import merges runs in one transaction, keyed by
+crash never leaves half an export. An export passes every JSON and free-text column through
+the store's redaction again (data stored before a secret was added to the secrets file
+leaves redacted), and a SQLite export that changed anything is vacuumed so no earlier page
+content remains. An import merges runs in one transaction, keyed by
 ``run_id``: a run already in the store is skipped (or refused with
 ``on_duplicate="error"``), every value passes through the store's redaction again, and a
 run that was executing a step loses its owner, so the importing side sees it as
@@ -69,6 +72,16 @@ _JSON = {
     "user_inputs": ("data",),
 }
 _TEXT_SCRUBBED = {"runs": ("error",), "steps": ("error",), "approvals": ("comment",)}
+# primary keys, to rewrite a row of a redacted SQLite export
+_KEYS = {
+    "runs": ("pk",),
+    "steps": ("run_pk", "idx"),
+    "trace": ("run_pk", "seq"),
+    "approvals": ("run_pk", "step_id", "at_us"),
+    "user_inputs": ("run_pk", "step_id", "at_us"),
+    "flow_versions": ("flow_hash",),
+}
+_FLOW_TEXT = {"flow_versions": ("source",)}
 _CHILDREN = (
     ("steps", STEP_FIELDS, "idx"),
     ("trace", TRACE_FIELDS, "seq"),
@@ -164,6 +177,8 @@ def _export_sqlite(store: SQLiteStore, temp: Path, run_ids: Sequence[str] | None
         store.conn.backup(dest)
         dest.execute("PRAGMA journal_mode = DELETE")
         all_ids = [r[0] for r in dest.execute("SELECT run_id FROM runs ORDER BY pk")]
+        if _redact_copy(dest, store.scrub) and run_ids is None:
+            dest.execute("VACUUM")  # the pages that held the text before redaction
         if run_ids is None:
             return all_ids
         _missing(run_ids, all_ids, store.path)
@@ -216,9 +231,11 @@ def _export_jsonl(store: SQLiteStore, temp: Path, run_ids: Sequence[str] | None)
                     (flow_hash,),
                 ).fetchone()
                 if row is not None:
-                    out.write(_line({"kind": "flow", **dict(zip(FLOW_FIELDS, row, strict=True))}))
+                    flow = dict(zip(FLOW_FIELDS, row, strict=True))
+                    flow["source"] = store.scrub(flow["source"])
+                    out.write(_line({"kind": "flow", **flow}))
             for bundle in _bundles(conn, ids):
-                out.write(_line({"kind": "run", **_decoded(bundle)}))
+                out.write(_line({"kind": "run", **_redacted(_decoded(bundle), store.scrub)}))
             out.flush()
             os.fsync(out.fileno())
     finally:
@@ -260,6 +277,57 @@ def _decoded(bundle: Record) -> Record:
         columns = _JSON.get(table, ())
         out[table] = [_map_json(r, columns, json.loads) for r in bundle[table]]
     return out
+
+
+def _redacted(decoded: Record, scrub: Any) -> Record:
+    """A decoded run bundle with its JSON and free-text columns redacted again."""
+    out: Record = {"run": _scrub_columns(decoded["run"], "runs", scrub)}
+    for table, _, _ in _CHILDREN:
+        out[table] = [_scrub_columns(r, table, scrub) for r in decoded[table]]
+    return out
+
+
+def _scrub_columns(record: Record, table: str, scrub: Any) -> Record:
+    columns = (*_JSON.get(table, ()), *_TEXT_SCRUBBED.get(table, ()))
+    return {k: (scrub(v) if k in columns and v is not None else v) for k, v in record.items()}
+
+
+def _redact_copy(dest: sqlite3.Connection, scrub: Any) -> int:
+    """Redact the JSON and free-text columns of an exported copy in place; rows changed."""
+    changed = 0
+    dest.execute("BEGIN")
+    for table, keys in _KEYS.items():
+        json_columns = _JSON.get(table, ())
+        text_columns = (*_TEXT_SCRUBBED.get(table, ()), *_FLOW_TEXT.get(table, ()))
+        columns = (*json_columns, *text_columns)
+        if not columns:
+            continue
+        select = f"SELECT {', '.join(keys + columns)} FROM {table}"  # noqa: S608  # constants
+        updates: list[tuple[Any, ...]] = []
+        for row in dest.execute(select).fetchall():
+            key, values = row[: len(keys)], row[len(keys) :]
+            new: list[Any] = []
+            for column, value in zip(columns, values, strict=True):
+                if value is not None and column in json_columns:
+                    decoded = json.loads(value)
+                    clean = scrub(decoded)
+                    new.append(value if clean is decoded else _json_text(clean))
+                else:
+                    new.append(value if value is None else scrub(value))
+            if tuple(new) != tuple(values):
+                updates.append((*new, *key))
+        if updates:
+            assign = ", ".join(f"{c} = ?" for c in columns)
+            where = " AND ".join(f"{k} = ?" for k in keys)
+            dest.executemany(f"UPDATE {table} SET {assign} WHERE {where}", updates)  # noqa: S608  # constants
+            changed += len(updates)
+    dest.execute("COMMIT")
+    return changed
+
+
+def _json_text(value: Any) -> str:
+    # the store's own encoding (memory/sqlite.py), so an unchanged value compares equal
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _map_json(record: Record, columns: Sequence[str], convert: Any) -> Record:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from master_sdk.authoring import Reply
 from master_sdk.config.settings import ModelEntry, ModelsSettings, Price
 from master_sdk.errors import ConfigError, ModelCallError
+from master_sdk.governance.budgets import conservative_usage
 from master_sdk.models.types import Message, ModelRequest, ModelResponse, Provider
 
 if TYPE_CHECKING:
@@ -155,7 +156,12 @@ class Router:
             return self._resolve_replay(logical, entry)
         provider_model = entry.model or logical
         price = self._price(provider_model, logical)
-        if price is None and (entry.provider == "fake" or logical in self._overrides):
+        # a stand-in for a configured model costs what that model costs (a replay entry: the
+        # model it wraps); only the fake is free, so an unpriced model stays refused under a
+        # cost budget even when overridden
+        if price is None and entry.provider == "replay" and entry.wraps:
+            price = self.resolve(entry.wraps).price
+        if price is None and entry.provider == "fake":
             price = FREE
         return ResolvedModel(name=logical, entry=entry, provider_model=provider_model, price=price)
 
@@ -345,7 +351,8 @@ class Router:
             output_name=output.__name__ if output is not None else None,
         )
         response, duration_ms, attempts, provider = self._call(model, request, scope)
-        usage = response.usage
+        # a provider that reports no usage (or zeros) is counted high, never as free
+        usage = conservative_usage(response.usage, prompt_tokens=prompt_bound, reply=response.text)
         cost = (
             cost_usd(model.price, usage.tokens_in, usage.tokens_out, usage.cached_tokens)
             if model.price is not None

@@ -95,11 +95,19 @@ class RunView:
         same pause."""
         key = self._form_key()
         if key is None:
-            self._form = None
+            self._discard_form()
             return None
         if self._form is None or self._form[0] != key:
+            self._discard_form()
             self._form = (key, self._build_form())
         return self._form[1]
+
+    def _discard_form(self) -> None:
+        """Close the widgets of a form whose pause was answered: what was typed into it
+        (before redaction) must not stay in the notebook's widget state."""
+        if self._form is not None:
+            _close_tree(self._form[1].widget)
+            self._form = None
 
     def update(self) -> None:
         """Redraw from the run's current state (as the handle last read it).
@@ -228,3 +236,9 @@ class RunView:
             return
         self.show_notice("")
         self.update()
+
+
+def _close_tree(widget: Any) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()

@@ -1,5 +1,13 @@
 """Runs agent steps: validated inputs in, an :class:`AgentContext` as the only door to
-the router, and an output validated against the agent's :class:`AgentOutput` model."""
+the router, and an output validated against the agent's :class:`AgentOutput` model.
+
+Governance cannot be talked around from inside an agent: a model name is checked
+(canonical, configured) before the router looks it up, and once the router refuses a call
+with a :class:`PolicyViolation` the step is blocked even if the agent catches the
+exception — later calls are refused at once and the violation is raised again when the
+agent returns. The output is checked for control fields independently of the output
+model's own validators, which a subclass could override.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from master_sdk.authoring import AgentContext, AgentSpec, Reply
-from master_sdk.errors import RunError
+from master_sdk.authoring import AgentContext, AgentSpec, Reply, _find_control_key
+from master_sdk.errors import PolicyViolation, RunError
 from master_sdk.tools.executor import validation_message
 
 if TYPE_CHECKING:
@@ -34,6 +42,8 @@ def run_agent(
             f"agent '{spec.name}' input is invalid: {validation_message(exc)}", step=scope.step_id
         ) from None
     kwargs = dict(args.__dict__)
+    known = set(router.names) | set(aliases)
+    violations: list[PolicyViolation] = []
 
     def complete(
         prompt: str,
@@ -44,19 +54,31 @@ def run_agent(
         temperature: float | None,
         model: str,
     ) -> Reply:
-        return router.complete(
-            model,
-            prompt=prompt,
-            system=system,
-            output=output,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            aliases=aliases,
-            scope=scope,
-        )
+        if violations:
+            raise violations[0]
+        try:
+            scope.budget.check_model_name(scope.step_id, model, known)
+            return router.complete(
+                model,
+                prompt=prompt,
+                system=system,
+                output=output,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                aliases=aliases,
+                scope=scope,
+            )
+        except PolicyViolation as exc:
+            violations.append(exc)
+            raise
 
     ctx = AgentContext(inputs=MappingProxyType(dict(kwargs)), model=model, complete=complete)
-    result = spec.fn(ctx, **kwargs)
+    try:
+        result = spec.fn(ctx, **kwargs)
+    finally:
+        # a violation the agent swallowed (or answered with another error) still blocks
+        if violations:
+            raise violations[0]
     out_model = spec.output_model
     # validated again even when the agent returned an instance: model_construct() or
     # attribute assignment could otherwise smuggle control fields past the model
@@ -69,4 +91,12 @@ def run_agent(
             f"{validation_message(exc)}",
             step=scope.step_id,
         ) from None
-    return validated.model_dump(mode="json")
+    dumped = validated.model_dump(mode="json")
+    found = _find_control_key(dumped)
+    if found:
+        raise RunError(
+            f"agent '{spec.name}' returned the control field '{found}'; agent outputs are data "
+            "and may not steer the flow",
+            step=scope.step_id,
+        )
+    return dumped

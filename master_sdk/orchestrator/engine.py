@@ -14,7 +14,6 @@ or, for a tool declared idempotent, by :meth:`Engine.recover` within the policy'
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -26,18 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import (
     AlreadyResumed,
-    FieldError,
-    InputInvalid,
     MasterError,
     NotWaiting,
     PolicyViolation,
     RunError,
 )
 from master_sdk.governance.budgets import RunBudget
+from master_sdk.governance.inputs import admit_input
 from master_sdk.memory.records import Changes, RunRow, StepRow, VersionConflict
 from master_sdk.orchestrator.agents import run_agent
 from master_sdk.orchestrator.templating import TemplateError
-from master_sdk.tracing.events import ENDED, TraceBuffer, now_us
+from master_sdk.tracing.events import ENDED, EventRow, TraceBuffer, now_us
 
 if TYPE_CHECKING:
     from master_sdk.contracts.policy import Policy
@@ -142,7 +140,7 @@ class RunContext:
         }
         self.trace = TraceBuffer(seq=int(run.state.get("seq", 0)), rows=[])
         self.changes = Changes(events=self.trace.rows)
-        self.budget = RunBudget(run, flow.policy)
+        self.budget = RunBudget(run, flow.policy, flow.allow)
 
     def set_step(self, step: CompiledStep, row: StepRow) -> None:
         """Record a step's latest state for the next commit and for later templates."""
@@ -163,6 +161,7 @@ class Engine:
         scrub: Scrub,
         owner: str,
         crash: Callable[[str], None],
+        on_commit: Callable[[RunRow, list[EventRow]], None] | None = None,
     ) -> None:
         self.store = store
         self.router = router
@@ -170,6 +169,8 @@ class Engine:
         self.scrub = scrub
         self.owner = owner
         self.crash = crash
+        # called with each commit's events once it succeeded (the trace log); None: off
+        self.on_commit = on_commit
         # ids of the runs this engine is advancing right now: for a run whose recorded
         # owner is this very process, the only way to tell a step in progress from one
         # abandoned by an exception (a StoreBusy mid-run, say)
@@ -332,31 +333,19 @@ class Engine:
         """
         run = ctx.run
         step = self._pending(ctx, "waiting_input", "submit")
-        limit = ctx.flow.policy.max_input_bytes
-        try:
-            size = len(json.dumps(data, ensure_ascii=False).encode("utf-8"))
-        except (TypeError, ValueError) as exc:
-            raise InputInvalid(
-                [FieldError("", f"must be JSON data ({exc})")],
-                what="user input",
-                run_id=run.run_id,
-                step=step.id,
-            ) from None
-        if size > limit:
-            raise InputInvalid(
-                [FieldError("", f"is {size} bytes; the limit is {limit} bytes (max_input_bytes)")],
-                what="user input",
-                run_id=run.run_id,
-                step=step.id,
-            )
         if step.validator is None:
             from master_sdk.orchestrator.validation import SchemaValidator
 
             step.validator = SchemaValidator(step.schema or {"type": "object"})
-        errors = step.validator.errors(data)
-        if errors:
-            raise InputInvalid(errors, what="user input", run_id=run.run_id, step=step.id)
-        clean = self.scrub(data)
+        clean, size = admit_input(
+            data,
+            limit=ctx.flow.policy.max_input_bytes,
+            validator=step.validator,
+            scrub=self.scrub,
+            what="user input",
+            run_id=run.run_id,
+            step=step.id,
+        )
         at = now_us()
         ctx.changes.inputs.append((step.id, clean, by, at))
         ctx.trace.emit(
@@ -824,6 +813,8 @@ class Engine:
                 run_id=run.run_id,
             ) from None
         ctx.version = run.version
+        if self.on_commit is not None:
+            self.on_commit(run, changes.events)
         changes.clear()
         self.crash("after_commit")
 

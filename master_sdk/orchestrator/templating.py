@@ -1,11 +1,13 @@
 """Templates in flow files, compiled once per flow.
 
 Strings in flow YAML may hold Jinja2 templates, rendered in a sandboxed environment
-with strict undefined. A string that is a single expression (``"{{ steps.echo.output }}"``)
-yields the native value, not its string. Plain dotted paths — by far the most common
-template — are resolved by a small path getter without touching Jinja at all; anything
-else is compiled once by the sandboxed environment. Values coming from users, tools or
-models are data: they are never rendered as templates.
+with strict undefined (:mod:`master_sdk.orchestrator.sandbox`: no escapes, output capped
+at ``max_rendered_chars``, CPU time at ``max_render_ms``). A string that is a single
+expression (``"{{ steps.echo.output }}"``) yields the native value, not its string.
+Plain dotted paths — by far the most common template — are resolved by a small path
+getter without touching Jinja at all; anything else is compiled once by the sandboxed
+environment. Values coming from users, tools or models are data: they are never rendered
+as templates.
 """
 
 from __future__ import annotations
@@ -13,21 +15,26 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from master_sdk.contracts.policy import MAX_RENDER_MS, MAX_RENDERED_CHARS
 from master_sdk.errors import MasterError
 
 if TYPE_CHECKING:
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from master_sdk.orchestrator.sandbox import DataEnvironment
 
 Scope = Mapping[str, Any]
 Path = tuple[str, ...]
+T = TypeVar("T")
 
 _SIMPLE_PATH = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}\s*$")
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
-MAX_RENDERED_CHARS = 1_000_000
 _LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
+# Names Jinja itself provides (sandbox globals, loop and macro variables): not flow data.
+_JINJA_NAMES = frozenset(
+    {"range", "dict", "namespace", "cycler", "joiner", "loop", "caller", "varargs", "kwargs"}
+)
 
 
 class TemplateError(MasterError):
@@ -67,40 +74,55 @@ def resolve_path(scope: Scope, path: Path) -> Any:
     return value
 
 
-class TemplateEngine:
-    """Compiles flow templates; owns the (lazily created) sandboxed Jinja environment."""
+@dataclass(frozen=True, slots=True)
+class RenderLimits:
+    """What one render may produce and spend (the policy's ``max_rendered_chars`` and
+    ``max_render_ms``)."""
 
-    def __init__(self, *, max_rendered_chars: int = MAX_RENDERED_CHARS) -> None:
-        self._env: ImmutableSandboxedEnvironment | None = None
+    max_chars: int = MAX_RENDERED_CHARS
+    max_ms: int = MAX_RENDER_MS
+
+
+class TemplateEngine:
+    """Compiles flow templates; owns the (lazily created) sandboxed Jinja environment.
+
+    Args:
+        max_rendered_chars: the default output cap, and the cap on any intermediate value.
+        max_render_ms: the default CPU time one render may take.
+
+    ``compile`` takes per-flow :class:`RenderLimits` (from the flow's policy), which may
+    only be lower than these.
+    """
+
+    def __init__(
+        self, *, max_rendered_chars: int = MAX_RENDERED_CHARS, max_render_ms: int = MAX_RENDER_MS
+    ) -> None:
+        self._env: DataEnvironment | None = None
         self.max_rendered_chars = max_rendered_chars
+        self.limits = RenderLimits(max_rendered_chars, max_render_ms)
 
     @property
-    def env(self) -> ImmutableSandboxedEnvironment:
+    def env(self) -> DataEnvironment:
         """The sandboxed environment (imported on first use: most flows never need it)."""
         if self._env is None:
-            from jinja2 import StrictUndefined
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
+            from master_sdk.orchestrator.sandbox import DataEnvironment
 
-            class DataEnvironment(ImmutableSandboxedEnvironment):
-                """Dotted access reads mapping keys first (``output.items`` is the key,
-                never ``dict.items``), like the fast path, so both agree."""
-
-                def getattr(self, obj: Any, attribute: str) -> Any:
-                    if isinstance(obj, Mapping) and attribute in obj:
-                        return obj[attribute]
-                    return super().getattr(obj, attribute)
-
-            self._env = DataEnvironment(
-                undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-            )
+            self._env = DataEnvironment(max_chars=self.max_rendered_chars)
         return self._env
 
-    def compile(self, value: Any) -> Compiled:
+    def _limits(self, limits: RenderLimits | None) -> RenderLimits:
+        if limits is None:
+            return self.limits
+        return RenderLimits(
+            min(limits.max_chars, self.limits.max_chars), min(limits.max_ms, self.limits.max_ms)
+        )
+
+    def compile(self, value: Any, *, limits: RenderLimits | None = None) -> Compiled:
         """Compile a YAML value: strings may be templates; dicts and lists recursively."""
         if isinstance(value, str):
-            return self._compile_str(value)
+            return self._compile_str(value, self._limits(limits))
         if isinstance(value, Mapping):
-            items = [(str(k), self.compile(v)) for k, v in value.items()]
+            items = [(str(k), self.compile(v, limits=limits)) for k, v in value.items()]
             if not any(c.dynamic for _, c in items):
                 return Compiled(render=_constant(dict(value)))
             refs = [r for _, c in items for r in c.refs]
@@ -110,7 +132,7 @@ class TemplateEngine:
 
             return Compiled(render=render_dict, refs=refs, dynamic=True)
         if isinstance(value, list):
-            parts = [self.compile(v) for v in value]
+            parts = [self.compile(v, limits=limits) for v in value]
             if not any(c.dynamic for c in parts):
                 return Compiled(render=_constant(list(value)))
             refs = [r for c in parts for r in c.refs]
@@ -121,7 +143,7 @@ class TemplateEngine:
             return Compiled(render=render_list, refs=refs, dynamic=True)
         return Compiled(render=_constant(value))
 
-    def compile_guard(self, expression: str) -> Compiled:
+    def compile_guard(self, expression: str, *, limits: RenderLimits | None = None) -> Compiled:
         """Compile a ``when:`` guard: a Jinja expression without braces; renders to bool."""
         if any(m in expression for m in _MARKERS):
             raise TemplateError("a `when:` guard is an expression without {{ }} braces")
@@ -131,10 +153,10 @@ class TemplateEngine:
             return Compiled(
                 render=lambda scope: bool(resolve_path(scope, path)), refs=[path], dynamic=True
             )
-        expr = self._expression(expression)
+        expr = self._expression(expression, self._limits(limits))
         return Compiled(render=lambda scope: bool(expr.render(scope)), refs=expr.refs, dynamic=True)
 
-    def _compile_str(self, text: str) -> Compiled:
+    def _compile_str(self, text: str, limits: RenderLimits) -> Compiled:
         if not any(m in text for m in _MARKERS):
             return Compiled(render=_constant(text))
         simple = _SIMPLE_PATH.match(text)
@@ -145,48 +167,61 @@ class TemplateEngine:
             )
         single = _SINGLE_EXPR.match(text)
         if single and not any(m in single.group(1) for m in ("{{", "}}", "{%", "{#")):
-            return self._expression(single.group(1))
-        return self._template(text)
+            return self._expression(single.group(1), limits)
+        return self._template(text, limits)
 
-    def _expression(self, source: str) -> Compiled:
+    def _expression(self, source: str, limits: RenderLimits) -> Compiled:
         from jinja2 import TemplateSyntaxError
+
+        from master_sdk.orchestrator.sandbox import BUDGET_VAR, RenderBudget, measure
 
         env = self.env
         try:
             ast = env.parse("{{ " + source + " }}")
-            expr = env.compile_expression(source, undefined_to_none=False)
+            expr = _guarded(lambda: env.compile_expression(source, undefined_to_none=False))
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message}") from None
         refs = _refs(ast)
-        limit = self.max_rendered_chars
+        max_chars, max_ms = limits.max_chars, limits.max_ms
 
         def render(scope: Scope) -> Any:
-            value = _guarded(lambda: expr(**scope))
-            if isinstance(value, str) and len(value) > limit:
-                raise TemplateError(f"rendered value is longer than {limit} characters")
+            budget = RenderBudget(max_chars, max_ms)
+            value = _guarded(lambda: expr(**scope, **{BUDGET_VAR: budget}))
+            # the value is stored and printed as it is: measure it the way printing would
+            if not isinstance(value, bool | int | float | None) and measure(value, max_chars) > (
+                max_chars
+            ):
+                raise TemplateError(
+                    f"rendered value is longer than {max_chars} characters (max_rendered_chars)"
+                )
             return value
 
         return Compiled(render=render, refs=refs, dynamic=True)
 
-    def _template(self, text: str) -> Compiled:
+    def _template(self, text: str, limits: RenderLimits) -> Compiled:
         from jinja2 import TemplateSyntaxError
+
+        from master_sdk.orchestrator.sandbox import BUDGET_VAR, RenderBudget
 
         env = self.env
         try:
             ast = env.parse(text)
-            template = env.from_string(text)
+            template = _guarded(lambda: env.from_string(text))
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message}") from None
         refs = _refs(ast)
-        limit = self.max_rendered_chars
+        max_chars, max_ms = limits.max_chars, limits.max_ms
 
         def collect(scope: Scope) -> str:
+            budget = RenderBudget(max_chars, max_ms)
             out: list[str] = []
             size = 0
-            for chunk in template.generate(**scope):
+            for chunk in template.generate(**scope, **{BUDGET_VAR: budget}):
                 size += len(chunk)
-                if size > limit:
-                    raise TemplateError(f"rendered text is longer than {limit} characters")
+                if size > max_chars:
+                    raise TemplateError(
+                        f"rendered text is longer than {max_chars} characters (max_rendered_chars)"
+                    )
                 out.append(chunk)
             return "".join(out)
 
@@ -200,19 +235,30 @@ def _constant(value: Any) -> Callable[[Scope], Any]:
     return lambda scope: value
 
 
-def _guarded(call: Callable[[], Any]) -> Any:
-    from jinja2 import TemplateError as JinjaError
-    from jinja2.exceptions import SecurityError
-
+def _guarded(call: Callable[[], T]) -> T:
+    """Run a compile or render step; every failure becomes a :class:`TemplateError`."""
     try:
         return call()
     except TemplateError:
         raise
-    except SecurityError as exc:
-        raise TemplateError(f"refused by the template sandbox: {exc}") from None
-    except JinjaError as exc:
-        raise TemplateError(str(exc.message or exc)) from None
-    except (TypeError, ValueError, ZeroDivisionError, AttributeError, KeyError) as exc:
+    except RecursionError:
+        raise TemplateError("the template recurses too deeply (a macro calling itself?)") from None
+    except MemoryError:
+        raise TemplateError("the template ran out of memory") from None
+    except Exception as exc:  # a template must fail its step, never the process
+        # imported here, not above: the success path is hot and Jinja is loaded by then
+        from jinja2 import TemplateError as JinjaError
+        from jinja2 import TemplateSyntaxError
+        from jinja2.exceptions import SecurityError
+
+        if isinstance(exc, TemplateSyntaxError):
+            raise
+        if isinstance(exc, SecurityError):
+            raise TemplateError(f"refused by the template sandbox: {exc}") from None
+        if isinstance(exc, JinjaError):
+            raise TemplateError(str(exc.message or exc)) from None
+        if isinstance(exc, OverflowError):
+            raise TemplateError(str(exc)) from None
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -221,6 +267,7 @@ def _refs(ast: Any) -> list[Path]:
     from jinja2 import nodes
 
     assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    assigned |= _JINJA_NAMES
     paths: list[Path] = []
     chained: set[int] = set()
 

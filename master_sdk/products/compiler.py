@@ -1,15 +1,17 @@
 """Flow compiler: a validated :class:`FlowSpec` becomes a :class:`CompiledFlow`.
 
 Everything that can be checked before a run starts is checked here — unknown tools,
-agents, step ids, template variables and output fields, tool/agent input fields, reject
-targets, policy loosening — and reported as a :class:`FlowError` naming the file, flow,
-step and field. Templates are compiled once, so running a step costs no parsing.
+agents, models, step ids, template variables and output fields, tool/agent input fields,
+reject targets, policy loosening, tools and models outside the flow's allow-lists — and
+reported as a :class:`FlowError` naming the file, flow, step and field. Templates are
+compiled once (under the flow's render limits), and the allow-lists are turned into sets
+once, so running a step costs no parsing and no normalising.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +21,14 @@ from master_sdk.authoring import AgentSpec, ToolSpec
 from master_sdk.contracts.flow import AgentStep, FlowSpec, HitlStep, ToolStep, UserInputStep
 from master_sdk.contracts.policy import Policy
 from master_sdk.errors import FlowError
-from master_sdk.orchestrator.templating import Compiled, TemplateEngine, TemplateError
+from master_sdk.governance.budgets import AllowLists
+from master_sdk.governance.names import name_problem, suggest
+from master_sdk.orchestrator.templating import (
+    Compiled,
+    RenderLimits,
+    TemplateEngine,
+    TemplateError,
+)
 
 HITL_OUTPUT_FIELDS = frozenset({"approved", "by", "comment", "at"})
 SCOPE_ROOTS = frozenset({"inputs", "steps", "run"})
@@ -65,6 +74,7 @@ class CompiledFlow:
     source: str
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     input_validator: Any = None
+    allow: AllowLists | None = None
 
     @property
     def ref(self) -> str:
@@ -123,6 +133,7 @@ class FlowCompiler:
         policy: Policy,
         templates: TemplateEngine,
         model_aliases: Mapping[str, str],
+        model_names: Collection[str] = (),
     ) -> None:
         self.product = product
         self.product_version = product_version
@@ -131,6 +142,7 @@ class FlowCompiler:
         self.policy = policy
         self.templates = templates
         self.model_aliases = model_aliases
+        self.model_names = frozenset(model_names)
 
     def compile(self, spec: FlowSpec, *, file: str, source: str) -> CompiledFlow:
         """Compile ``spec`` (already validated by pydantic) or raise FlowError."""
@@ -138,6 +150,8 @@ class FlowCompiler:
 
         flow = spec.id
         policy = tighten(self.policy, spec.policy, file=file, flow=flow)
+        allow = AllowLists.of(policy)
+        limits = RenderLimits(policy.max_rendered_chars, policy.max_render_ms)
         index: dict[str, int] = {}
         steps: list[CompiledStep] = []
         for position, step_spec in enumerate(spec.steps):
@@ -146,12 +160,16 @@ class FlowCompiler:
                     "duplicate step id", file=file, flow=flow, step=step_spec.id, field="id"
                 )
             index[step_spec.id] = position
-            steps.append(self._step(position, step_spec, file=file, flow=flow))
+            steps.append(
+                self._step(position, step_spec, file=file, flow=flow, allow=allow, limits=limits)
+            )
         for step in steps:
             self._check_step(step, steps, index, spec, file=file, flow=flow)
         output = None
         if spec.output is not None:
-            output = self._template(spec.output, file=file, flow=flow, step=None, field="output")
+            output = self._template(
+                spec.output, file=file, flow=flow, step=None, field="output", limits=limits
+            )
             self._check_refs(
                 output,
                 spec,
@@ -176,13 +194,21 @@ class FlowCompiler:
             product_version=self.product_version,
             source=source,
             model_aliases=self.model_aliases,
+            allow=allow,
         )
 
     def _template(
-        self, value: Any, *, file: str, flow: str, step: str | None, field: str
+        self,
+        value: Any,
+        *,
+        file: str,
+        flow: str,
+        step: str | None,
+        field: str,
+        limits: RenderLimits,
     ) -> Compiled:
         try:
-            return self.templates.compile(value)
+            return self.templates.compile(value, limits=limits)
         except TemplateError as exc:
             raise FlowError(str(exc), file=file, flow=flow, step=step, field=field) from None
 
@@ -193,11 +219,13 @@ class FlowCompiler:
         *,
         file: str,
         flow: str,
+        allow: AllowLists,
+        limits: RenderLimits,
     ) -> CompiledStep:
         step = CompiledStep(index=position, id=spec.id, type=spec.type, spec=spec)
         if spec.when is not None:
             try:
-                step.when = self.templates.compile_guard(spec.when)
+                step.when = self.templates.compile_guard(spec.when, limits=limits)
             except TemplateError as exc:
                 raise FlowError(
                     str(exc), file=file, flow=flow, step=spec.id, field="when"
@@ -205,18 +233,30 @@ class FlowCompiler:
         if isinstance(spec, ToolStep):
             tool = self.tools.get(spec.tool)
             if tool is None:
+                meant = suggest(spec.tool, self.tools)
                 raise FlowError(
-                    f"unknown tool '{spec.tool}'",
+                    f"unknown tool '{spec.tool}'"
+                    + (f"; did you mean '{meant}'? names match exactly" if meant else ""),
                     file=file,
                     flow=flow,
                     step=spec.id,
                     field="tool",
                     hint=f"registered tools: {', '.join(sorted(self.tools)) or '(none)'}",
                 )
+            refused = allow.tool_refusal(tool.name)
+            if refused is not None:
+                raise FlowError(
+                    f"{refused} of this flow's policy",
+                    file=file,
+                    flow=flow,
+                    step=spec.id,
+                    field="tool",
+                    hint=f"allowed_tools: {', '.join(sorted(allow.tools or ())) or '(none)'}",
+                )
             step.tool = tool
             step.name = tool.name
             step.input = self._template(
-                spec.input, file=file, flow=flow, step=spec.id, field="input"
+                spec.input, file=file, flow=flow, step=spec.id, field="input", limits=limits
             )
             step.output_fields = _model_fields(tool.output_model)
             self._check_input_fields(spec.input, tool.input_model, file, flow, spec.id, tool.name)
@@ -234,8 +274,9 @@ class FlowCompiler:
             step.agent = found
             step.name = found.name
             step.model = spec.model or self.model_aliases.get(found.name) or found.model
+            self._check_model(step.model, allow, file=file, flow=flow, step=spec.id)
             step.input = self._template(
-                spec.input, file=file, flow=flow, step=spec.id, field="input"
+                spec.input, file=file, flow=flow, step=spec.id, field="input", limits=limits
             )
             step.output_fields = _model_fields(found.output_model)
             self._check_input_fields(spec.input, found.input_model, file, flow, spec.id, found.name)
@@ -243,7 +284,7 @@ class FlowCompiler:
             step.name = spec.id
             if spec.show is not None:
                 step.show = self._template(
-                    spec.show, file=file, flow=flow, step=spec.id, field="show"
+                    spec.show, file=file, flow=flow, step=spec.id, field="show", limits=limits
                 )
             step.output_fields = HITL_OUTPUT_FIELDS
         else:
@@ -261,6 +302,38 @@ class FlowCompiler:
             props = schema.get("properties")
             step.output_fields = frozenset(props) if isinstance(props, dict) else None
         return step
+
+    def _check_model(
+        self, model: str, allow: AllowLists, *, file: str, flow: str, step: str
+    ) -> None:
+        """An agent step's model is canonical, configured and allowed (the agent may still
+        ask for another at run time; that is checked then)."""
+        problem = name_problem(model)
+        logical = self.model_aliases.get(model, model)
+        if problem is None and self.model_names and logical not in self.model_names:
+            meant = suggest(logical, self.model_names)
+            problem = "is not a model in configs/models.yaml" + (
+                f"; did you mean '{meant}'?" if meant else ""
+            )
+        if problem is not None:
+            raise FlowError(
+                f"model '{model}' {problem}",
+                file=file,
+                flow=flow,
+                step=step,
+                field="model",
+                hint=f"models: {', '.join(sorted(self.model_names)) or '(none)'}",
+            )
+        refused = allow.model_refusal(logical)
+        if refused is not None:
+            raise FlowError(
+                f"{refused} of this flow's policy",
+                file=file,
+                flow=flow,
+                step=step,
+                field="model",
+                hint=f"allowed_models: {', '.join(sorted(allow.models or ())) or '(none)'}",
+            )
 
     def _check_input_fields(
         self,

@@ -24,6 +24,7 @@ from master_sdk.config import safe_yaml
 from master_sdk.contracts.flow import FlowSpec, Manifest, ProductConfig
 from master_sdk.contracts.policy import Policy
 from master_sdk.errors import FlowError, NotFound
+from master_sdk.governance.names import name_problem
 from master_sdk.orchestrator.templating import TemplateEngine
 from master_sdk.products.compiler import CompiledFlow, FlowCompiler, spec_error
 
@@ -52,16 +53,26 @@ class Product:
 
 
 def confined(base: Path, relative: str, *, file: str, field: str) -> Path:
-    """Resolve ``relative`` inside ``base``; refuse absolute paths, ``..`` and escaping links."""
+    """Resolve ``relative`` inside ``base``; refuse absolute paths, ``..`` and escaping links.
+
+    Every component is resolved (symbolic links included) before the check, so a link that
+    points outside the product folder is refused wherever it sits in the path.
+    """
     candidate = Path(relative)
-    if candidate.is_absolute() or ".." in candidate.parts:
+    outside = candidate.is_absolute() or ".." in candidate.parts
+    if outside or "\x00" in relative or "\\" in relative:
         raise FlowError(
-            f"path '{relative}' must be relative to the product folder, without '..'",
+            f"path {relative!r} must be relative to the product folder, without '..'",
             file=file,
             field=field,
         )
-    resolved = (base / candidate).resolve()
-    root = base.resolve()
+    try:
+        resolved = (base / candidate).resolve()
+        root = base.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # link loops, bad names
+        raise FlowError(
+            f"path {relative!r} cannot be resolved: {exc}", file=file, field=field
+        ) from None
     if resolved != root and root not in resolved.parents:
         raise FlowError(
             f"path '{relative}' leaves the product folder (through a symbolic link?)",
@@ -82,11 +93,10 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 def _read_spec(path: Path, model: type[BaseModel], *, flow: str | None = None) -> tuple[Any, str]:
     try:
-        source = path.read_text(encoding="utf-8")
+        source = safe_yaml.read_text(path)
+        raw = safe_yaml.loads(source)
     except OSError as exc:
         raise FlowError(f"cannot read: {exc.strerror}", file=str(path), flow=flow) from None
-    try:
-        raw = safe_yaml.loads(source)
     except safe_yaml.YamlProblem as exc:
         raise FlowError(str(exc), file=str(path), flow=flow) from None
     if raw is None:
@@ -184,6 +194,7 @@ class ProductCatalog:
     def _load(self, name: str) -> Product:
         folder = self.products_dir / name
         manifest_file = folder / "manifest.yaml"
+        confined(folder, "manifest.yaml", file=str(manifest_file), field="manifest")
         raw, _ = _read_spec(manifest_file, Manifest)
         try:
             manifest = Manifest.model_validate(raw)
@@ -198,6 +209,7 @@ class ProductCatalog:
         config_file = folder / "config" / "product.yaml"
         config = ProductConfig()
         if config_file.is_file():
+            confined(folder, "config/product.yaml", file=str(config_file), field="config")
             raw_config, _ = _read_spec(config_file, ProductConfig)
             try:
                 config = ProductConfig.model_validate(raw_config)
@@ -232,6 +244,7 @@ class ProductCatalog:
             policy=policy,
             templates=self.templates,
             model_aliases=config.models,
+            model_names=self.model_names,
         )
         return Product(
             name=name,
@@ -278,9 +291,11 @@ class ProductCatalog:
             for value in vars(module).values():
                 tool_spec = getattr(value, TOOL_ATTR, None)
                 if isinstance(tool_spec, ToolSpec):
+                    _check_name("tool", tool_spec.name, path)
                     tools[tool_spec.name] = tool_spec
                 agent_spec = getattr(value, AGENT_ATTR, None)
                 if isinstance(agent_spec, AgentSpec):
+                    _check_name("agent", agent_spec.name, path)
                     agents[agent_spec.name] = agent_spec
         return tools, agents
 
@@ -313,6 +328,18 @@ def _check_schemas(flow: CompiledFlow) -> None:
             problem = schema_problem(step.schema)
             if problem:
                 raise FlowError(problem, file=flow.file, flow=flow.id, step=step.id, field="schema")
+
+
+def _check_name(kind: str, name: str, path: Path) -> None:
+    """Registered names are canonical, so allow-lists can match them exactly."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise FlowError(
+            f"{kind} name {name!r} {problem}",
+            file=str(path),
+            field="components",
+            hint=f"give @{kind}(name=...) a plain ASCII name",
+        )
 
 
 def _identifier(name: str) -> str:
