@@ -28,6 +28,7 @@ from master_sdk.tracing.events import ENDED
 
 # statuses from which no action can continue a run; every other run is pinned to its flow
 _FINAL = frozenset({"completed", "rejected", "blocked"})
+_PAUSED = frozenset({"waiting_approval", "waiting_input"})
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -238,6 +239,24 @@ class Workbench:
             return row, None
         ctx = self.engine.load(flow, row, steps)
         return ctx.run, ctx
+
+    def _current(self, ctx: RunContext) -> bool:
+        """Whether a run handle's context can be acted on without reading the store again.
+
+        Only a pause qualifies, on the flow it started with, compiled from the file as it is
+        now. Another process may still have moved the run since: then the action's
+        compare-and-set on the run's version fails and nothing is written
+        (:class:`AlreadyResumed`), which is the right answer for a decision taken on what
+        this handle showed.
+        """
+        run = ctx.run
+        flow = ctx.flow
+        return (
+            run.status in _PAUSED
+            and run.flow_hash == flow.flow_hash
+            and run.product_version == flow.product_version
+            and self.catalog.flow(f"{run.product}/{run.flow}") is flow
+        )
 
     def _context(
         self, run_id: str, *, allow_flow_change: bool | None, by: str | None
@@ -511,7 +530,9 @@ class Run:
         """Run an engine action on a fresh read of the run; on any error, show the stored
         state again (an action that failed, or lost a race, changed nothing there)."""
         try:
-            ctx = self._wb._context(self.id, allow_flow_change=allow_flow_change, by=by)
+            ctx = self._ctx
+            if ctx is None or not self._wb._current(ctx):
+                ctx = self._wb._context(self.id, allow_flow_change=allow_flow_change, by=by)
             action(ctx)
         except BaseException:
             with suppress(Exception):

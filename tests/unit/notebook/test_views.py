@@ -168,7 +168,9 @@ def test_stale_form_reports_that_another_kernel_answered_first(
     form.approve_button.click()
     assert form.status.startswith("error:") and "waiting_input" in form.status
     view = run.view()
-    assert "NotWaiting" in view.notice.value
+    # the handle acted on the pause it showed: the store's compare-and-set refused it
+    assert "AlreadyResumed" in view.notice.value
+    assert "already resumed elsewhere" in view.notice.value
     assert run.status == "waiting_input"
     assert isinstance(view.form(), SchemaForm)
     assert wb.approvals()["by"].tolist() == ["ben"]
