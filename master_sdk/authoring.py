@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import typing
@@ -68,11 +69,13 @@ CONTROL_FIELDS: frozenset[str] = frozenset(
 )
 """Normalised names (lower case, no ``_``/``-``/spaces) an agent output may never carry."""
 
+_CONTAINERS = (Mapping, list, tuple, BaseModel)
 _NON_ALNUM = re.compile(r"[^0-9a-z]")
 TOOL_ATTR = "__master_tool__"
 AGENT_ATTR = "__master_agent__"
 
 
+@functools.lru_cache(maxsize=4096)
 def is_control_field(name: str) -> bool:
     """True when ``name`` spells a control field in any case or separator variant, or with
     look-alike letters (``Next-Step``, ``NEXT_STEP``, fullwidth or Cyrillic letters)."""
@@ -91,21 +94,22 @@ def _alias_names(alias: Any) -> list[str]:
 
 
 def _find_control_key(value: Any, path: str = "") -> str | None:
+    if isinstance(value, BaseModel):
+        value = value.__dict__
     if isinstance(value, Mapping):
         for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
             if isinstance(key, str) and is_control_field(key):
-                return here
-            found = _find_control_key(item, here)
-            if found:
-                return found
+                return f"{path}.{key}" if path else key
+            if isinstance(item, _CONTAINERS):
+                found = _find_control_key(item, f"{path}.{key}" if path else str(key))
+                if found:
+                    return found
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found = _find_control_key(item, f"{path}.{index}" if path else str(index))
-            if found:
-                return found
-    elif isinstance(value, BaseModel):
-        return _find_control_key(value.__dict__, path)
+            if isinstance(item, _CONTAINERS):
+                found = _find_control_key(item, f"{path}.{index}" if path else str(index))
+                if found:
+                    return found
     return None
 
 

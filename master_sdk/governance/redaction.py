@@ -92,7 +92,7 @@ MAX_DEPTH = 100
 TOO_DEEP = "<TOO_DEEP>"
 
 # Strings up to this length that were found clean are remembered, up to this many.
-_CLEAN_CACHE_MAX_LEN = 64
+_CLEAN_CACHE_MAX_LEN = 512
 _CLEAN_CACHE_SIZE = 4096
 # text() re-runs until its output is stable; one extra pass is the norm, the bound is a guard.
 _MAX_PASSES = 4
