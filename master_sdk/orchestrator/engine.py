@@ -148,6 +148,33 @@ class RunContext:
         self.changes.steps[step.index] = row
         self.steps_scope[step.id] = {"output": row.output, "status": row.status}
 
+    def end_step(
+        self,
+        step: CompiledStep,
+        status: str,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        started_us: int | None = None,
+        ended: bool = True,
+    ) -> None:
+        """Record a step's outcome, keeping the attempt and start time it already has."""
+        row = self.step_rows.get(step.index)
+        self.set_step(
+            step,
+            StepRow(
+                step.index,
+                step.id,
+                step.type,
+                status,
+                row.attempt if row is not None else 1,
+                started_us if started_us is not None else (row.started_us if row else None),
+                now_us() if ended else None,
+                output,
+                error,
+            ),
+        )
+
 
 class Engine:
     """Runs flows; stateless between runs (see module docstring)."""
@@ -393,20 +420,7 @@ class Engine:
             status="skipped",
             attrs={"by": by, "manual": True},
         )
-        row = ctx.step_rows.get(step.index)
-        ctx.set_step(
-            step,
-            StepRow(
-                step.index,
-                step.id,
-                step.type,
-                "skipped",
-                attempt=row.attempt if row else 1,
-                started_us=row.started_us if row else None,
-                ended_us=now_us(),
-                output=self.scrub(output),
-            ),
-        )
+        ctx.end_step(step, "skipped", output=self.scrub(output))
         run.state.pop("interrupted", None)
         run.cursor += 1
         run.status = "running"
@@ -561,20 +575,7 @@ class Engine:
         started: int | None = None,
         duration_ms: float | None = None,
     ) -> None:
-        row = ctx.step_rows.get(step.index)
-        ctx.set_step(
-            step,
-            StepRow(
-                step.index,
-                step.id,
-                step.type,
-                status,
-                row.attempt if row is not None else 1,
-                started if started is not None else (row.started_us if row else None),
-                now_us(),
-                output,
-            ),
-        )
+        ctx.end_step(step, status, output=output, started_us=started)
         ctx.trace.emit(
             "step_completed",
             step_id=step.id,
@@ -651,20 +652,7 @@ class Engine:
     ) -> None:
         run = ctx.run
         error = self.scrub(message)
-        row = ctx.step_rows.get(step.index)
-        ctx.set_step(
-            step,
-            StepRow(
-                step.index,
-                step.id,
-                step.type,
-                status,
-                row.attempt if row else 1,
-                row.started_us if row else None,
-                now_us(),
-                error=error,
-            ),
-        )
+        ctx.end_step(step, status, error=error)
         ctx.trace.emit(
             "step_failed",
             step_id=step.id,
@@ -694,20 +682,7 @@ class Engine:
             status="blocked",
             attrs={"rule": exc.rule, "limit": exc.limit, "value": exc.value, "message": str(exc)},
         )
-        row = ctx.step_rows.get(step.index)
-        ctx.set_step(
-            step,
-            StepRow(
-                step.index,
-                step.id,
-                step.type,
-                "blocked",
-                row.attempt if row else 1,
-                row.started_us if row else None,
-                now_us(),
-                error=self.scrub(str(exc)),
-            ),
-        )
+        ctx.end_step(step, "blocked", error=self.scrub(str(exc)))
         run.status = "blocked"
         run.owner = None
         run.error = self.scrub(f"policy {exc.rule}: {exc}")
@@ -724,23 +699,13 @@ class Engine:
     def _interrupt(self, ctx: RunContext) -> None:
         run = ctx.run
         step = ctx.flow.steps[run.cursor] if run.cursor < len(ctx.flow.steps) else None
-        if step is not None:
-            row = ctx.step_rows.get(step.index)
-            if row is not None:
-                ctx.set_step(
-                    step,
-                    StepRow(
-                        step.index,
-                        step.id,
-                        step.type,
-                        "interrupted",
-                        row.attempt,
-                        row.started_us,
-                        None,
-                        None,
-                        error="the process running this step ended before it finished",
-                    ),
-                )
+        if step is not None and step.index in ctx.step_rows:
+            ctx.end_step(
+                step,
+                "interrupted",
+                error="the process running this step ended before it finished",
+                ended=False,
+            )
         run.status = "interrupted"
         run.error = (
             f"step '{step.id if step else '?'}' was interrupted: the process running it "
