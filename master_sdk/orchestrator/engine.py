@@ -782,4 +782,3 @@ class Engine:
             self.on_commit(run, changes.events)
         changes.clear()
         self.crash("after_commit")
-
