@@ -347,8 +347,8 @@ def _trace_from_chunks(
     columns["status"] = _coded(records["status"], STATUSES)
     del records
     columns["duration_ms"] = measured["duration_ms"]
-    columns["tokens_in"] = _tokens(measured["tokens_in"])
-    columns["tokens_out"] = _tokens(measured["tokens_out"])
+    for name in ("tokens_in", "tokens_out"):
+        columns[name] = pd.arrays.IntegerArray(measured[name], measured[f"{name}_missing"])
     columns["cost_usd"] = measured["cost_usd"]
     columns["attrs"] = pd.Series(attrs, dtype=object, copy=False)
     return pd.DataFrame({name: columns[name] for name in TRACE_COLUMNS}, copy=False)
@@ -391,14 +391,16 @@ def _records(column: pa.ChunkedArray, dtype: np.dtype) -> tuple[np.ndarray, np.n
 def _metrics(
     column: pa.ChunkedArray, lengths: np.ndarray, starts: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """``duration_ms``, ``cost_usd``, ``tokens_in`` and ``tokens_out`` of every event (NaN
-    and ``NO_TOKENS`` where the event measured nothing)."""
+    """``duration_ms`` and ``cost_usd`` (NaN where missing), ``tokens_in`` and
+    ``tokens_out`` (0 where missing) and their ``*_missing`` masks, for every event."""
     n = int(lengths.sum())
     out = {
         "duration_ms": np.full(n, np.nan),
         "cost_usd": np.full(n, np.nan),
-        "tokens_in": np.full(n, NO_TOKENS, dtype="int64"),
-        "tokens_out": np.full(n, NO_TOKENS, dtype="int64"),
+        "tokens_in": np.zeros(n, dtype="int64"),
+        "tokens_out": np.zeros(n, dtype="int64"),
+        "tokens_in_missing": np.ones(n, dtype=bool),
+        "tokens_out_missing": np.ones(n, dtype=bool),
     }
     measured, counts = _records(column, METRICS_DTYPE)
     if len(measured) == 0:
@@ -407,8 +409,13 @@ def _metrics(
     if (index >= np.repeat(lengths, counts)).any():
         raise StoreError("a trace chunk's metrics name no event of it; the store is damaged")
     at = np.repeat(starts, counts) + index
-    for name, values in out.items():
-        values[at] = measured[name]
+    for name in ("duration_ms", "cost_usd"):
+        out[name][at] = measured[name]
+    for name in ("tokens_in", "tokens_out"):
+        tokens = measured[name]
+        missing = tokens == NO_TOKENS
+        out[name][at] = np.where(missing, 0, tokens)
+        out[f"{name}_missing"][at] = missing
     return out
 
 
@@ -486,13 +493,6 @@ def _categorical_strings(column: pa.ChunkedArray | pa.Array) -> pd.Categorical[A
     return pd.Categorical.from_codes(codes, categories=pd.Index(labels[order]), validate=False)
 
 
-def _tokens(values: np.ndarray) -> pd.arrays.IntegerArray:
-    """Token counts (``NO_TOKENS``: missing) as nullable integers; ``values`` is reused."""
-    mask = values == NO_TOKENS
-    values[mask] = 0
-    return pd.arrays.IntegerArray(values, mask)
-
-
 def _attrs(
     column: pa.ChunkedArray,
     lengths: np.ndarray,
@@ -507,15 +507,17 @@ def _attrs(
     values are copied into every row that holds them, so no two rows share a mutable value.
     """
     out = np.full(int(lengths.sum()), None, dtype=object)
-    wanted = column.is_valid().to_numpy(zero_copy_only=False)
-    if keep is not None:
-        wanted &= np.logical_or.reduceat(keep, starts)
-    chosen = np.flatnonzero(wanted)
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    texts = encoded.dictionary.to_pylist()
+    indices = pc.fill_null(encoded.indices, -1).to_numpy()
+    if keep is not None:  # chunks without an event kept are not looked at
+        indices = np.where(np.logical_or.reduceat(keep, starts), indices, -1)
+    chosen = np.flatnonzero(indices >= 0)
     if len(chosen) == 0:
         return out if keep is None else out[keep]
-    encoded = pc.dictionary_encode(column.take(pa.array(chosen))).combine_chunks()
-    texts = encoded.dictionary.to_pylist()
-    indices = encoded.indices.to_numpy()
+    indices = indices[chosen]
+    if len(texts) <= np.iinfo(np.int16).max:
+        indices = indices.astype("int16")  # a stable sort of 16-bit integers is a radix sort
     order = np.argsort(indices, kind="stable")
     bounds = np.searchsorted(indices[order], np.arange(len(texts) + 1))
     positions: list[np.ndarray] = []
