@@ -7,7 +7,8 @@ Two formats, chosen by the file's suffix (or ``fmt``):
   switched to a rollback journal so it is one self-contained file;
 * ``.jsonl`` (``.ndjson``): JSON Lines — a header line, one line per flow version, then
   one line per run holding the run with its steps, trace, approvals and inputs (JSON
-  columns decoded, so the file is readable).
+  columns decoded, so the file is readable; a trace event is one object, whatever the
+  store's schema version).
 
 Both are written to a temporary file next to the target and renamed into place, so a
 crash never leaves half an export. An export passes every JSON and free-text column through
