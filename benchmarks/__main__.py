@@ -172,7 +172,8 @@ def run_master_sections(
             "",
             f"Store size after {n_runs:,} completed master_sdk runs (full trace kept, WAL "
             f"checkpointed): {stored['bytes_per_run']:,.0f} bytes per run "
-            f"({stored['rows']['trace']:,} trace events)",
+            f"({stored['rows']['trace']:,} trace events in "
+            f"{stored['rows']['trace_chunks']:,} trace_chunks rows)",
         ]
         report[ms_sections.BYTES] = stored
     if selected(ms_sections.TRACE_FRAMES, args.only):

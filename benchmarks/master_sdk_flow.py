@@ -139,7 +139,7 @@ def measure(workdir: Path, n_runs: int, *, synchronous: str) -> RunSample:
         gc.collect()
         timed = time_runs(n_runs, lambda i: one_run(wb, i))
         size_after = sqlite_store_bytes(conn, store)
-        events = conn.execute("SELECT count(*) FROM trace").fetchone()[0]
+        events = wb.store.count_events()
         runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
         facts = sqlite_pragmas(conn)
     finally:

@@ -228,8 +228,9 @@ def measure_bytes(workdir: Path, *, n_runs: int = 1000) -> dict[str, Any]:
         total = sqlite_store_bytes(conn, store)
         tables = {
             name: conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # noqa: S608  # constant names
-            for name in ("runs", "steps", "trace", "approvals")
+            for name in ("runs", "steps", "trace_chunks", "approvals")
         }
+        tables["trace"] = wb.store.count_events()  # events (a trace_chunks row per commit)
     finally:
         wb.close()
     return {"runs": n_runs, "store_bytes": total, "bytes_per_run": total / n_runs, "rows": tables}
@@ -247,6 +248,7 @@ def measure_trace_frames(
     workdir.mkdir(parents=True, exist_ok=True)
     store = workdir / "traces.sqlite3"
     trace_frames.fill(store, events)
+    trace_frames.fill_rows(trace_frames.baseline_path(store), events)
     got: dict[str, list[dict[str, float]]] = {name: [] for name in trace_frames.MEASURED}
     for _ in range(repeat):
         for name, what in trace_frames.MEASURED.items():

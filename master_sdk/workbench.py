@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
@@ -314,22 +314,27 @@ class Workbench:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
             since_us = int(moment.timestamp() * 1_000_000)
+        from master_sdk.memory.sqlite import TRACE_REDACTED
+
         return self._frame(
             self.store.trace_frame(
                 run_id=run_id, product=product, flow=flow, status=status, since_us=since_us
-            )
+            ),
+            redacted=TRACE_REDACTED,
         )
 
     def approvals(self, *, product: str | None = None, flow: str | None = None) -> pd.DataFrame:
         """The approval audit: who decided what, when, with which comment."""
         return self._frame(self.store.approvals_frame(product=product, flow=flow))
 
-    def _frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _frame(self, frame: pd.DataFrame, *, redacted: Collection[str] = ()) -> pd.DataFrame:
         """Every frame leaves redacted (the store redacts on write; this also covers data
-        written before a secret was added to the secrets file)."""
+        written before a secret was added to the secrets file). ``redacted``: columns the
+        store redacted while building the frame, skipped when its redactor is this one."""
         from master_sdk.governance.exports import redact_frame
 
-        return redact_frame(frame, self._redact)
+        done = redacted if self.store.scrub is self._redact else ()
+        return redact_frame(frame, self._redact, redacted=done)
 
     # ------------------------------------------------------------------ the store itself
 
@@ -593,7 +598,9 @@ class Run:
 
     def trace(self) -> pd.DataFrame:
         """This run's trace events (columns in the README)."""
-        return self._wb._frame(self._wb.store.trace_frame(run_id=self.id))
+        from master_sdk.memory.sqlite import TRACE_REDACTED
+
+        return self._wb._frame(self._wb.store.trace_frame(run_id=self.id), redacted=TRACE_REDACTED)
 
     def steps(self) -> pd.DataFrame:
         """One row per step reached: status, attempt, timing, output."""

@@ -10,7 +10,10 @@ this is defence in depth for data written before a secret was added to the secre
   returns clean values unchanged without copying;
 * numeric, boolean and timestamp columns are never looked at, and neither are the
   identifiers the library generates itself (:data:`GENERATED`: run ids and flow hashes,
-  hex digits that cannot hold personal data but number in the thousands).
+  hex digits that cannot hold personal data but number in the thousands);
+* a column the frame's builder already redacted with the same redactor (the trace's
+  ``attrs``: the store redacts each distinct chunk text once, then copies it into its rows)
+  is named by the caller and skipped.
 
 A column is replaced only when something in it changed, so a clean frame comes back as
 the same object.
@@ -18,7 +21,7 @@ the same object.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,12 +35,16 @@ GENERATED: frozenset[str] = frozenset({"run_id", "flow_hash"})
 """Columns of generated identifiers, skipped."""
 
 
-def redact_frame(frame: pd.DataFrame, redact: Redact) -> pd.DataFrame:
+def redact_frame(
+    frame: pd.DataFrame, redact: Redact, *, redacted: Collection[str] = ()
+) -> pd.DataFrame:
     """``frame`` with every text and object cell passed through ``redact``.
 
     Args:
         frame: a frame from the store.
         redact: the workbench's ``Redactor.value``.
+        redacted: columns already passed through this same ``redact`` as the frame was
+            built (the trace's ``attrs``, redacted once per distinct text), skipped.
 
     Returns:
         ``frame`` itself when nothing needed redaction, else a copy with the changed columns
@@ -48,7 +55,7 @@ def redact_frame(frame: pd.DataFrame, redact: Redact) -> pd.DataFrame:
 
     changed: dict[str, Any] = {}
     for name in frame.columns:
-        if name in GENERATED:
+        if name in GENERATED or name in redacted:
             continue
         column = frame[name]
         dtype = column.dtype

@@ -153,6 +153,10 @@ class Store(Protocol):
         """Trace events as a DataFrame."""
         ...
 
+    def count_events(self, run_id: str | None = None) -> int:
+        """How many trace events the store holds (for one run, or in all)."""
+        ...
+
     def steps_frame(self, run_id: str) -> pd.DataFrame:
         """One row per step of a run."""
         ...

@@ -3,19 +3,35 @@
 A store written by an older schema is migrated in place inside one transaction; a
 store from a newer version is refused. Each release that changes the schema appends a
 migration to :data:`MIGRATIONS` and bumps :data:`SCHEMA_VERSION`.
+
+Versions: 1, the tables of :data:`SCHEMA_V1` (a ``trace`` row per event); 2, the trace as
+``trace_chunks`` (a row per commit) and ``trace_names`` (:mod:`master_sdk.memory.chunks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from itertools import groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import StoreError
+from master_sdk.memory.chunks import (
+    CHUNKS_DDL,
+    INSERT_CHUNK,
+    MAX_CHUNK,
+    NAMES_DDL,
+    Chunk,
+    NewNames,
+    pack,
+)
 
 if TYPE_CHECKING:
     import sqlite3
 
-SCHEMA_VERSION = 1
+    from master_sdk.tracing.events import EventRow
+
+SCHEMA_VERSION = 2
 
 SCHEMA_V1 = """
 CREATE TABLE runs (
@@ -100,10 +116,59 @@ CREATE TABLE flow_versions (
 
 Migration = Callable[["sqlite3.Connection"], None]
 
+
+def trace_chunks_v2(conn: sqlite3.Connection) -> None:
+    """Version 1 -> 2: the ``trace`` table (one row per event) becomes ``trace_chunks`` (one
+    row per group of events, see :mod:`master_sdk.memory.chunks`) and ``trace_names``.
+
+    Version 1 did not record which commit wrote an event, so each run's events become
+    chunks of up to ``MAX_CHUNK`` events. Attribute texts are kept as they were stored
+    (redacted when written), joined into each chunk's JSON array.
+    """
+    conn.execute(NAMES_DDL)
+    conn.execute(CHUNKS_DDL)
+    codes = NewNames(conn, {}, _same)
+    rows = conn.execute(
+        "SELECT run_pk, seq, ts_us, event, step_id, step_type, name, status, duration_ms, "
+        "tokens_in, tokens_out, cost_usd, attrs FROM trace ORDER BY run_pk, seq"
+    )
+    chunks: list[Chunk] = []
+    for pk, group in groupby(rows, key=itemgetter(0)):
+        events = list(group)
+        for start in range(0, len(events), MAX_CHUNK):
+            chunks.append(_v1_chunk(pk, events[start : start + MAX_CHUNK], codes))
+        if len(chunks) >= 1000:
+            conn.executemany(INSERT_CHUNK, chunks)
+            chunks.clear()
+    conn.executemany(INSERT_CHUNK, chunks)
+    conn.execute("DROP TABLE trace")
+
+
+def _v1_chunk(pk: int, rows: list[tuple[Any, ...]], codes: Mapping[str, int]) -> Chunk:
+    events: list[EventRow] = [
+        (seq, ts, event, step_id, step_type, name, status, dur, _int(t_in), _int(t_out), cost, None)
+        for _, seq, ts, event, step_id, step_type, name, status, dur, t_in, t_out, cost, _ in rows
+    ]
+    texts = [r[12] for r in rows]
+    attrs = None
+    if any(t is not None for t in texts):
+        attrs = "[" + ",".join("null" if t is None else t for t in texts) + "]"
+    return (pk, rows[0][1], len(rows), *pack(events, codes), attrs)
+
+
+def _int(value: Any) -> int | None:
+    # a token count SQLite kept as REAL (version 1 did not check) becomes the integer it is
+    return None if value is None else int(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 # MIGRATIONS[n] upgrades a store from version n to n + 1. A migration runs inside the
-# caller's transaction: it must use ``conn.execute`` only (``executescript`` commits) and
-# must not commit; if it raises, every migration of this open is rolled back.
-MIGRATIONS: dict[int, Migration] = {}
+# caller's transaction: it must use ``conn.execute`` / ``executemany`` only (``executescript``
+# commits) and must not commit; if it raises, every migration of this open is rolled back.
+MIGRATIONS: dict[int, Migration] = {1: trace_chunks_v2}
 
 
 def stored_version(conn: sqlite3.Connection) -> int:

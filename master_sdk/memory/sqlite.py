@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from master_sdk.errors import NotFound, StoreBusy, StoreError
+from master_sdk.memory.chunks import INSERT_CHUNK, NewNames, attrs_text, pack
 from master_sdk.memory.records import Changes, RunRow, StepRow, VersionConflict
 from master_sdk.memory.schema import ensure_schema, refuse_newer, stored_version
 
@@ -46,7 +47,6 @@ _UPSERT_STEP = (
     "status=excluded.status, attempt=excluded.attempt, started_us=excluded.started_us, "
     "ended_us=excluded.ended_us, output=excluded.output, error=excluded.error"
 )
-_INSERT_EVENT = "INSERT INTO trace VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _INSERT_APPROVAL = "INSERT INTO approvals VALUES (?,?,?,?,?,?)"
 _INSERT_INPUT = "INSERT INTO user_inputs VALUES (?,?,?,?,?)"
 _INSERT_FLOW = "INSERT OR IGNORE INTO flow_versions VALUES (?,?,?,?,?)"
@@ -60,6 +60,12 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=st
 _FIRST_WAIT_S = 0.00005
 _LAST_WAIT_S = 0.001
 T = TypeVar("T")
+
+
+TRACE_REDACTED: tuple[str, ...] = ("attrs",)
+"""Columns of :meth:`SQLiteStore.trace_frame` redacted by the store's ``scrub`` as they are
+built (once per distinct chunk ``attrs`` text): a reader holding the same redactor need not
+walk them again."""
 
 
 def _identity(value: Any) -> Any:
@@ -103,6 +109,8 @@ class SQLiteStore:
         self.scrub: Scrub = scrub or _identity
         self.before_commit = before_commit
         self._known_flows: set[str] = set()
+        # trace name codes this process has seen committed (see memory/chunks.py)
+        self._names: dict[str, int] = {}
         if synchronous not in ("FULL", "NORMAL"):
             raise StoreError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +233,16 @@ class SQLiteStore:
         state = dumps(run.state)
         output = dumps(run.output)
         error = self.scrub(run.error) if run.error else None
+        events = changes.events
+        packed: tuple[bytes, bytes | None] | None = None
+        attrs: str | None = None
+        names: NewNames | None = None
+        if events:
+            # the commit's events as one chunk, encoded before the write lock is taken
+            # unless a name needs a new code (which is read back inside the transaction)
+            attrs = attrs_text(events, dumps)
+            with suppress(KeyError):
+                packed = pack(events, self._names)
         with self._write(label) as conn:
             if expect_version is None:
                 cur = conn.execute(
@@ -306,11 +324,11 @@ class SQLiteStore:
                         for s in changes.steps.values()
                     ],
                 )
-            if changes.events:
-                conn.executemany(
-                    _INSERT_EVENT,
-                    [(pk, *e[:11], dumps(e[11])) for e in changes.events],
-                )
+            if events:
+                if packed is None:
+                    names = NewNames(conn, self._names, self.scrub)
+                    packed = pack(events, names)
+                conn.execute(INSERT_CHUNK, (pk, events[0][0], len(events), *packed, attrs))
             if changes.approvals:
                 conn.executemany(
                     _INSERT_APPROVAL,
@@ -330,6 +348,8 @@ class SQLiteStore:
                 conn.execute(_INSERT_FLOW, (*source[:4], self.scrub(source[4])))
         if changes.flow_source is not None:
             self._known_flows.add(changes.flow_source[0])
+        if names is not None:
+            self._names.update(names.added)
 
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]]:
         """A run and its steps (see :class:`Store`)."""
@@ -399,9 +419,11 @@ class SQLiteStore:
         status: str | None = None,
         since_us: int | None = None,
     ) -> pd.DataFrame:
-        """Trace events as a DataFrame (columns in the README)."""
+        """Trace events as a DataFrame (columns in the README); the columns named in
+        :data:`TRACE_REDACTED` have passed through this store's ``scrub`` on the way out."""
         from master_sdk.memory.frames import trace_frame
 
+        scrub = None if self.scrub is _identity else self.scrub
         return self._reading(
             lambda: trace_frame(
                 self.conn,
@@ -411,8 +433,22 @@ class SQLiteStore:
                 flow=flow,
                 status=status,
                 since_us=since_us,
+                redact=scrub,
             )
         )
+
+    def count_events(self, run_id: str | None = None) -> int:
+        """How many trace events the store holds (for one run, or in all)."""
+        params: tuple[str, ...] = ()
+        if run_id is None:
+            sql = "SELECT coalesce(sum(n), 0) FROM trace_chunks"
+        else:
+            sql = (
+                "SELECT coalesce(sum(n), 0) FROM trace_chunks "
+                "WHERE run_pk = (SELECT pk FROM runs WHERE run_id = ?)"
+            )
+            params = (run_id,)
+        return self._reading(lambda: int(self.conn.execute(sql, params).fetchone()[0]))
 
     def steps_frame(self, run_id: str) -> pd.DataFrame:
         """One row per step of a run."""

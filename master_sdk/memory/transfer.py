@@ -7,7 +7,8 @@ Two formats, chosen by the file's suffix (or ``fmt``):
   switched to a rollback journal so it is one self-contained file;
 * ``.jsonl`` (``.ndjson``): JSON Lines — a header line, one line per flow version, then
   one line per run holding the run with its steps, trace, approvals and inputs (JSON
-  columns decoded, so the file is readable).
+  columns decoded, so the file is readable; a trace event is one object, whatever the
+  store's schema version).
 
 Both are written to a temporary file next to the target and renamed into place, so a
 crash never leaves half an export. An export passes every JSON and free-text column through
@@ -26,6 +27,7 @@ import json
 import os
 import secrets
 import sqlite3
+import struct
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,10 +36,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import NotFound, StoreError
+from master_sdk.memory.chunks import (
+    INSERT_CHUNK,
+    NewNames,
+    chunk_rows,
+    read_names,
+    run_events,
+    used_codes,
+)
 from master_sdk.memory.schema import SCHEMA_VERSION, ensure_schema, refuse_newer, stored_version
 
 if TYPE_CHECKING:
     from master_sdk.memory.sqlite import SQLiteStore
+    from master_sdk.tracing.events import EventRow
 
 FORMAT_NAME = "master_sdk.store"
 SUFFIXES: dict[str, str] = {
@@ -68,26 +79,32 @@ FLOW_FIELDS = ("flow_hash", "product", "flow", "product_version", "source")
 _JSON = {
     "runs": ("inputs", "output", "state"),
     "steps": ("output",),
-    "trace": ("attrs",),
     "user_inputs": ("data",),
 }
+# JSON values scrubbed again on export (trace events come decoded from their chunks)
+_VALUES_SCRUBBED = {**_JSON, "trace": ("attrs",)}
 _TEXT_SCRUBBED = {"runs": ("error",), "steps": ("error",), "approvals": ("comment",)}
 # primary keys, to rewrite a row of a redacted SQLite export
 _KEYS = {
     "runs": ("pk",),
     "steps": ("run_pk", "idx"),
-    "trace": ("run_pk", "seq"),
+    "trace_chunks": ("run_pk", "first_seq"),
     "approvals": ("run_pk", "step_id", "at_us"),
     "user_inputs": ("run_pk", "step_id", "at_us"),
     "flow_versions": ("flow_hash",),
 }
+# JSON columns of a SQLite copy (a chunk's attrs are one JSON array)
+_COPY_JSON = {**_JSON, "trace_chunks": ("attrs",)}
 _FLOW_TEXT = {"flow_versions": ("source",)}
+# the child records of a run bundle: trace events are decoded from and encoded into chunks
+# (memory/chunks.py), the other tables are a row per record
 _CHILDREN = (
     ("steps", STEP_FIELDS, "idx"),
     ("trace", TRACE_FIELDS, "seq"),
     ("approvals", APPROVAL_FIELDS, "at_us"),
     ("user_inputs", INPUT_FIELDS, "at_us"),
 )
+_RUN_TABLES = ("steps", "trace_chunks", "approvals", "user_inputs")
 
 Record = dict[str, Any]
 
@@ -187,11 +204,16 @@ def _export_sqlite(store: SQLiteStore, temp: Path, run_ids: Sequence[str] | None
         for run_id in all_ids:
             if run_id not in keep:
                 (pk,) = dest.execute("SELECT pk FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-                for table, _, _ in _CHILDREN:
+                for table in _RUN_TABLES:
                     dest.execute(f"DELETE FROM {table} WHERE run_pk = ?", (pk,))  # noqa: S608  # table names are constants
                 dest.execute("DELETE FROM runs WHERE pk = ?", (pk,))
         dest.execute(
             "DELETE FROM flow_versions WHERE flow_hash NOT IN (SELECT flow_hash FROM runs)"
+        )
+        used = used_codes(dest)
+        dest.executemany(
+            "DELETE FROM trace_names WHERE code = ?",
+            [(code,) for code in read_names(dest) if code not in used],
         )
         dest.execute("COMMIT")
         dest.execute("VACUUM")  # leave no trace of the runs that were not chosen
@@ -251,8 +273,10 @@ def _missing(wanted: Sequence[str], present: Sequence[str], path: Path) -> None:
 
 
 def _bundles(conn: sqlite3.Connection, ids: Sequence[str]) -> Iterator[Record]:
-    """Each run with its child rows, as stored (JSON columns still text)."""
+    """Each run with its child rows, as stored (JSON columns still text; trace events
+    decoded from their chunks, with their codes and their attributes as values)."""
     columns = ", ".join(RUN_FIELDS)
+    names = read_names(conn)
     for run_id in ids:
         row = conn.execute(
             f"SELECT pk, {columns} FROM runs WHERE run_id = ?",  # noqa: S608  # constants
@@ -261,6 +285,11 @@ def _bundles(conn: sqlite3.Connection, ids: Sequence[str]) -> Iterator[Record]:
         pk = row[0]
         bundle: Record = {"run": dict(zip(RUN_FIELDS, row[1:], strict=True))}
         for table, fields, order in _CHILDREN:
+            if table == "trace":
+                bundle[table] = [
+                    dict(zip(fields, event, strict=True)) for event in run_events(conn, pk, names)
+                ]
+                continue
             bundle[table] = [
                 dict(zip(fields, r, strict=True))
                 for r in conn.execute(
@@ -288,7 +317,7 @@ def _redacted(decoded: Record, scrub: Any) -> Record:
 
 
 def _scrub_columns(record: Record, table: str, scrub: Any) -> Record:
-    columns = (*_JSON.get(table, ()), *_TEXT_SCRUBBED.get(table, ()))
+    columns = (*_VALUES_SCRUBBED.get(table, ()), *_TEXT_SCRUBBED.get(table, ()))
     return {k: (scrub(v) if k in columns and v is not None else v) for k, v in record.items()}
 
 
@@ -297,7 +326,7 @@ def _redact_copy(dest: sqlite3.Connection, scrub: Any) -> int:
     changed = 0
     dest.execute("BEGIN")
     for table, keys in _KEYS.items():
-        json_columns = _JSON.get(table, ())
+        json_columns = _COPY_JSON.get(table, ())
         text_columns = (*_TEXT_SCRUBBED.get(table, ()), *_FLOW_TEXT.get(table, ()))
         columns = (*json_columns, *text_columns)
         if not columns:
@@ -380,15 +409,17 @@ def import_store(
             [tuple(f[k] for k in FLOW_FIELDS) for f in flows],
         )
         duplicate = set(skipped)
+        names = NewNames(conn, store._names, store.scrub)
         for bundle in bundles:
             if bundle["run"]["run_id"] in duplicate:
                 continue
-            _insert(store, conn, bundle)
+            _insert(store, conn, bundle, names)
             imported.append(bundle["run"]["run_id"])
+    store._names.update(names.added)  # the import committed: its new codes are real
     return TransferReport("import", str(source), kind, tuple(imported), tuple(skipped))
 
 
-def _insert(store: SQLiteStore, conn: sqlite3.Connection, bundle: Record) -> None:
+def _insert(store: SQLiteStore, conn: sqlite3.Connection, bundle: Record, names: NewNames) -> None:
     run = _encoded(store, "runs", bundle["run"])
     run["owner"] = None  # the process that ran it is not on this machine's store
     cur = conn.execute(
@@ -397,13 +428,45 @@ def _insert(store: SQLiteStore, conn: sqlite3.Connection, bundle: Record) -> Non
         tuple(run[k] for k in RUN_FIELDS),
     )
     pk = cur.lastrowid
+    if pk is None:
+        raise StoreError(f"{store.path}: SQLite gave no row id to imported run {run['run_id']}")
     for table, fields, _ in _CHILDREN:
+        if table == "trace":
+            events = [_event(r) for r in bundle[table]]
+            try:
+                chunks = chunk_rows(pk, events, names, store._dumps)
+            except (struct.error, TypeError) as exc:
+                raise StoreError(
+                    f"run {run['run_id']}: a trace event has a value of the wrong type or size "
+                    f"({exc}); nothing was imported"
+                ) from None
+            conn.executemany(INSERT_CHUNK, chunks)
+            continue
         rows = [_encoded(store, table, r) for r in bundle[table]]
         conn.executemany(
             f"INSERT INTO {table} (run_pk, {', '.join(fields)}) "  # noqa: S608  # constants
             f"VALUES (?, {', '.join('?' * len(fields))})",
             [(pk, *(r[k] for k in fields)) for r in rows],
         )
+
+
+def _event(record: Record) -> EventRow:
+    """A trace event of a bundle as the engine emits it (its attributes still a value)."""
+    r = record
+    return (
+        r["seq"],
+        r["ts_us"],
+        r["event"],
+        r["step_id"],
+        r["step_type"],
+        r["name"],
+        r["status"],
+        r["duration_ms"],
+        r["tokens_in"],
+        r["tokens_out"],
+        r["cost_usd"],
+        r["attrs"],
+    )
 
 
 def _encoded(store: SQLiteStore, table: str, record: Record) -> Record:

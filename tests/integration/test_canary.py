@@ -13,6 +13,8 @@ canary may appear in any of them.
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -171,6 +173,12 @@ def test_no_canary_reaches_the_store_logs_exports_or_widgets(
     states = [w.get_state() for w in list(live_widgets.values())]
     assert states, "the views are live widgets"
     found += hits(json.dumps(states, default=str), "widget state")
+
+    # the trace's name table holds the flows' step ids and tool, agent and model names only
+    with closing(sqlite3.connect(store)) as conn:
+        names = {r[0] for r in conn.execute("SELECT text FROM trace_names")}
+    steps = {"ask", "leak", "review", "summary", "x", "c"}
+    assert names == steps | {"explode", "summarizer", "prober", "default"}
 
     wb.close()
     found += hits(store.read_bytes(), "store after checkpoint")

@@ -48,6 +48,17 @@ def test_every_text_column_kind_is_redacted_and_dtypes_are_kept() -> None:
     assert frame["cat"][0] == "a@x.io", "the input frame is not modified"
 
 
+def test_columns_the_builder_already_redacted_are_not_walked_again() -> None:
+    """A column named in ``redacted`` is left as it is (the trace's attrs, which the store
+    redacted with the same redactor as it built the frame); the others are redacted."""
+    frame = pd.DataFrame(
+        {"attrs": pd.Series([{"to": "a@x.io"}], dtype=object), "cat": pd.Categorical(["a@x.io"])}
+    )
+    out = redact_frame(frame, Redactor().value, redacted=("attrs",))
+    assert out["attrs"][0] is frame["attrs"][0]
+    assert list(out["cat"]) == ["<EMAIL>"]
+
+
 @pytest.fixture
 def stored_before_the_secret(project: Project) -> Project:
     """Two runs that stored LATE_SECRET before secrets.yaml listed it: one paused for

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 import master_sdk as ms
+from master_sdk.memory.chunks import INSERT_CHUNK, NewNames, attrs_text, pack
 from master_sdk.memory.frames import (
     APPROVAL_COLUMNS,
     RUN_COLUMNS,
@@ -17,6 +20,7 @@ from master_sdk.memory.frames import (
     TRACE_COLUMNS,
     trace_frame,
 )
+from master_sdk.tracing.events import EventRow
 
 UTC_US = "datetime64[us, UTC]"
 TRACE_DTYPES = {
@@ -48,6 +52,9 @@ def completed(wb: ms.Workbench, text: str, audience: str = "the board") -> ms.Ru
     run.submit({"audience": audience}, by="ben")
     assert run.status == "completed"
     return run
+
+
+NO_FILTER: dict[str, Any] = dict.fromkeys(("run_id", "product", "flow", "status", "since_us"))
 
 
 def both_paths(wb: ms.Workbench, **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -165,74 +172,175 @@ def test_attrs_are_separate_dicts_even_when_their_text_repeats(wb: ms.Workbench)
     assert frame.loc[frame["event"] == "step_started", "attrs"].isna().all()
 
 
-def _insert_trace(path: Path, events: list[tuple[Any, ...]]) -> None:
-    conn = sqlite3.connect(str(path))
-    with conn:
-        conn.executemany("INSERT INTO trace VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", events)
-    conn.close()
+def _add_events(path: Path, run_id: str, events: list[EventRow], per_chunk: int = 1) -> None:
+    """Write events of a run straight into the store's chunks, ``per_chunk`` to a row."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        (pk,) = conn.execute("SELECT pk FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        codes = NewNames(conn, {}, lambda name: name)
+        for start in range(0, len(events), per_chunk):
+            part = events[start : start + per_chunk]
+            packed = pack(part, codes)
+            attrs = attrs_text(part, json.dumps)
+            conn.execute(INSERT_CHUNK, (pk, part[0][0], len(part), *packed, attrs))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
-def test_columns_empty_in_the_first_thousands_of_rows_keep_their_types(
+def _event(seq: int, event: int = 1, **fields: Any) -> EventRow:
+    row: dict[str, Any] = {
+        "step_id": None,
+        "step_type": None,
+        "name": None,
+        "status": None,
+        "duration_ms": None,
+        "tokens_in": None,
+        "tokens_out": None,
+        "cost_usd": None,
+        "attrs": None,
+        **fields,
+    }
+    return (
+        seq,
+        1_767_225_600_000_000 + seq,
+        event,
+        row["step_id"],
+        row["step_type"],
+        row["name"],
+        row["status"],
+        row["duration_ms"],
+        row["tokens_in"],
+        row["tokens_out"],
+        row["cost_usd"],
+        row["attrs"],
+    )
+
+
+def test_columns_empty_in_the_first_thousands_of_chunks_keep_their_types(
     wb: ms.Workbench,
 ) -> None:
-    """A column NULL for thousands of rows, then filled, is still typed (no ADBC type clash)."""
+    """Chunks without metrics or attrs for thousands of rows, then one with both, are still
+    typed (no ADBC type clash), through both readers."""
     run = wb.run("hello_world/greet", inputs={"text": "x"})
-    pk = wb.store.conn.execute("SELECT pk FROM runs WHERE run_id = ?", (run.id,)).fetchone()[0]
     base = len(run.trace())
-    filler = [
-        (
-            pk,
-            base + i,
-            1_767_225_600_000_000 + i,
-            1,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-        for i in range(1, 5001)
-    ]
-    filled = (
-        pk,
+    filler = [_event(base + i) for i in range(1, 5001)]
+    filled = _event(
         base + 5001,
-        1_767_225_600_100_000,
         6,
-        "s",
-        1,
-        "m",
-        9,
-        1.5,
-        3,
-        4,
-        0.25,
-        '{"model": "m", "n": [1, 2]}',
+        step_id="s",
+        step_type=1,
+        name="m",
+        status=9,
+        duration_ms=1.5,
+        tokens_in=3,
+        tokens_out=4,
+        cost_usd=0.25,
+        attrs={"model": "m", "n": [1, 2]},
     )
-    _insert_trace(wb.store.path, [*filler, filled])
+    _add_events(wb.store.path, run.id, [*filler, filled])
     fast, slow = both_paths(wb)
     pd.testing.assert_frame_equal(fast, slow)
     last = fast.iloc[-1]
     assert (last["duration_ms"], last["tokens_in"], last["cost_usd"]) == (1.5, 3, 0.25)
     assert last["attrs"] == {"model": "m", "n": [1, 2]}
     assert last["step_type"] == "agent" and last["status"] == "ok"
+    assert (last["step_id"], last["name"]) == ("s", "m")
+    assert fast["duration_ms"].iloc[base : base + 5000].isna().all()
+    assert fast["tokens_in"].iloc[base : base + 5000].isna().all()
 
 
 def test_event_codes_unknown_to_this_version_read_as_missing(wb: ms.Workbench) -> None:
-    """An event code written by a newer version is NaN, not a crash."""
+    """An event, step type or status code written by a newer version is NaN, not a crash."""
     run = wb.run("hello_world/greet", inputs={"text": "x"})
-    pk = wb.store.conn.execute("SELECT pk FROM runs WHERE run_id = ?", (run.id,)).fetchone()[0]
-    _insert_trace(
-        wb.store.path,
-        [(pk, 999, 1_767_225_600_000_000, 250, None, 77, None, 99, None, None, None, None, None)],
-    )
+    _add_events(wb.store.path, run.id, [_event(999, 250, step_type=77, status=99)])
     fast, slow = both_paths(wb)
     pd.testing.assert_frame_equal(fast, slow)
     last = fast.iloc[-1]
     assert pd.isna(last["event"]) and pd.isna(last["step_type"]) and pd.isna(last["status"])
+
+
+def test_a_damaged_trace_chunk_is_a_store_error_not_a_wrong_frame(wb: ms.Workbench) -> None:
+    """A chunk whose bytes are not whole events, or whose name code is not in trace_names,
+    makes both readers raise StoreError saying the store is damaged."""
+    run = wb.run("hello_world/greet", inputs={"text": "x"})
+    conn = sqlite3.connect(str(wb.store.path))
+    with conn:
+        conn.execute(
+            "INSERT INTO trace_chunks (run_pk, first_seq, n, data) "
+            "SELECT pk, 100, 1, zeroblob(22) FROM runs WHERE run_id = ?",
+            (run.id,),
+        )
+    for adbc in (True, False):
+        with pytest.raises(ms.StoreError, match="damaged"):
+            trace_frame(wb.store.conn, wb.store.path, **NO_FILTER, use_adbc=adbc)
+    with conn:
+        conn.execute(
+            "UPDATE trace_chunks SET data = ? WHERE first_seq = 100",
+            (pack([_event(100, step_id="gone")], {"gone": 999})[0],),
+        )
+    conn.close()
+    for adbc in (True, False):
+        with pytest.raises(ms.StoreError, match="code 999 is not in trace_names"):
+            trace_frame(wb.store.conn, wb.store.path, **NO_FILTER, use_adbc=adbc)
+
+
+def test_every_value_reads_back_as_written_through_both_readers(wb: ms.Workbench) -> None:
+    """Each field of an event, present or missing, at the edges of its range, in chunks of
+    several events with and without metrics and attrs, reads back as written."""
+    run = wb.run("hello_world/greet", inputs={"text": "x"})
+    base = len(run.trace())
+    events = [
+        _event(base + 1, 0, tokens_in=0, tokens_out=2**62, attrs={}),
+        _event(base + 2, 22, step_id="é ü 字", name="é ü 字", duration_ms=0.0),
+        _event(base + 3, 5, step_type=3, status=12, cost_usd=1e-12, attrs={"a": [{"b": None}]}),
+        _event(base + 4, 13, duration_ms=123456.789, tokens_in=None, tokens_out=7),
+    ]
+    _add_events(wb.store.path, run.id, events, per_chunk=3)
+    fast, slow = both_paths(wb)
+    pd.testing.assert_frame_equal(fast, slow)
+    rows = fast.iloc[base:].to_dict("records")
+    assert [r["seq"] for r in rows] == [base + 1, base + 2, base + 3, base + 4]
+    events_read = [r["event"] for r in rows]
+    assert events_read == ["run_started", "tool_retry", "tool_called", "run_completed"]
+    assert rows[0]["tokens_in"] == 0 and rows[0]["tokens_out"] == 2**62 and rows[0]["attrs"] == {}
+    assert rows[1]["step_id"] == rows[1]["name"] == "é ü 字" and rows[1]["duration_ms"] == 0.0
+    assert (rows[2]["step_type"], rows[2]["status"]) == ("user_input", "aborted")
+    assert rows[2]["cost_usd"] == 1e-12 and rows[2]["attrs"] == {"a": [{"b": None}]}
+    assert rows[3]["duration_ms"] == 123456.789 and pd.isna(rows[3]["tokens_in"])
+    assert rows[3]["tokens_out"] == 7 and rows[3]["attrs"] is None
+    assert [r["ts"].value // 1000 for r in rows] == [e[1] for e in events]
+
+
+def test_attrs_are_redacted_once_per_distinct_value_as_the_frame_is_built(
+    wb: ms.Workbench,
+) -> None:
+    """The store's redaction sees each distinct attribute value once, however many rows
+    hold it, and every row gets the redacted value as its own object."""
+    for text in ("a", "b", "c"):
+        completed(wb, text)
+    seen: list[str] = []
+
+    def redact(value: Any) -> Any:
+        seen.append(json.dumps(value, sort_keys=True))
+        return {**value, "by": "<HIDDEN>"} if value.get("by") == "ben" else value
+
+    def read(redact: Any) -> pd.DataFrame:
+        store = wb.store
+        filters: dict[str, Any] = dict.fromkeys(("run_id", "product", "flow", "status"))
+        return trace_frame(store.conn, store.path, since_us=None, redact=redact, **filters)
+
+    plain = read(None)["attrs"].dropna().tolist()
+    assert len(plain) == 12  # four events with attributes in each of three runs
+    frame = read(redact)
+    assert sorted(seen) == sorted({json.dumps(v, sort_keys=True) for v in plain})
+    received = frame.loc[frame["event"] == "input_received", "attrs"].tolist()
+    assert [r["by"] for r in received] == ["<HIDDEN>"] * 3
+    assert received[0] is not received[1]
+    assert frame["attrs"].dropna().tolist() == [
+        {**v, "by": "<HIDDEN>"} if v.get("by") == "ben" else v for v in plain
+    ]
 
 
 def test_runs_frame_columns_dtypes_and_values(wb: ms.Workbench) -> None:

@@ -12,7 +12,9 @@ import hashlib
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
 import master_sdk as ms
@@ -84,6 +86,178 @@ def test_a_released_store_opens_reads_and_resumes_its_paused_run(
         assert paused.status == "completed"
         assert paused.output["audience"] == "a colleague"
         assert wb.store_info()["integrity"] == "ok"
+
+
+# wb.traces() of tests/fixtures/stores/v1.sqlite3 as the version 1 code read it: run (a, b
+# in order), seq, ts (seconds of 2026-11-26T03:27, UTC), event, step_id, step_type, name,
+# status, duration_ms, tokens_in, tokens_out, cost_usd; "-" is missing. attrs below.
+V1_TRACE = """
+a 1 39.952230 run_started - - - - - - - -
+a 2 39.952267 step_started echo tool echo - - - - -
+a 3 39.953960 tool_called echo tool echo ok 0.01539899994895677 - - -
+a 4 39.953992 step_completed echo tool echo completed 0.14448000001721084 - - -
+a 5 39.954016 step_started review hitl review - - - - -
+a 6 39.954018 approval_requested review hitl review waiting_approval - - - -
+a 7 39.958269 approval_decided review hitl review approved - - - -
+a 8 39.958325 step_completed review hitl review completed - - - -
+a 9 39.958343 step_started audience user_input audience - - - - -
+a 10 39.958345 input_requested audience user_input audience waiting_input - - - -
+a 11 39.960602 input_received audience user_input audience - - - - -
+a 12 39.960624 step_completed audience user_input audience completed - - - -
+a 13 39.960685 step_started summary agent summarizer - - - - -
+a 14 39.965194 model_called summary agent default ok 0.03670900014185463 10 12 0.0
+a 15 39.965457 step_completed summary agent summarizer completed 3.2837799999470008 - - -
+a 16 39.965491 run_completed - - - completed - - - -
+b 1 39.967360 run_started - - - - - - - -
+b 2 39.967399 step_started echo tool echo - - - - -
+b 3 39.968464 tool_called echo tool echo ok 0.016991999927995494 - - -
+b 4 39.968492 step_completed echo tool echo completed 0.13656600003741914 - - -
+b 5 39.968519 step_started review hitl review - - - - -
+b 6 39.968522 approval_requested review hitl review waiting_approval - - - -
+"""
+V1_RUNS = {"a": "01a215e503b0e8e14b188e3b90c21e11", "b": "01a215e503bf7d884a59bd866c6cd8c6"}
+V1_ATTRS = {
+    ("a", 1): {"by": "ana"},
+    ("a", 7): {"by": "ana"},
+    ("a", 11): {"by": "ana", "bytes": 25},
+    ("a", 14): {"model": "default", "provider": "fake"},
+    ("b", 1): {"by": "ana"},
+}
+TRACE_DTYPES = {
+    "run_id": "category",
+    "seq": "int64",
+    "ts": "datetime64[us, UTC]",
+    "event": "category",
+    "step_id": "category",
+    "step_type": "category",
+    "product": "category",
+    "flow": "category",
+    "name": "category",
+    "status": "category",
+    "duration_ms": "float64",
+    "tokens_in": "Int64",
+    "tokens_out": "Int64",
+    "cost_usd": "float64",
+    "attrs": "object",
+}
+
+
+def v1_trace_rows() -> list[tuple[Any, ...]]:
+    """The recorded frame's rows, in the frame's column order (missing values as None)."""
+    rows = []
+    for line in V1_TRACE.strip().splitlines():
+        run, seq, ts, event, *rest = line.split()
+        step_id, step_type, name, status, duration, t_in, t_out, cost = (
+            None if v == "-" else v for v in rest
+        )
+        rows.append(
+            (
+                V1_RUNS[run],
+                int(seq),
+                pd.Timestamp(f"2026-11-26T03:27:{ts}", tz="UTC"),
+                event,
+                step_id,
+                step_type,
+                "hello_world",
+                "greet",
+                name,
+                status,
+                None if duration is None else float(duration),
+                None if t_in is None else int(t_in),
+                None if t_out is None else int(t_out),
+                None if cost is None else float(cost),
+                V1_ATTRS.get((run, int(seq))),
+            )
+        )
+    return rows
+
+
+def frame_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """A frame's rows with every missing value as None."""
+    return [
+        tuple(None if not isinstance(v, dict) and pd.isna(v) else v for v in row)
+        for row in frame.itertuples(index=False)
+    ]
+
+
+def assert_v1_trace(frame: pd.DataFrame) -> None:
+    """``frame`` is the trace the version 1 code read from the v1 fixture: values, dtypes
+    and categories."""
+    assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == TRACE_DTYPES
+    assert frame_rows(frame) == v1_trace_rows()
+    assert list(frame["run_id"].cat.categories) == [V1_RUNS["a"], V1_RUNS["b"]]
+    assert list(frame["step_id"].cat.categories) == ["audience", "echo", "review", "summary"]
+    assert list(frame["name"].cat.categories) == [
+        "audience",
+        "default",
+        "echo",
+        "review",
+        "summarizer",
+    ]
+
+
+def v1_store(tmp_path: Path) -> tuple[Path, Path]:
+    return copy_release(FIXTURES / "v1.sqlite3", tmp_path)
+
+
+def test_a_version_1_store_reads_the_trace_the_version_1_code_read(tmp_path: Path) -> None:
+    """Opening the v1 fixture migrates its trace rows into chunks (the trace table is gone)
+    and every frame of it reads exactly as the version 1 code read it."""
+    project, store = v1_store(tmp_path)
+    with ms.Workbench.open(project, store=store) as wb:
+        assert user_version(store) == 2
+        assert columns(store, "trace") == []
+        assert wb.store.count_events() == 22
+        assert_v1_trace(wb.traces())
+        done, paused = V1_RUNS["a"], V1_RUNS["b"]
+        expected = v1_trace_rows()
+        assert frame_rows(wb.get_run(done, recover=False).trace()) == expected[:16]
+        assert frame_rows(wb.traces(status="waiting_approval")) == expected[16:]
+        since = wb.traces(since="2026-11-26T03:27:39.960602+00:00")
+        assert frame_rows(since) == expected[10:]
+        assert list(since["run_id"].cat.categories) == [done, paused]
+
+        resumed = wb.get_run(paused)
+        resumed.approve(by="bo")
+        after = resumed.trace()
+        assert frame_rows(after)[:6] == expected[16:]
+        assert list(after["seq"]) == list(range(1, 11))
+        assert after["event"].iloc[6] == "approval_decided"
+
+
+def test_a_version_1_store_that_cannot_be_converted_is_left_as_it_was(tmp_path: Path) -> None:
+    """A trace row the chunks cannot hold (an event code beyond a byte) fails the migration:
+    StoreError naming both versions, and the file keeps its version 1 trace table."""
+    _, store = v1_store(tmp_path)
+    conn = sqlite3.connect(store)
+    with conn:
+        conn.execute(
+            "INSERT INTO trace (run_pk, seq, ts_us, event) VALUES (1, 17, 1795750059965492, 300)"
+        )
+    conn.close()
+    with pytest.raises(ms.StoreError) as caught:
+        SQLiteStore(store)
+    assert "from schema version 1 to 2 failed" in str(caught.value)
+    assert "still at version 1" in str(caught.value)
+    assert user_version(store) == 1
+    assert columns(store, "trace_chunks") == [] and columns(store, "trace_names") == []
+    conn = sqlite3.connect(store)
+    try:
+        assert conn.execute("SELECT count(*) FROM trace").fetchone()[0] == 23
+    finally:
+        conn.close()
+
+
+def test_a_version_1_store_file_imports_with_the_same_trace(tmp_path: Path) -> None:
+    """Importing the v1 fixture file into a current store (migrated in a private copy, the
+    file left alone) gives the trace the version 1 code read."""
+    project, v1 = v1_store(tmp_path)
+    before = digest(v1)
+    with ms.Workbench.open(project, store=tmp_path / "current.sqlite3") as wb:
+        report = wb.import_store(v1)
+        assert report.runs == (V1_RUNS["a"], V1_RUNS["b"])
+        assert_v1_trace(wb.traces())
+    assert digest(v1) == before
 
 
 def _next_version(monkeypatch: pytest.MonkeyPatch, *steps: schema.Migration) -> None:

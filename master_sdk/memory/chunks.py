@@ -1,0 +1,282 @@
+"""Trace events on disk (schema version 2): one ``trace_chunks`` row per commit.
+
+A commit's events are one row. ``data`` holds one fixed-width little-endian record per
+event (:data:`EVENT`, 23 bytes), in ``seq`` order; ``metrics`` one :data:`METRICS` record
+(36 bytes) per event that measured something (a duration, tokens or a cost: tool and model
+calls, completed tool and agent steps), ``NULL`` when none did; ``attrs`` one JSON array
+aligned with the events, ``NULL`` when none has attributes. Step ids and tool, agent and
+model names are integer codes into ``trace_names``.
+
+So a million events are read as a few hundred thousand large values and decoded by numpy
+in one pass (``memory/frames.py``), instead of thirteen SQLite column reads per event, and
+an event that measured nothing costs 23 bytes.
+
+=========== ====== ==================================================================
+record      format field (missing)
+=========== ====== ==================================================================
+EVENT       int64  ``ts_us``
+            int32  ``seq``
+            uint32 ``step_id`` code (:data:`NO_NAME`; codes start at 1)
+            uint32 ``name`` code (:data:`NO_NAME`)
+            uint8  ``event`` code (``tracing/events.py``)
+            uint8  ``step_type`` code (:data:`NO_CODE`)
+            uint8  ``status`` code (:data:`NO_CODE`)
+METRICS     uint32 position of its event in the chunk
+            double ``duration_ms`` (NaN)
+            double ``cost_usd`` (NaN)
+            int64  ``tokens_in`` (:data:`NO_TOKENS`)
+            int64  ``tokens_out`` (:data:`NO_TOKENS`)
+=========== ====== ==================================================================
+
+A name gets its code the first time a commit needs it, inside that commit's transaction
+(``INSERT OR IGNORE`` then read back), so every process agrees on codes; a store keeps the
+codes it has seen, and only learns new ones once the commit holding them succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from master_sdk.errors import StoreError
+from master_sdk.tracing.events import EventRow
+
+__all__ = [
+    "CHUNKS_DDL",
+    "EVENT",
+    "INSERT_CHUNK",
+    "MAX_CHUNK",
+    "METRICS",
+    "NAMES_DDL",
+    "NO_CODE",
+    "NO_NAME",
+    "NO_TOKENS",
+    "Chunk",
+    "NewNames",
+    "attrs_text",
+    "chunk_rows",
+    "pack",
+    "read_names",
+    "run_events",
+    "unpack",
+    "used_codes",
+]
+
+EVENT = struct.Struct("<qiIIBBB")
+METRICS = struct.Struct("<Iddqq")
+NO_CODE = 0xFF
+NO_NAME = 0
+NO_TOKENS = -(2**63)
+# events per chunk when a run's events are written at once (import, migration), so no row
+# grows without bound; a commit writes the events it holds
+MAX_CHUNK = 1024
+
+CHUNKS_DDL = """
+CREATE TABLE trace_chunks (
+    run_pk INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    metrics BLOB,
+    attrs TEXT,
+    PRIMARY KEY (run_pk, first_seq)
+) WITHOUT ROWID
+"""
+NAMES_DDL = """
+CREATE TABLE trace_names (
+    code INTEGER PRIMARY KEY,
+    text TEXT NOT NULL UNIQUE
+)
+"""
+INSERT_CHUNK = (
+    "INSERT INTO trace_chunks (run_pk, first_seq, n, data, metrics, attrs) VALUES (?,?,?,?,?,?)"
+)
+
+# run_pk, first_seq, n, data, metrics, attrs
+Chunk = tuple[int, int, int, bytes, bytes | None, str | None]
+Scrub = Callable[[Any], Any]
+
+_NAN = math.nan
+_event = EVENT.pack
+_metrics = METRICS.pack
+
+
+def pack(events: Sequence[EventRow], codes: Mapping[str, int]) -> tuple[bytes, bytes | None]:
+    """The ``data`` and ``metrics`` of ``events``; ``codes[name]`` gives the code of each
+    step id and name.
+
+    Raises:
+        KeyError: a name has no code in ``codes`` (pass a :class:`NewNames` to add it).
+        struct.error: a value does not fit its field.
+    """
+    records = []
+    measured: list[bytes] | None = None
+    for i, (
+        seq,
+        ts,
+        event,
+        step_id,
+        step_type,
+        name,
+        status,
+        dur,
+        t_in,
+        t_out,
+        cost,
+        _,
+    ) in enumerate(events):
+        records.append(
+            _event(
+                ts,
+                seq,
+                NO_NAME if step_id is None else codes[step_id],
+                NO_NAME if name is None else codes[name],
+                event,
+                NO_CODE if step_type is None else step_type,
+                NO_CODE if status is None else status,
+            )
+        )
+        if dur is not None or t_in is not None or t_out is not None or cost is not None:
+            if measured is None:
+                measured = []
+            measured.append(
+                _metrics(
+                    i,
+                    _NAN if dur is None else dur,
+                    _NAN if cost is None else cost,
+                    NO_TOKENS if t_in is None else t_in,
+                    NO_TOKENS if t_out is None else t_out,
+                )
+            )
+    return b"".join(records), None if measured is None else b"".join(measured)
+
+
+def attrs_text(events: Sequence[EventRow], dumps: Callable[[Any], str | None]) -> str | None:
+    """The chunk's ``attrs``: a JSON array of each event's attributes (each passed through
+    ``dumps``, the store's redacting encoder), or None when no event has any."""
+    texts: list[str] | None = None
+    for i, row in enumerate(events):
+        if row[11] is not None:
+            if texts is None:
+                texts = ["null"] * len(events)
+            texts[i] = dumps(row[11]) or "null"
+    return None if texts is None else "[" + ",".join(texts) + "]"
+
+
+class NewNames(dict[str, int]):
+    """Name codes that add a name missing from ``trace_names`` inside the caller's open
+    transaction (``INSERT OR IGNORE``, then read back: another process may have added it).
+
+    Args:
+        conn: a connection inside a write transaction.
+        known: the codes already known (copied).
+        scrub: redaction applied to a name before it is stored.
+
+    Attributes:
+        added: the names this object coded; the store learns them once its commit succeeded.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, known: Mapping[str, int], scrub: Scrub) -> None:
+        super().__init__(known)
+        self.conn = conn
+        self.scrub = scrub
+        self.added: dict[str, int] = {}
+
+    def __missing__(self, name: str) -> int:
+        text = self.scrub(name)
+        self.conn.execute("INSERT OR IGNORE INTO trace_names (text) VALUES (?)", (text,))
+        row = self.conn.execute("SELECT code FROM trace_names WHERE text = ?", (text,)).fetchone()
+        code = int(row[0])
+        self[name] = code
+        self.added[name] = code
+        return code
+
+
+def chunk_rows(
+    pk: int,
+    events: Sequence[EventRow],
+    codes: Mapping[str, int],
+    dumps: Callable[[Any], str | None],
+) -> list[Chunk]:
+    """``trace_chunks`` rows for a run's events written at once (import): up to
+    :data:`MAX_CHUNK` events each."""
+    rows: list[Chunk] = []
+    for start in range(0, len(events), MAX_CHUNK):
+        part = events[start : start + MAX_CHUNK]
+        rows.append((pk, part[0][0], len(part), *pack(part, codes), attrs_text(part, dumps)))
+    return rows
+
+
+def read_names(conn: sqlite3.Connection) -> dict[int, str]:
+    """Every name code of a store, with its text."""
+    rows = conn.execute("SELECT code, text FROM trace_names")
+    return {int(code): str(text) for code, text in rows}
+
+
+def unpack(
+    data: bytes, metrics: bytes | None, attrs: str | None, names: Mapping[int, str]
+) -> list[EventRow]:
+    """The events of one chunk, as the engine emitted them (attributes decoded).
+
+    Raises:
+        StoreError: the chunk's parts are not whole records or do not match each other.
+    """
+    if len(data) % EVENT.size or (metrics is not None and len(metrics) % METRICS.size):
+        raise StoreError("a trace chunk is not whole events; the store is damaged")
+    n = len(data) // EVENT.size
+    values: list[Any] = [None] * n
+    if attrs is not None:
+        values = json.loads(attrs)
+        if not isinstance(values, list) or len(values) != n:
+            raise StoreError("a trace chunk's attrs do not match its events; the store is damaged")
+    measured: dict[int, tuple[float, float, int, int]] = {}
+    for i, dur, cost, t_in, t_out in METRICS.iter_unpack(metrics or b""):
+        measured[i] = (dur, cost, t_in, t_out)
+    out: list[EventRow] = []
+    for i, (ts, seq, step_id, name, event, step_type, status) in enumerate(EVENT.iter_unpack(data)):
+        dur, cost, t_in, t_out = measured.pop(i, (_NAN, _NAN, NO_TOKENS, NO_TOKENS))
+        out.append(
+            (
+                seq,
+                ts,
+                event,
+                None if step_id == NO_NAME else names[step_id],
+                None if step_type == NO_CODE else step_type,
+                None if name == NO_NAME else names[name],
+                None if status == NO_CODE else status,
+                None if math.isnan(dur) else dur,
+                None if t_in == NO_TOKENS else t_in,
+                None if t_out == NO_TOKENS else t_out,
+                None if math.isnan(cost) else cost,
+                values[i],
+            )
+        )
+    if measured:
+        raise StoreError("a trace chunk's metrics name no event of it; the store is damaged")
+    return out
+
+
+def run_events(conn: sqlite3.Connection, pk: int, names: Mapping[int, str]) -> list[EventRow]:
+    """Every event of one run, in ``seq`` order."""
+    events: list[EventRow] = []
+    for data, metrics, attrs in conn.execute(
+        "SELECT data, metrics, attrs FROM trace_chunks WHERE run_pk = ? ORDER BY first_seq",
+        (pk,),
+    ):
+        events.extend(unpack(data, metrics, attrs, names))
+    return events
+
+
+def used_codes(conn: sqlite3.Connection) -> set[int]:
+    """The name codes the store's chunks refer to."""
+    used: set[int] = set()
+    for (data,) in conn.execute("SELECT data FROM trace_chunks"):
+        for record in EVENT.iter_unpack(data):
+            used.add(record[2])
+            used.add(record[3])
+    used.discard(NO_NAME)
+    return used
