@@ -243,6 +243,34 @@ class SQLiteStore:
             attrs = attrs_text(events, dumps)
             with suppress(KeyError):
                 packed = pack(events, self._names)
+        # Everything else is serialised (and redacted) before the lock too: other processes
+        # wait for it only while SQL runs and the WAL is synced.
+        inputs = dumps(run.inputs) if expect_version is None else None
+        steps = [
+            (
+                s.idx,
+                s.step_id,
+                s.type,
+                s.status,
+                s.attempt,
+                s.started_us,
+                s.ended_us,
+                dumps(s.output),
+                self.scrub(s.error) if s.error else None,
+            )
+            for s in changes.steps.values()
+        ]
+        approvals = [
+            (step, decision, by, self.scrub(comment) if comment else None, at)
+            for step, decision, by, comment, at in changes.approvals
+        ]
+        given = [(step, dumps(data), by, at) for step, data, by, at in changes.inputs]
+        flow_source = changes.flow_source
+        if flow_source is not None and flow_source[0] in self._known_flows:
+            flow_source = None
+        elif flow_source is not None:
+            # the flow's text holds its template constants: redacted like everything else
+            flow_source = (*flow_source[:4], self.scrub(flow_source[4]))
         with self._write(label) as conn:
             if expect_version is None:
                 cur = conn.execute(
@@ -266,7 +294,7 @@ class SQLiteStore:
                         run.tokens_in,
                         run.tokens_out,
                         run.cost_usd,
-                        dumps(run.inputs),
+                        inputs,
                         output,
                         state,
                         error,
@@ -305,47 +333,19 @@ class SQLiteStore:
             pk = run.pk
             if changes.replace_steps:
                 conn.execute("DELETE FROM steps WHERE run_pk = ?", (pk,))
-            if changes.steps:
-                conn.executemany(
-                    _UPSERT_STEP,
-                    [
-                        (
-                            pk,
-                            s.idx,
-                            s.step_id,
-                            s.type,
-                            s.status,
-                            s.attempt,
-                            s.started_us,
-                            s.ended_us,
-                            dumps(s.output),
-                            self.scrub(s.error) if s.error else None,
-                        )
-                        for s in changes.steps.values()
-                    ],
-                )
+            if steps:
+                conn.executemany(_UPSERT_STEP, [(pk, *row) for row in steps])
             if events:
                 if packed is None:
                     names = NewNames(conn, self._names, self.scrub)
                     packed = pack(events, names)
                 conn.execute(INSERT_CHUNK, (pk, events[0][0], len(events), *packed, attrs))
-            if changes.approvals:
-                conn.executemany(
-                    _INSERT_APPROVAL,
-                    [
-                        (pk, step, decision, by, self.scrub(comment) if comment else None, at)
-                        for step, decision, by, comment, at in changes.approvals
-                    ],
-                )
-            if changes.inputs:
-                conn.executemany(
-                    _INSERT_INPUT,
-                    [(pk, step, dumps(data), by, at) for step, data, by, at in changes.inputs],
-                )
-            if changes.flow_source is not None and changes.flow_source[0] not in self._known_flows:
-                # the flow's text holds its template constants: redacted like everything else
-                source = changes.flow_source
-                conn.execute(_INSERT_FLOW, (*source[:4], self.scrub(source[4])))
+            if approvals:
+                conn.executemany(_INSERT_APPROVAL, [(pk, *row) for row in approvals])
+            if given:
+                conn.executemany(_INSERT_INPUT, [(pk, *row) for row in given])
+            if flow_source is not None:
+                conn.execute(_INSERT_FLOW, flow_source)
         if changes.flow_source is not None:
             self._known_flows.add(changes.flow_source[0])
         if names is not None:
