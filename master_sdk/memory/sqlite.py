@@ -56,9 +56,9 @@ _NULL_FINDING = re.compile(r"NULL value in (\w+)\.(\w+)")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
-# waits between tries for the write lock: first about 0.05 ms, doubling up to about 1 ms
+# waits between tries for the write lock: first about 0.05 ms, doubling up to about 0.2 ms
 _FIRST_WAIT_S = 0.00005
-_LAST_WAIT_S = 0.001
+_LAST_WAIT_S = 0.0002
 T = TypeVar("T")
 
 
@@ -168,7 +168,7 @@ class SQLiteStore:
         """``BEGIN IMMEDIATE``, retried with short jittered sleeps until the busy timeout.
 
         A commit holds the write lock for well under a millisecond (an fsync at most), so
-        waiting 0.05-1 ms between tries hands the lock over quickly between processes.
+        waiting 0.05-0.2 ms between tries hands the lock over quickly between processes.
         """
         conn = self.conn
         deadline = 0.0
