@@ -83,6 +83,7 @@ class Workbench:
             scrub=self._redact,
             before_commit=(lambda label: crash(f"commit:{label}")) if crash.armed else None,
             allow_network=settings.app.allow_network_store,
+            sync_step_starts=settings.app.sync_step_starts,
         )
         self.router = Router(
             settings.models, root=settings.root, providers=providers, scrub=self._redact

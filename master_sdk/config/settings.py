@@ -25,8 +25,16 @@ class AppSettings(BaseModel):
     )
     synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL",
-        description="FULL: a committed step survives power loss. NORMAL: faster, may lose the "
+        description="FULL: a completed step, a pause and the end of a run survive power loss "
+        "(fsynced before anything else runs or the call returns). NORMAL: faster, may lose the "
         "last commits on power loss (never corrupts).",
+    )
+    sync_step_starts: bool = Field(
+        default=False,
+        description="Also fsync the record that a tool or agent step started, before it runs "
+        "(one more fsync per such step). That record always survives a crashed process; "
+        "synced at once, it also survives a power cut in the middle of the step, which is "
+        "then reported as interrupted instead of the step running again.",
     )
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
     allow_network_store: bool = Field(

@@ -91,9 +91,19 @@ class Store(Protocol):
     """Durable run storage. SQLite is the embedded implementation."""
 
     def commit(
-        self, run: RunRow, changes: Changes, *, expect_version: int | None, label: str
+        self,
+        run: RunRow,
+        changes: Changes,
+        *,
+        expect_version: int | None,
+        label: str,
+        sync: bool = True,
     ) -> None:
         """Write ``run`` and ``changes`` atomically.
+
+        ``sync=False`` marks a commit that records only that a step started (no step
+        result): the store may leave it to the next commit's sync (it survives a crashed
+        process either way).
 
         ``expect_version=None`` inserts a new run. Otherwise the stored run must still be at
         ``expect_version`` (compare-and-set) and is written with ``run.version``; if another

@@ -87,6 +87,8 @@ class SQLiteStore:
         scrub: redaction applied to every value before it is serialised.
         before_commit: called with the commit's label just before ``COMMIT`` (crash tests).
         allow_network: open a store on a network filesystem anyway (with a warning).
+        sync_step_starts: with ``FULL``, fsync commits that only record a step's start
+            too (``commit(..., sync=False)``); by default those ride on the next fsync.
 
     Raises:
         StoreBusy: another process held the store locked beyond the busy timeout.
@@ -102,10 +104,12 @@ class SQLiteStore:
         scrub: Scrub | None = None,
         before_commit: Callable[[str], None] | None = None,
         allow_network: bool = False,
+        sync_step_starts: bool = False,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
+        self.sync_step_starts = sync_step_starts
         self.scrub: Scrub = scrub or _identity
         self.before_commit = before_commit
         self._known_flows: set[str] = set()
@@ -208,25 +212,41 @@ class SQLiteStore:
             delay = min(delay * 2, _LAST_WAIT_S)
 
     @contextmanager
-    def _write(self, label: str) -> Iterator[sqlite3.Connection]:
+    def _write(self, label: str, *, sync: bool = True) -> Iterator[sqlite3.Connection]:
         conn = self.conn
-        self._acquire()
+        # The safety level can only change outside a transaction: set it around this one.
+        relaxed = not sync and self.synchronous == "FULL" and not self.sync_step_starts
+        if relaxed:
+            conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            yield conn
-            if self.before_commit is not None:
-                self.before_commit(label)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # disk full, I/O error, constraint: nothing was written
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: could not write ({exc}); nothing was written") from exc
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            self._acquire()
+            try:
+                yield conn
+                if self.before_commit is not None:
+                    self.before_commit(label)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:  # disk full, I/O error, constraint: nothing written
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(
+                    f"{self.path}: could not write ({exc}); nothing was written"
+                ) from exc
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if relaxed:
+                conn.execute("PRAGMA synchronous = FULL")
 
     def commit(
-        self, run: RunRow, changes: Changes, *, expect_version: int | None, label: str
+        self,
+        run: RunRow,
+        changes: Changes,
+        *,
+        expect_version: int | None,
+        label: str,
+        sync: bool = True,
     ) -> None:
         """Write a run and one step's changes in one transaction (see :class:`Store`)."""
         dumps = self._dumps
@@ -271,7 +291,7 @@ class SQLiteStore:
         elif flow_source is not None:
             # the flow's text holds its template constants: redacted like everything else
             flow_source = (*flow_source[:4], self.scrub(flow_source[4]))
-        with self._write(label) as conn:
+        with self._write(label, sync=sync) as conn:
             if expect_version is None:
                 cur = conn.execute(
                     _INSERT_RUN,

@@ -117,6 +117,7 @@ class RunContext:
         "budget",
         "changes",
         "flow",
+        "has_results",
         "run",
         "scope",
         "step_rows",
@@ -129,6 +130,9 @@ class RunContext:
         self.flow = flow
         self.run = run
         self.version: int | None = run.version if run.pk is not None else None
+        # whether the pending changes hold a tool or agent result (or one given by hand):
+        # such a commit is always synced, even one that also records the next step's start
+        self.has_results = False
         self.step_rows: dict[int, StepRow] = {s.idx: s for s in steps}
         self.steps_scope: dict[str, dict[str, Any]] = {
             s.step_id: {"output": s.output, "status": s.status} for s in steps
@@ -421,6 +425,7 @@ class Engine:
             attrs={"by": by, "manual": True},
         )
         ctx.end_step(step, "skipped", output=self.scrub(output))
+        ctx.has_results = True
         run.state.pop("interrupted", None)
         run.cursor += 1
         run.status = "running"
@@ -510,7 +515,9 @@ class Engine:
             run.owner = self.owner
             ctx.trace.emit("step_started", step_id=step.id, step_type=step.type, name=step.name)
             ctx.set_step(step, StepRow(step.index, step.id, step.type, "running", attempt, started))
-            self._commit(ctx, "step_start", resume=label is not None)
+            # a start record alone survives a crashed process without an fsync of its own:
+            # the step's result is synced, with it, before anything else runs
+            self._commit(ctx, "step_start", resume=label is not None, sync=ctx.has_results)
             label = None
             self.crash("after_step_start")
             clock = time.perf_counter()
@@ -576,6 +583,8 @@ class Engine:
         duration_ms: float | None = None,
     ) -> None:
         ctx.end_step(step, status, output=output, started_us=started)
+        if step.type in ("tool", "agent"):
+            ctx.has_results = True
         ctx.trace.emit(
             "step_completed",
             step_id=step.id,
@@ -749,7 +758,9 @@ class Engine:
                 run_id=run.run_id,
             )
 
-    def _commit(self, ctx: RunContext, label: str, *, resume: bool = False) -> None:
+    def _commit(
+        self, ctx: RunContext, label: str, *, resume: bool = False, sync: bool = True
+    ) -> None:
         run = ctx.run
         changes = ctx.changes
         # name a commit after the human decision it carries, whatever else it holds, so a
@@ -763,7 +774,7 @@ class Engine:
         run.updated_us = now_us()
         run.state["seq"] = ctx.trace.seq
         try:
-            self.store.commit(run, changes, expect_version=expect, label=label)
+            self.store.commit(run, changes, expect_version=expect, label=label, sync=sync)
         except VersionConflict as exc:
             run.version = expect or 0
             if resume:
@@ -778,6 +789,7 @@ class Engine:
                 run_id=run.run_id,
             ) from None
         ctx.version = run.version
+        ctx.has_results = False
         if self.on_commit is not None:
             self.on_commit(run, changes.events)
         changes.clear()
