@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from master_sdk.memory.chunks import INSERT_CHUNK, attrs_text, pack  # noqa: E402  # after the path fix above
-from master_sdk.memory.schema import SCHEMA_V1, ensure_schema  # noqa: E402
+from master_sdk.memory.schema import PAGE_SIZE, SCHEMA_V1, ensure_schema  # noqa: E402
 from master_sdk.tracing.events import (  # noqa: E402
     EVENT_CODE,
     STATUS_CODE,
@@ -197,6 +197,7 @@ _INSERT_RUN = (
 
 def _open(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # as the store creates its files
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = OFF")
     return conn

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from master_sdk.errors import NotFound, StoreBusy, StoreError
 from master_sdk.memory.chunks import INSERT_CHUNK, NewNames, attrs_text, pack
 from master_sdk.memory.records import Changes, RunRow, StepRow, VersionConflict
-from master_sdk.memory.schema import ensure_schema, refuse_newer, stored_version
+from master_sdk.memory.schema import PAGE_SIZE, ensure_schema, refuse_newer, stored_version
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,6 +129,8 @@ class SQLiteStore:
         try:
             self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             refuse_newer(stored_version(self.conn), path=str(path))
+            # only a new, empty file takes it; an existing store keeps its own
+            self.conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             self._configure()
             ensure_schema(self.conn, path=str(path))
             # From here on waits are ours (see _acquire): SQLite's own busy handler sleeps
