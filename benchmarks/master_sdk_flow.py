@@ -5,7 +5,7 @@ approval -> ``summary`` agent whose model is the same deterministic fake, plugge
 behind master_sdk's router as a ``FunctionModel`` (so budgets, the trace and cost accounting
 run exactly as for a real model). Each run is started, pauses at the approval, is loaded
 back from the store (``wb.get_run``) and approved, and completes; every run's summary is
-checked. master_sdk keeps its full trace (16 events per run here), the approval audit and
+checked. master_sdk keeps its full trace (12 events per run here), the approval audit and
 every step's output — more than either peer stores.
 """
 
@@ -159,7 +159,7 @@ def measure(workdir: Path, n_runs: int, *, synchronous: str) -> RunSample:
 def rows() -> list[Row]:
     """master_sdk at its default durability and with the NORMAL opt-in."""
     persisted = (
-        "run state, every step's output, the full trace (16 events per run: steps, tool call, "
+        "run state, every step's output, the full trace (12 events per run: steps, tool call, "
         "model call with tokens and cost, approval request and decision), the approval audit, "
         "and the flow text the run started from; everything redacted before it is written"
     )
