@@ -318,6 +318,8 @@ class StatementCount:
 
     statements: int = 0
     commits: int = 0
+    relaxed: int = 0
+    """Commits made with the safety level lowered to NORMAL for them alone (no fsync)."""
 
 
 @contextmanager
@@ -332,8 +334,11 @@ def count_statements(conn: sqlite3.Connection) -> Iterator[StatementCount]:
 
     def trace(statement: str) -> None:
         count.statements += 1
-        if statement.lstrip().upper().startswith(("COMMIT", "END")):
+        text = statement.lstrip().upper()
+        if text.startswith(("COMMIT", "END")):
             count.commits += 1
+        elif " ".join(text.split()) == "PRAGMA SYNCHRONOUS = NORMAL":
+            count.relaxed += 1
 
     conn.set_trace_callback(trace)
     try:

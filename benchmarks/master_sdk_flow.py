@@ -148,6 +148,7 @@ def measure(workdir: Path, n_runs: int, *, synchronous: str) -> RunSample:
         timed,
         counters={
             "commits_per_run": counted.commits,
+            "synced_commits_per_run": counted.commits - counted.relaxed,
             "statements_per_run": counted.statements,
             "bytes_per_run": (size_after - size_before) / n_runs,
             "trace_events_per_run": events / runs,
