@@ -63,7 +63,7 @@ from urllib.parse import quote, quote_plus
 from master_sdk.governance.detectors import KIND_PRIORITY, Hit, scan
 from master_sdk.governance.redaction_validators import luhn_ok
 
-__all__ = ["MAX_DEPTH", "PLACEHOLDERS", "TOO_DEEP", "Finding", "Redactor", "flatten_secrets"]
+__all__ = ["MAX_DEPTH", "PLACEHOLDERS", "TOO_DEEP", "Finding", "Redactor"]
 
 #: Placeholder that replaces each kind of detection.
 PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
@@ -240,9 +240,9 @@ class Redactor:
     a bounded set of short strings already found clean).
 
     Args:
-        secrets: Values to redact wherever they appear, e.g. ``flatten_secrets(tree)`` of the
-            secrets file. Matching is exact and case-sensitive; their JSON-escaped and
-            URL-encoded forms are matched too.
+        secrets: Values to redact wherever they appear, e.g. every leaf of the secrets file
+            (``Settings.secret_values``). Matching is exact and case-sensitive; their
+            JSON-escaped and URL-encoded forms are matched too.
         min_secret_length: Secrets shorter than this are ignored, so a value such as ``"1"``
             or ``"on"`` does not redact every occurrence of itself.
 
@@ -465,27 +465,3 @@ def _is_card_number(n: int) -> bool:
         return False
     digits = str(abs(n))
     return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits)
-
-
-def flatten_secrets(tree: Mapping[str, Any]) -> list[str]:
-    """Return every leaf string of a nested secrets mapping, in file order, without repeats.
-
-    Lists are walked like mappings; keys, numbers and booleans are not secrets (quote a
-    numeric secret in the file to have it redacted).
-
-    Example:
-        >>> flatten_secrets({"openai": {"api_key": "sk-x"}, "db": ["pw1", {"pw": "pw1"}]})
-        ['sk-x', 'pw1']
-    """
-    out: dict[str, None] = {}
-    stack: list[Any] = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            if node:
-                out.setdefault(node)
-        elif isinstance(node, Mapping):
-            stack.extend(reversed(list(node.values())))
-        elif isinstance(node, list | tuple):
-            stack.extend(reversed(node))
-    return list(out)

@@ -57,6 +57,19 @@ def test_policy_and_secret_variables(tmp_path: Path) -> None:
     assert "sk-test-123456" in settings.secret_values
 
 
+def test_secret_leaves_are_collected_once_in_file_order(tmp_path: Path) -> None:
+    """Nested mappings and lists are walked in order; repeats, keys, booleans and empty
+    strings are dropped; numbers count (a numeric PIN is a secret too)."""
+    write(
+        tmp_path / "secrets" / "secrets.yaml",
+        "openai: {api_key: k-1xyz, org: ''}\n"
+        "db: {dsn: 'postgres://u:p@h/d', replicas: [pw-aaaa, pw-bbbb, pw-aaaa], port: 5432}\n"
+        "debug: true\n",
+    )
+    settings = load_settings(tmp_path, environ={})
+    assert settings.secret_values == ("k-1xyz", "postgres://u:p@h/d", "pw-aaaa", "pw-bbbb", "5432")
+
+
 def test_secrets_file_values_are_collected_for_redaction(tmp_path: Path) -> None:
     """Every leaf value of secrets/secrets.yaml becomes a redaction target."""
     write(tmp_path / "secrets" / "secrets.yaml", "db:\n  password: hunter2hunter2\n  port: 5432\n")

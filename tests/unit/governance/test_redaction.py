@@ -20,7 +20,6 @@ from master_sdk.governance.redaction import (
     TOO_DEEP,
     Finding,
     Redactor,
-    flatten_secrets,
 )
 from master_sdk.governance.redaction_validators import iban_ok, ipv6_ok, luhn_ok
 
@@ -348,17 +347,6 @@ def test_url_encoded_password_in_url(redactor: Redactor) -> None:
 
 
 # ----------------------------------------------------------------------------- secrets
-
-
-def test_flatten_secrets_returns_every_leaf_string_once() -> None:
-    """Nested mappings and lists are walked in order; repeats, keys and non-strings are dropped."""
-    tree = {
-        "openai": {"api_key": "k-1", "org": ""},
-        "db": {"dsn": "postgres://u:p@h/d", "replicas": ["pw-a", "pw-b", "pw-a"]},
-        "port": 5432,
-        "debug": True,
-    }
-    assert flatten_secrets(tree) == ["k-1", "postgres://u:p@h/d", "pw-a", "pw-b"]
 
 
 def test_secret_values_are_redacted_in_every_encoding() -> None:
