@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from master_sdk.contracts.memory import CollectionSpec
 from master_sdk.contracts.policy import CanonicalName, PolicyOverride
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -38,6 +39,9 @@ class ProductConfig(_Spec):
     policy: PolicyOverride | None = None
     models: dict[CanonicalName, CanonicalName] = Field(
         default_factory=dict, description="Aliases: name used by agents -> logical model name."
+    )
+    collections: dict[CanonicalName, CollectionSpec] = Field(
+        default_factory=dict, description="Vector memory collections (ctx.memory(name))."
     )
 
 

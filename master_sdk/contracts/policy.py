@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from master_sdk.governance.names import name_problem
 
@@ -82,6 +82,15 @@ class RedactionPolicy(BaseModel):
         return patterns
 
 
+def _approvers(value: object) -> object:
+    # a plain list means every human step: one shape ({step or '*': [names]}) downstream
+    return {"*": value} if isinstance(value, list) else value
+
+
+Approvers = Annotated[dict[str, list[str]], BeforeValidator(_approvers)]
+"""Who may decide, by step id (``'*'``: every step not named)."""
+
+
 class Policy(BaseModel):
     """The effective governance policy of a run.
 
@@ -98,6 +107,13 @@ class Policy(BaseModel):
     max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     allowed_tools: list[CanonicalName] | None = None
     allowed_models: list[CanonicalName] | None = None
+    allowed_collections: list[CanonicalName] | None = None
+    redact_before_embedding: bool = Field(
+        default=True,
+        description="Redact texts before they are sent to an embedding model (stored text is "
+        "always redacted). False embeds the raw text: better retrieval on names and "
+        "addresses, but personal data reaches the embedding provider and its vectors.",
+    )
     max_input_bytes: int = Field(default=65_536, ge=1)
     max_rendered_chars: int = Field(default=MAX_RENDERED_CHARS, ge=1)
     max_render_ms: int = Field(default=MAX_RENDER_MS, ge=1)
@@ -105,6 +121,18 @@ class Policy(BaseModel):
     auto_retry_idempotent: bool = True
     max_recoveries: int = Field(default=3, ge=0)
     redaction: RedactionPolicy = Field(default_factory=RedactionPolicy)
+    # team rules (master_sdk.review.rules): who may decide a paused run
+    approvers: Approvers | None = Field(
+        default=None,
+        description="Who may approve, reject or submit: a list (every human step) or a "
+        "mapping step id -> list ('*' for the other steps); None lets anyone decide.",
+    )
+    four_eyes: bool = Field(
+        default=False, description="The person who started a run may not decide its steps."
+    )
+    max_reservation_minutes: int = Field(
+        default=60, ge=1, description="The longest a reviewer may reserve a paused run."
+    )
 
 
 class PolicyOverride(BaseModel):
@@ -119,9 +147,14 @@ class PolicyOverride(BaseModel):
     max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     allowed_tools: list[CanonicalName] | None = None
     allowed_models: list[CanonicalName] | None = None
+    allowed_collections: list[CanonicalName] | None = None
+    redact_before_embedding: bool | None = None
     max_input_bytes: int | None = Field(default=None, ge=1)
     max_rendered_chars: int | None = Field(default=None, ge=1)
     max_render_ms: int | None = Field(default=None, ge=1)
     model_retries: RetryPolicy | None = None
     auto_retry_idempotent: bool | None = None
     max_recoveries: int | None = Field(default=None, ge=0)
+    approvers: Approvers | None = None
+    four_eyes: bool | None = None
+    max_reservation_minutes: int | None = Field(default=None, ge=1)

@@ -43,7 +43,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from master_sdk.errors import StoreError
-from master_sdk.tracing.events import EventRow
+from master_sdk.memory.store import TraceEvent
+from master_sdk.tracing.events import (
+    EVENT_CODE,
+    EVENTS,
+    STATUS_CODE,
+    STATUSES,
+    STEP_TYPE_CODE,
+    STEP_TYPES,
+    EventRow,
+)
 
 __all__ = [
     "CHUNKS_DDL",
@@ -59,6 +68,8 @@ __all__ = [
     "NewNames",
     "attrs_text",
     "chunk_rows",
+    "coded",
+    "named",
     "pack",
     "read_names",
     "run_events",
@@ -153,6 +164,61 @@ def pack(events: Sequence[EventRow], codes: Mapping[str, int]) -> tuple[bytes, b
                 )
             )
     return b"".join(records), None if measured is None else b"".join(measured)
+
+
+def coded(events: Sequence[TraceEvent]) -> list[EventRow]:
+    """Events with names as the integer-coded rows :func:`pack` stores.
+
+    Raises:
+        StoreError: an event, step type or status outside the vocabulary of
+            ``tracing/events.py``.
+    """
+    try:
+        return [
+            (
+                e.seq,
+                e.ts_us,
+                EVENT_CODE[e.event],
+                e.step_id,
+                None if e.step_type is None else STEP_TYPE_CODE[e.step_type],
+                e.name,
+                None if e.status is None else STATUS_CODE[e.status],
+                e.duration_ms,
+                e.tokens_in,
+                e.tokens_out,
+                e.cost_usd,
+                e.attrs,
+            )
+            for e in events
+        ]
+    except KeyError as exc:
+        raise StoreError(
+            f"trace event field value {exc} is not in the trace vocabulary (tracing/events.py); "
+            "nothing was written"
+        ) from None
+
+
+def named(rows: Sequence[EventRow]) -> list[TraceEvent]:
+    """Integer-coded rows (as :func:`unpack` reads them) as events with names; a code a
+    newer version wrote reads as ``unknown_<code>`` (event) or None (step type, status)."""
+    n_events, n_types, n_statuses = len(EVENTS), len(STEP_TYPES), len(STATUSES)
+    return [
+        TraceEvent(
+            seq,
+            ts,
+            EVENTS[event] if event < n_events else f"unknown_{event}",
+            step_id,
+            None if step_type is None or step_type >= n_types else STEP_TYPES[step_type],
+            name,
+            None if status is None or status >= n_statuses else STATUSES[status],
+            dur,
+            t_in,
+            t_out,
+            cost,
+            attrs,
+        )
+        for seq, ts, event, step_id, step_type, name, status, dur, t_in, t_out, cost, attrs in rows
+    ]
 
 
 def attrs_text(events: Sequence[EventRow], dumps: Callable[[Any], str | None]) -> str | None:

@@ -5,7 +5,13 @@ store from a newer version is refused. Each release that changes the schema appe
 migration to :data:`MIGRATIONS` and bumps :data:`SCHEMA_VERSION`.
 
 Versions: 1, the tables of :data:`SCHEMA_V1` (a ``trace`` row per event); 2, the trace as
-``trace_chunks`` (a row per commit) and ``trace_names`` (:mod:`master_sdk.memory.chunks`).
+``trace_chunks`` (a row per commit) and ``trace_names`` (:mod:`master_sdk.memory.chunks`);
+3, ``step_attempts`` keeps the attempts of a step superseded by a retry, a recovery or a
+skip, beside ``steps``, which keeps the latest attempt of each step; 4, the experiment
+tables; 5, an index on ``runs.status`` and ``reservations`` (review); 6, the vector
+memory tables ``vector_collections`` and ``vectors`` (:mod:`master_sdk.memory.sqlite_vectors`);
+7, a run's lineage: ``runs.parent_run_id`` and ``runs.forked_at`` (a fork's parent run and
+fork step).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ if TYPE_CHECKING:
 
     from master_sdk.tracing.events import EventRow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 7
 
 PAGE_SIZE = 2048
 """Page size of new stores. A commit writes every page it touches to the WAL (and a
@@ -171,10 +177,79 @@ def _same(value: Any) -> Any:
     return value
 
 
+STEP_ATTEMPTS_DDL = """
+CREATE TABLE step_attempts (
+    run_pk INTEGER NOT NULL,
+    step_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_us INTEGER,
+    ended_us INTEGER,
+    output TEXT,
+    error TEXT,
+    PRIMARY KEY (run_pk, step_id, attempt)
+) WITHOUT ROWID
+"""
+
+
+def step_attempts_v3(conn: sqlite3.Connection) -> None:
+    """Version 2 -> 3: ``step_attempts``, the attempts of a step superseded by a later one
+    (``steps`` keeps each step's latest attempt), keyed by step id so a step keeps its
+    history when a changed flow moves it. Version 2 kept only the latest attempt: a
+    migrated store starts with no earlier ones."""
+    conn.execute(STEP_ATTEMPTS_DDL)
+
+
+def reviews_v5(conn: sqlite3.Connection) -> None:
+    """Version 4 -> 5: an index on ``runs.status`` (the pending list reads the paused runs
+    of a large store without a scan) and ``reservations``, a reviewer's lease on a paused
+    run (kept apart from the run row: reserving does not change the run's version, so it
+    never makes a decision taken on what a reviewer saw lose its compare-and-set)."""
+    conn.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs (status)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS reservations ("
+        "run_pk INTEGER PRIMARY KEY, reserved_by TEXT NOT NULL, until_us INTEGER NOT NULL)"
+    )
+
+
+def run_lineage_v7(conn: sqlite3.Connection) -> None:
+    """Version 6 -> 7: ``runs.parent_run_id`` and ``runs.forked_at``, set when a run is
+    forked from another (``Run.fork``), with an index to find a run's children. Runs of
+    earlier versions were never forked: both stay NULL."""
+    conn.execute("ALTER TABLE runs ADD COLUMN parent_run_id TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN forked_at TEXT")
+    conn.execute(
+        "CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL"
+    )
+
+
 # MIGRATIONS[n] upgrades a store from version n to n + 1. A migration runs inside the
 # caller's transaction: it must use ``conn.execute`` / ``executemany`` only (``executescript``
 # commits) and must not commit; if it raises, every migration of this open is rolled back.
-MIGRATIONS: dict[int, Migration] = {1: trace_chunks_v2}
+MIGRATIONS: dict[int, Migration] = {
+    1: trace_chunks_v2,
+    2: step_attempts_v3,
+    3: lambda conn: experiments_v4(conn),
+    4: reviews_v5,
+    5: lambda conn: vector_tables_v6(conn),
+    6: run_lineage_v7,
+}
+
+
+def experiments_v4(conn: sqlite3.Connection) -> None:
+    """Version 3 -> 4: the experiment tables (``memory/experiments.py``)."""
+    from master_sdk.memory.sqlite.experiments import create_tables
+
+    create_tables(conn)
+
+
+def vector_tables_v6(conn: sqlite3.Connection) -> None:
+    """Version 5 -> 6: the vector memory tables (see :mod:`master_sdk.memory.sqlite_vectors`)."""
+    from master_sdk.memory.sqlite_vectors import create_vector_tables
+
+    create_vector_tables(conn)
 
 
 def stored_version(conn: sqlite3.Connection) -> int:

@@ -1,24 +1,23 @@
-"""Export runs to one file and import them into another store, to share runs.
+"""Export runs to one file and import them into another store, for any store.
 
-Two formats, chosen by the file's suffix (or ``fmt``):
+Written once above the :class:`~master_sdk.memory.store.Store` protocol (``read_runs``,
+``flow_sources``, ``write_runs``). Two formats, chosen by the file's suffix (or ``fmt``):
 
-* ``.sqlite3`` (``.sqlite``, ``.db``): a standalone SQLite database, copied with SQLite's
-  online backup API — a consistent snapshot even while other processes write — and
-  switched to a rollback journal so it is one self-contained file;
 * ``.jsonl`` (``.ndjson``): JSON Lines — a header line, one line per flow version, then
-  one line per run holding the run with its steps, trace, approvals and inputs (JSON
-  columns decoded, so the file is readable; a trace event is one object, whatever the
-  store's schema version).
+  one line per run holding the run with every attempt of its steps, its trace (one object
+  per event, with names), approvals and inputs;
+* ``.sqlite3`` (``.sqlite``, ``.db``): a new standalone SQLite store holding only the runs
+  exported, switched to a rollback journal so it is one self-contained file.
 
 Both are written to a temporary file next to the target and renamed into place, so a
-crash never leaves half an export. An export passes every JSON and free-text column through
-the store's redaction again (data stored before a secret was added to the secrets file
-leaves redacted), and a SQLite export that changed anything is vacuumed so no earlier page
-content remains. An import merges runs in one transaction, keyed by
-``run_id``: a run already in the store is skipped (or refused with
-``on_duplicate="error"``), every value passes through the store's redaction again, and a
-run that was executing a step loses its owner, so the importing side sees it as
-interrupted rather than as running on somebody else's machine.
+crash never leaves half an export. An export passes every JSON and free-text value through
+``redact`` (the workbench's redaction: data stored before a secret was added to the secrets
+file leaves redacted). An import adds runs in one transaction, keyed by ``run_id``: a run
+already in the store is skipped (or refused with ``on_duplicate="error"``), every value
+passes through the importing store's redaction, and a run that was executing a step loses
+its owner, so the importing side sees it as interrupted rather than as running on somebody
+else's machine. Files from schema versions 1 and 2 import too (their trace events carry
+integer codes, and only the latest attempt of each step).
 """
 
 from __future__ import annotations
@@ -27,28 +26,29 @@ import json
 import os
 import secrets
 import sqlite3
-import struct
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from master_sdk.errors import NotFound, StoreError
-from master_sdk.memory.chunks import (
-    INSERT_CHUNK,
-    NewNames,
-    chunk_rows,
-    read_names,
-    run_events,
-    used_codes,
+from master_sdk.memory.schema import SCHEMA_VERSION, refuse_newer
+from master_sdk.memory.store import (
+    ApprovalRecord,
+    FlowSource,
+    InputRecord,
+    RunRecord,
+    StepAttempt,
+    Store,
+    StoredRun,
+    TraceEvent,
 )
-from master_sdk.memory.schema import SCHEMA_VERSION, ensure_schema, refuse_newer, stored_version
+from master_sdk.tracing.events import EVENTS, STATUSES, STEP_TYPES
 
 if TYPE_CHECKING:
-    from master_sdk.memory.sqlite import SQLiteStore
-    from master_sdk.tracing.events import EventRow
+    from master_sdk.governance.imports import ImportAdmission
 
 FORMAT_NAME = "master_sdk.store"
 SUFFIXES: dict[str, str] = {
@@ -64,6 +64,8 @@ RUN_FIELDS = (
     "flow_hash", "product_version", "created_by", "owner", "steps_used", "tool_calls",
     "model_calls", "tokens_in", "tokens_out", "cost_usd", "inputs", "output", "state", "error",
 )  # fmt: skip
+# written by every export; optional on import (files exported before forks existed)
+LINEAGE_FIELDS = ("parent_run_id", "forked_at")
 STEP_FIELDS = (
     "idx", "step_id", "type", "status", "attempt", "started_us", "ended_us", "output", "error",
 )  # fmt: skip
@@ -75,38 +77,12 @@ APPROVAL_FIELDS = ("step_id", "decision", "decided_by", "comment", "at_us")
 INPUT_FIELDS = ("step_id", "data", "given_by", "at_us")
 FLOW_FIELDS = ("flow_hash", "product", "flow", "product_version", "source")
 
-# columns stored as JSON text; decoded in JSON Lines, re-encoded (and scrubbed) on import
-_JSON = {
-    "runs": ("inputs", "output", "state"),
-    "steps": ("output",),
-    "user_inputs": ("data",),
-}
-# JSON values scrubbed again on export (trace events come decoded from their chunks)
-_VALUES_SCRUBBED = {**_JSON, "trace": ("attrs",)}
-_TEXT_SCRUBBED = {"runs": ("error",), "steps": ("error",), "approvals": ("comment",)}
-# primary keys, to rewrite a row of a redacted SQLite export
-_KEYS = {
-    "runs": ("pk",),
-    "steps": ("run_pk", "idx"),
-    "trace_chunks": ("run_pk", "first_seq"),
-    "approvals": ("run_pk", "step_id", "at_us"),
-    "user_inputs": ("run_pk", "step_id", "at_us"),
-    "flow_versions": ("flow_hash",),
-}
-# JSON columns of a SQLite copy (a chunk's attrs are one JSON array)
-_COPY_JSON = {**_JSON, "trace_chunks": ("attrs",)}
-_FLOW_TEXT = {"flow_versions": ("source",)}
-# the child records of a run bundle: trace events are decoded from and encoded into chunks
-# (memory/chunks.py), the other tables are a row per record
-_CHILDREN = (
-    ("steps", STEP_FIELDS, "idx"),
-    ("trace", TRACE_FIELDS, "seq"),
-    ("approvals", APPROVAL_FIELDS, "at_us"),
-    ("user_inputs", INPUT_FIELDS, "at_us"),
-)
-_RUN_TABLES = ("steps", "trace_chunks", "approvals", "user_inputs")
-
+Redact = Callable[[Any], Any]
 Record = dict[str, Any]
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +104,11 @@ class TransferReport:
     skipped: tuple[str, ...] = ()
 
     def __str__(self) -> str:
+        if self.action == "copy":
+            text = f"copied {len(self.runs)} run(s) to {self.path}"
+            if self.skipped:
+                text += f"; skipped {len(self.skipped)} already there"
+            return text
         if self.action == "export":
             return f"exported {len(self.runs)} run(s) to {self.path} ({self.fmt})"
         text = f"imported {len(self.runs)} run(s) from {self.path} ({self.fmt})"
@@ -157,14 +138,15 @@ def file_format(path: Path, fmt: str | None) -> str:
 
 
 def export_store(
-    store: SQLiteStore,
+    store: Store,
     target: Path,
     *,
     run_ids: Sequence[str] | None = None,
     fmt: str | None = None,
     overwrite: bool = False,
+    redact: Redact | None = None,
 ) -> TransferReport:
-    """Write the store's runs (all, or ``run_ids``) to ``target``.
+    """Write the store's runs (all, or ``run_ids``, in the store's order) to ``target``.
 
     Raises:
         StoreError: the target exists (without ``overwrite``) or the format is unknown.
@@ -173,316 +155,207 @@ def export_store(
     kind = file_format(target, fmt)
     if target.exists() and not overwrite:
         raise StoreError(f"{target} exists; choose another file or pass overwrite=True")
+    ids = [run_id for run_id, _ in store.find_runs()]
+    if run_ids is not None:
+        known = set(ids)
+        absent = [r for r in run_ids if r not in known]
+        if absent:
+            raise NotFound(f"no run {', '.join(map(repr, absent))} in the store")
+        wanted = set(run_ids)
+        ids = [r for r in ids if r in wanted]
+    clean = redact or _same
+    runs = [_redacted(stored, clean) for stored in store.read_runs(ids)]
+    hashes = sorted({stored.run.flow_hash for stored in runs})
+    flows = [replace(f, source=clean(f.source)) for f in store.flow_sources(hashes)]
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     try:
         if kind == "sqlite":
-            ids = _export_sqlite(store, temp, run_ids)
+            _write_sqlite(temp, runs, flows)
         else:
-            ids = _export_jsonl(store, temp, run_ids)
+            _write_jsonl(temp, runs, flows)
         os.replace(temp, target)
     finally:
-        for leftover in (temp, Path(f"{temp}-journal")):
+        for leftover in (temp, Path(f"{temp}-journal"), Path(f"{temp}-wal"), Path(f"{temp}-shm")):
             leftover.unlink(missing_ok=True)
     return TransferReport("export", str(target), kind, tuple(ids))
 
 
-def _export_sqlite(store: SQLiteStore, temp: Path, run_ids: Sequence[str] | None) -> list[str]:
-    dest = sqlite3.connect(str(temp), isolation_level=None)
+def copy_store(
+    source: Store, target: Store, *, redact: Redact | None = None, batch: int = 200
+) -> TransferReport:
+    """Add every run of ``source`` that ``target`` does not hold yet to ``target`` (any two
+    kinds of store: SQLite, PostgreSQL, in memory), redacted with ``redact`` on the way,
+    with every attempt, trace event, approval, input and flow text. A run already in the
+    target is left as it is and reported skipped, so copying again adds only new runs.
+
+    Runs go in batches of ``batch``, each one transaction of the target.
+    """
+    clean = redact or _same
+    there = {run_id for run_id, _ in target.find_runs()}
+    ids = [run_id for run_id, _ in source.find_runs()]
+    added: list[str] = []
+    todo = [r for r in ids if r not in there]
+    for at in range(0, len(todo), batch):
+        part = [_redacted(stored, clean) for stored in source.read_runs(todo[at : at + batch])]
+        for stored in part:
+            stored.run.owner = None  # the process that ran it does not run on the target
+        hashes = sorted({stored.run.flow_hash for stored in part})
+        flows = [replace(f, source=clean(f.source)) for f in source.flow_sources(hashes)]
+        added.extend(target.write_runs(part, flows, on_duplicate="skip"))
+    done = set(added)
+    skipped = tuple(r for r in ids if r not in done)
+    return TransferReport("copy", target.location, "store", tuple(added), skipped)
+
+
+def _redacted(stored: StoredRun, clean: Redact) -> StoredRun:
+    """A run with every JSON value and free text passed through ``clean``."""
+
+    def value(v: Any) -> Any:
+        return None if v is None else clean(v)
+
+    def text(v: str | None) -> str | None:
+        return clean(v) if v else v
+
+    run = replace(
+        stored.run,
+        inputs=value(stored.run.inputs),
+        output=value(stored.run.output),
+        state=value(stored.run.state) or {},
+        error=text(stored.run.error),
+        pk=None,
+    )
+    return StoredRun(
+        run=run,
+        attempts=[replace(a, output=value(a.output), error=text(a.error)) for a in stored.attempts],
+        events=[replace(e, attrs=value(e.attrs)) for e in stored.events],
+        approvals=[replace(a, comment=text(a.comment)) for a in stored.approvals],
+        inputs=[replace(i, data=value(i.data)) for i in stored.inputs],
+    )
+
+
+def _write_sqlite(temp: Path, runs: list[StoredRun], flows: list[FlowSource]) -> None:
+    from master_sdk.memory.sqlite import SQLiteStore
+
+    copy = SQLiteStore(temp, synchronous="NORMAL")
     try:
-        # one backup step copies every page under one read lock: a consistent snapshot
-        store.conn.backup(dest)
-        dest.execute("PRAGMA journal_mode = DELETE")
-        all_ids = [r[0] for r in dest.execute("SELECT run_id FROM runs ORDER BY pk")]
-        if _redact_copy(dest, store.scrub) and run_ids is None:
-            dest.execute("VACUUM")  # the pages that held the text before redaction
-        if run_ids is None:
-            return all_ids
-        _missing(run_ids, all_ids, store.path)
-        keep = set(run_ids)
-        dest.execute("BEGIN")
-        for run_id in all_ids:
-            if run_id not in keep:
-                (pk,) = dest.execute("SELECT pk FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-                for table in _RUN_TABLES:
-                    dest.execute(f"DELETE FROM {table} WHERE run_pk = ?", (pk,))  # noqa: S608  # table names are constants
-                dest.execute("DELETE FROM runs WHERE pk = ?", (pk,))
-        dest.execute(
-            "DELETE FROM flow_versions WHERE flow_hash NOT IN (SELECT flow_hash FROM runs)"
-        )
-        used = used_codes(dest)
-        dest.executemany(
-            "DELETE FROM trace_names WHERE code = ?",
-            [(code,) for code in read_names(dest) if code not in used],
-        )
-        dest.execute("COMMIT")
-        dest.execute("VACUUM")  # leave no trace of the runs that were not chosen
-        return [r for r in all_ids if r in keep]
+        copy.write_runs(runs, flows)
     finally:
-        dest.close()
-
-
-def _export_jsonl(store: SQLiteStore, temp: Path, run_ids: Sequence[str] | None) -> list[str]:
-    conn = store.conn
-    conn.execute("BEGIN")  # one read snapshot for every query below
+        copy.close()
     try:
-        all_ids = [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY pk")]
-        if run_ids is not None:
-            _missing(run_ids, all_ids, store.path)
-            keep = set(run_ids)
-            ids = [r for r in all_ids if r in keep]
-        else:
-            ids = all_ids
-        with temp.open("w", encoding="utf-8") as out:
-            header = {
-                "format": FORMAT_NAME,
-                "schema_version": stored_version(conn),
-                "exported_at": datetime.now(UTC).isoformat(),
-                "runs": len(ids),
-            }
-            out.write(_line(header))
-            hashes = sorted(
-                {
-                    conn.execute("SELECT flow_hash FROM runs WHERE run_id = ?", (i,)).fetchone()[0]
-                    for i in ids
-                }
-            )
-            for flow_hash in hashes:
-                row = conn.execute(
-                    f"SELECT {', '.join(FLOW_FIELDS)} FROM flow_versions WHERE flow_hash = ?",  # noqa: S608  # constants
-                    (flow_hash,),
-                ).fetchone()
-                if row is not None:
-                    flow = dict(zip(FLOW_FIELDS, row, strict=True))
-                    flow["source"] = store.scrub(flow["source"])
-                    out.write(_line({"kind": "flow", **flow}))
-            for bundle in _bundles(conn, ids):
-                out.write(_line({"kind": "run", **_redacted(_decoded(bundle), store.scrub)}))
-            out.flush()
-            os.fsync(out.fileno())
-    finally:
-        conn.execute("COMMIT")
-    return ids
+        conn = sqlite3.connect(str(temp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{temp}: could not finish the SQLite export ({exc})") from None
 
 
-def _missing(wanted: Sequence[str], present: Sequence[str], path: Path) -> None:
-    known = set(present)
-    absent = [r for r in wanted if r not in known]
-    if absent:
-        raise NotFound(f"no run {', '.join(map(repr, absent))} in {path}")
+def _write_jsonl(temp: Path, runs: list[StoredRun], flows: list[FlowSource]) -> None:
+    with temp.open("w", encoding="utf-8") as out:
+        header = {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "runs": len(runs),
+        }
+        out.write(_line(header))
+        for flow in flows:
+            out.write(_line({"kind": "flow", **_fields(flow, FLOW_FIELDS)}))
+        for stored in runs:
+            out.write(_line({"kind": "run", **_run_record(stored)}))
+        out.flush()
+        os.fsync(out.fileno())
 
 
-def _bundles(conn: sqlite3.Connection, ids: Sequence[str]) -> Iterator[Record]:
-    """Each run with its child rows, as stored (JSON columns still text; trace events
-    decoded from their chunks, with their codes and their attributes as values)."""
-    columns = ", ".join(RUN_FIELDS)
-    names = read_names(conn)
-    for run_id in ids:
-        row = conn.execute(
-            f"SELECT pk, {columns} FROM runs WHERE run_id = ?",  # noqa: S608  # constants
-            (run_id,),
-        ).fetchone()
-        pk = row[0]
-        bundle: Record = {"run": dict(zip(RUN_FIELDS, row[1:], strict=True))}
-        for table, fields, order in _CHILDREN:
-            if table == "trace":
-                bundle[table] = [
-                    dict(zip(fields, event, strict=True)) for event in run_events(conn, pk, names)
-                ]
-                continue
-            bundle[table] = [
-                dict(zip(fields, r, strict=True))
-                for r in conn.execute(
-                    f"SELECT {', '.join(fields)} FROM {table} WHERE run_pk = ? ORDER BY {order}",  # noqa: S608  # constants
-                    (pk,),
-                )
-            ]
-        yield bundle
+def _fields(record: Any, fields: Sequence[str], renamed: dict[str, str] | None = None) -> Record:
+    """``fields`` of a record, each read from its attribute (``renamed``: field -> attribute)."""
+    names = renamed or {}
+    return {f: getattr(record, names.get(f, f)) for f in fields}
 
 
-def _decoded(bundle: Record) -> Record:
-    out: Record = {"run": _map_json(bundle["run"], _JSON["runs"], json.loads)}
-    for table, _, _ in _CHILDREN:
-        columns = _JSON.get(table, ())
-        out[table] = [_map_json(r, columns, json.loads) for r in bundle[table]]
-    return out
-
-
-def _redacted(decoded: Record, scrub: Any) -> Record:
-    """A decoded run bundle with its JSON and free-text columns redacted again."""
-    out: Record = {"run": _scrub_columns(decoded["run"], "runs", scrub)}
-    for table, _, _ in _CHILDREN:
-        out[table] = [_scrub_columns(r, table, scrub) for r in decoded[table]]
-    return out
-
-
-def _scrub_columns(record: Record, table: str, scrub: Any) -> Record:
-    columns = (*_VALUES_SCRUBBED.get(table, ()), *_TEXT_SCRUBBED.get(table, ()))
-    return {k: (scrub(v) if k in columns and v is not None else v) for k, v in record.items()}
-
-
-def _redact_copy(dest: sqlite3.Connection, scrub: Any) -> int:
-    """Redact the JSON and free-text columns of an exported copy in place; rows changed."""
-    changed = 0
-    dest.execute("BEGIN")
-    for table, keys in _KEYS.items():
-        json_columns = _COPY_JSON.get(table, ())
-        text_columns = (*_TEXT_SCRUBBED.get(table, ()), *_FLOW_TEXT.get(table, ()))
-        columns = (*json_columns, *text_columns)
-        if not columns:
-            continue
-        select = f"SELECT {', '.join(keys + columns)} FROM {table}"  # noqa: S608  # constants
-        updates: list[tuple[Any, ...]] = []
-        for row in dest.execute(select).fetchall():
-            key, values = row[: len(keys)], row[len(keys) :]
-            new: list[Any] = []
-            for column, value in zip(columns, values, strict=True):
-                if value is not None and column in json_columns:
-                    decoded = json.loads(value)
-                    clean = scrub(decoded)
-                    new.append(value if clean is decoded else _json_text(clean))
-                else:
-                    new.append(value if value is None else scrub(value))
-            if tuple(new) != tuple(values):
-                updates.append((*new, *key))
-        if updates:
-            assign = ", ".join(f"{c} = ?" for c in columns)
-            where = " AND ".join(f"{k} = ?" for k in keys)
-            dest.executemany(f"UPDATE {table} SET {assign} WHERE {where}", updates)  # noqa: S608  # constants
-            changed += len(updates)
-    dest.execute("COMMIT")
-    return changed
-
-
-def _json_text(value: Any) -> str:
-    # the store's own encoding (memory/sqlite.py), so an unchanged value compares equal
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def _map_json(record: Record, columns: Sequence[str], convert: Any) -> Record:
-    if not columns:
-        return dict(record)
-    return {k: (convert(v) if k in columns and v is not None else v) for k, v in record.items()}
+def _run_record(stored: StoredRun) -> Record:
+    return {
+        "run": _fields(stored.run, (*RUN_FIELDS, *LINEAGE_FIELDS)),
+        "steps": [_fields(a, STEP_FIELDS) for a in stored.attempts],
+        "trace": [_fields(e, TRACE_FIELDS) for e in stored.events],
+        "approvals": [_fields(a, APPROVAL_FIELDS, {"decided_by": "by"}) for a in stored.approvals],
+        "user_inputs": [_fields(i, INPUT_FIELDS, {"given_by": "by"}) for i in stored.inputs],
+    }
 
 
 def _line(record: Record) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
 
 
 # ---------------------------------------------------------------------------- import
 
 
 def import_store(
-    store: SQLiteStore, source: Path, *, fmt: str | None = None, on_duplicate: str = "skip"
+    store: Store,
+    source: Path,
+    *,
+    fmt: str | None = None,
+    on_duplicate: str = "skip",
+    scrub: Redact | None = None,
 ) -> TransferReport:
-    """Merge the runs of ``source`` (an export, or another store file) into ``store``.
+    """Add the runs of ``source`` (an export, or another store file) to ``store``.
 
     Args:
         on_duplicate: ``skip`` (default) leaves a run the store already holds as it is and
             lists it in the report; ``error`` refuses the whole import instead.
+        scrub: the redaction imported records pass through before they are written (the
+            file is untrusted: every record is also validated, see
+            :mod:`master_sdk.governance.imports`).
 
     Raises:
-        StoreError: the file is missing, not an export, from a newer schema, or (with
+        StoreError: the file is missing, not an export, from a newer schema, holds an
+            invalid record (named by line or run, with every failing field), or (with
             ``on_duplicate="error"``) holds runs already in the store; nothing is imported.
     """
+    if scrub is None:
+        scrub = getattr(store, "scrub", None) or (lambda value: value)
     if on_duplicate not in ("skip", "error"):
         raise StoreError(f"on_duplicate must be 'skip' or 'error', not {on_duplicate!r}")
+    mode: Literal["skip", "error"] = "error" if on_duplicate == "error" else "skip"
     kind = file_format(source, fmt)
     if not source.is_file():
         raise StoreError(f"{source}: no such file to import")
-    flows, bundles = _read_jsonl(source) if kind == "jsonl" else _read_sqlite(source)
-    imported: list[str] = []
-    skipped: list[str] = []
-    with store._write("import") as conn:
-        for bundle in bundles:
-            run_id = bundle["run"]["run_id"]
-            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-                skipped.append(run_id)
-        if skipped and on_duplicate == "error":
+    from master_sdk.governance.imports import ImportAdmission
+
+    admit = ImportAdmission(scrub)  # untrusted input: validated and redacted before writing
+    if kind == "jsonl":
+        flows, runs = _read_jsonl(source, admit)
+    else:
+        try:
+            flows, runs = _read_sqlite(source)
+        except RecursionError:
+            raise StoreError(f"{source}: a stored value is nested too deeply") from None
+        flows = [admit.flow(f, f"{source}, flow {i + 1}") for i, f in enumerate(flows)]
+        runs = [admit.stored(r, f"{source}, run {i + 1}") for i, r in enumerate(runs)]
+    for stored in runs:
+        stored.run.owner = None  # the process that ran it is not on this machine's store
+        stored.run.pk = None
+    try:
+        added = store.write_runs(runs, flows, on_duplicate=mode)
+    except StoreError as exc:
+        if "already in" in str(exc):
             raise StoreError(
-                f"{source}: {len(skipped)} run(s) are already in {store.path}: "
-                f"{', '.join(skipped)}; nothing was imported (use on_duplicate='skip')"
-            )
-        conn.executemany(
-            f"INSERT OR IGNORE INTO flow_versions ({', '.join(FLOW_FIELDS)}) "  # noqa: S608  # constants
-            f"VALUES ({', '.join('?' * len(FLOW_FIELDS))})",
-            [tuple(f[k] for k in FLOW_FIELDS) for f in flows],
-        )
-        duplicate = set(skipped)
-        names = NewNames(conn, store._names, store.scrub)
-        for bundle in bundles:
-            if bundle["run"]["run_id"] in duplicate:
-                continue
-            _insert(store, conn, bundle, names)
-            imported.append(bundle["run"]["run_id"])
-    store._names.update(names.added)  # the import committed: its new codes are real
-    return TransferReport("import", str(source), kind, tuple(imported), tuple(skipped))
+                f"{source}: {str(exc).split('; nothing was written')[0]}; nothing was imported "
+                "(use on_duplicate='skip')"
+            ) from None
+        raise
+    done = set(added)
+    skipped = tuple(s.run.run_id for s in runs if s.run.run_id not in done)
+    return TransferReport("import", str(source), kind, tuple(added), skipped)
 
 
-def _insert(store: SQLiteStore, conn: sqlite3.Connection, bundle: Record, names: NewNames) -> None:
-    run = _encoded(store, "runs", bundle["run"])
-    run["owner"] = None  # the process that ran it is not on this machine's store
-    cur = conn.execute(
-        f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) "  # noqa: S608  # constants
-        f"VALUES ({', '.join('?' * len(RUN_FIELDS))})",
-        tuple(run[k] for k in RUN_FIELDS),
-    )
-    pk = cur.lastrowid
-    if pk is None:
-        raise StoreError(f"{store.path}: SQLite gave no row id to imported run {run['run_id']}")
-    for table, fields, _ in _CHILDREN:
-        if table == "trace":
-            events = [_event(r) for r in bundle[table]]
-            try:
-                chunks = chunk_rows(pk, events, names, store._dumps)
-            except (struct.error, TypeError) as exc:
-                raise StoreError(
-                    f"run {run['run_id']}: a trace event has a value of the wrong type or size "
-                    f"({exc}); nothing was imported"
-                ) from None
-            conn.executemany(INSERT_CHUNK, chunks)
-            continue
-        rows = [_encoded(store, table, r) for r in bundle[table]]
-        conn.executemany(
-            f"INSERT INTO {table} (run_pk, {', '.join(fields)}) "  # noqa: S608  # constants
-            f"VALUES (?, {', '.join('?' * len(fields))})",
-            [(pk, *(r[k] for k in fields)) for r in rows],
-        )
-
-
-def _event(record: Record) -> EventRow:
-    """A trace event of a bundle as the engine emits it (its attributes still a value)."""
-    r = record
-    return (
-        r["seq"],
-        r["ts_us"],
-        r["event"],
-        r["step_id"],
-        r["step_type"],
-        r["name"],
-        r["status"],
-        r["duration_ms"],
-        r["tokens_in"],
-        r["tokens_out"],
-        r["cost_usd"],
-        r["attrs"],
-    )
-
-
-def _encoded(store: SQLiteStore, table: str, record: Record) -> Record:
-    """A decoded record made ready for the store: JSON re-encoded, text scrubbed."""
-    out = dict(record)
-    for column in _JSON.get(table, ()):
-        out[column] = store._dumps(out.get(column))
-    for column in _TEXT_SCRUBBED.get(table, ()):
-        if out.get(column):
-            out[column] = store.scrub(out[column])
-    return out
-
-
-def _read_jsonl(source: Path) -> tuple[list[Record], list[Record]]:
-    flows: list[Record] = []
-    bundles: list[Record] = []
+def _read_jsonl(
+    source: Path, admit: ImportAdmission
+) -> tuple[list[FlowSource], list[StoredRun]]:
+    flows: list[FlowSource] = []
+    runs: list[StoredRun] = []
     header = False
     with source.open(encoding="utf-8") as handle:
         for number, text in enumerate(handle, start=1):
@@ -492,6 +365,8 @@ def _read_jsonl(source: Path) -> tuple[list[Record], list[Record]]:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise StoreError(f"{source}, line {number}: not JSON ({exc.msg})") from None
+            except RecursionError:
+                raise StoreError(f"{source}, line {number}: JSON nested too deeply") from None
             if not isinstance(record, dict):
                 raise StoreError(f"{source}, line {number}: expected a JSON object")
             if not header:
@@ -499,15 +374,17 @@ def _read_jsonl(source: Path) -> tuple[list[Record], list[Record]]:
                 header = True
                 continue
             kind = record.pop("kind", None)
+            where = f"{source}, line {number}"
             if kind == "flow":
-                flows.append(_require(record, FLOW_FIELDS, source, number, "flow"))
+                flow = _require(record, FLOW_FIELDS, source, number, "flow")
+                flows.append(admit.flow(FlowSource(*(flow[k] for k in FLOW_FIELDS)), where))
             elif kind == "run":
-                bundles.append(_bundle(record, source, number))
+                runs.append(admit.stored(_stored(record, source, number), where))
             else:
                 raise StoreError(f"{source}, line {number}: unknown record kind {kind!r}")
     if not header:
         raise StoreError(f"{source}: the file is empty; it is not an export")
-    return flows, bundles
+    return flows, runs
 
 
 def _check_header(source: Path, number: int, header: Record) -> None:
@@ -522,17 +399,64 @@ def _check_header(source: Path, number: int, header: Record) -> None:
     refuse_newer(version, path=str(source))
 
 
-def _bundle(record: Record, source: Path, number: int) -> Record:
+def _stored(record: Record, source: Path, number: int) -> StoredRun:
     run = record.get("run")
     if not isinstance(run, dict):
         raise StoreError(f"{source}, line {number}: a run record needs a 'run' object")
-    bundle: Record = {"run": _require(run, RUN_FIELDS, source, number, "run")}
-    for table, fields, _ in _CHILDREN:
+    r = _require(run, RUN_FIELDS, source, number, "run")
+    r.update({f: run.get(f) for f in LINEAGE_FIELDS})
+    lists: dict[str, list[Record]] = {}
+    for table, fields in (
+        ("steps", STEP_FIELDS),
+        ("trace", TRACE_FIELDS),
+        ("approvals", APPROVAL_FIELDS),
+        ("user_inputs", INPUT_FIELDS),
+    ):
         rows = record.get(table, [])
         if not isinstance(rows, list):
             raise StoreError(f"{source}, line {number}: '{table}' must be a list")
-        bundle[table] = [_require(r, fields, source, number, table) for r in rows]
-    return bundle
+        lists[table] = [_require(x, fields, source, number, table) for x in rows]
+    where = f"{source}, line {number}"
+    return StoredRun(
+        run=RunRecord(**{**r, "state": r["state"] or {}}),
+        attempts=[StepAttempt(**s) for s in lists["steps"]],
+        events=[_event(e, where) for e in lists["trace"]],
+        approvals=[
+            ApprovalRecord(a["step_id"], a["decision"], a["decided_by"], a["comment"], a["at_us"])
+            for a in lists["approvals"]
+        ],
+        inputs=[
+            InputRecord(i["step_id"], i["data"], i["given_by"], i["at_us"])
+            for i in lists["user_inputs"]
+        ],
+    )
+
+
+def _event(e: Record, where: str) -> TraceEvent:
+    """A trace event of an export; versions 1 and 2 wrote the event, step type and status
+    as integer codes of ``tracing/events.py``, version 3 writes names."""
+    return TraceEvent(
+        seq=e["seq"],
+        ts_us=e["ts_us"],
+        event=str(_name(e["event"], EVENTS, where, "event")),
+        step_id=e["step_id"],
+        step_type=_name(e["step_type"], STEP_TYPES, where, "step_type"),
+        name=e["name"],
+        status=_name(e["status"], STATUSES, where, "status"),
+        duration_ms=e["duration_ms"],
+        tokens_in=e["tokens_in"],
+        tokens_out=e["tokens_out"],
+        cost_usd=e["cost_usd"],
+        attrs=e["attrs"],
+    )
+
+
+def _name(value: Any, vocabulary: Sequence[str], where: str, field: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(vocabulary):
+        return vocabulary[value]
+    raise StoreError(f"{where}: trace {field} {value!r} is not in the trace vocabulary")
 
 
 def _require(record: Any, fields: Sequence[str], source: Path, number: int, what: str) -> Record:
@@ -544,50 +468,34 @@ def _require(record: Any, fields: Sequence[str], source: Path, number: int, what
     return {f: record[f] for f in fields}
 
 
-def _read_sqlite(source: Path) -> tuple[list[Record], list[Record]]:
-    try:
-        conn = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{source}: cannot open: {exc}") from None
-    try:
-        version = stored_version(conn)
-        refuse_newer(version, path=str(source))
-        if version == 0:
-            raise StoreError(f"{source}: not a master_sdk store (no schema version)")
-        if version < SCHEMA_VERSION:
-            conn.close()
-            return _read_migrated_copy(source)
-        return _read_connection(conn)
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{source}: cannot read: {exc}") from None
-    finally:
-        conn.close()
+def _read_sqlite(source: Path) -> tuple[list[FlowSource], list[StoredRun]]:
+    """The runs of another store file, read from a private copy (migrated there when
+    older): the file being imported stays exactly as it is."""
+    from master_sdk.memory.schema import stored_version
+    from master_sdk.memory.sqlite import SQLiteStore
 
-
-def _read_migrated_copy(source: Path) -> tuple[list[Record], list[Record]]:
-    # an older store is migrated in a private copy: the file being imported stays as it is
     with tempfile.TemporaryDirectory() as folder:
         copy = Path(folder) / "source.sqlite3"
-        conn = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)
-        dest = sqlite3.connect(str(copy), isolation_level=None)
         try:
-            conn.backup(dest)
-            ensure_schema(dest, path=str(source))
-            return _read_connection(dest)
+            conn = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)
+            try:
+                version = stored_version(conn)
+                refuse_newer(version, path=str(source))
+                if version == 0:
+                    raise StoreError(f"{source}: not a master_sdk store (no schema version)")
+                dest = sqlite3.connect(str(copy), isolation_level=None)
+                try:
+                    conn.backup(dest)
+                finally:
+                    dest.close()
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{source}: cannot read: {exc}") from None
+        other = SQLiteStore(copy)
+        try:
+            runs = list(other.read_runs())
+            flows = other.flow_sources()
         finally:
-            conn.close()
-            dest.close()
-
-
-def _read_connection(conn: sqlite3.Connection) -> tuple[list[Record], list[Record]]:
-    conn.execute("BEGIN")
-    try:
-        flows = [
-            dict(zip(FLOW_FIELDS, r, strict=True))
-            for r in conn.execute(f"SELECT {', '.join(FLOW_FIELDS)} FROM flow_versions")  # noqa: S608  # constants
-        ]
-        ids = [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY pk")]
-        bundles = [_decoded(b) for b in _bundles(conn, ids)]
-    finally:
-        conn.execute("COMMIT")
-    return flows, bundles
+            other.close()
+    return flows, runs

@@ -11,18 +11,21 @@ model's own validators, which a subclass could override.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from master_sdk.authoring import AgentContext, AgentSpec, Reply, _find_control_key
+from master_sdk.authoring import AgentContext, AgentSpec, Embeddings, Reply, _find_control_key
 from master_sdk.errors import PolicyViolation, RunError
 from master_sdk.tools.executor import validation_message
 
 if TYPE_CHECKING:
     from master_sdk.models.router import ModelScope, Router
+
+DEFAULT_EMBEDDING = "default_embedding"
+"""The embedding model ``ctx.embed`` uses when none is named."""
 
 
 def run_agent(
@@ -72,7 +75,20 @@ def run_agent(
             violations.append(exc)
             raise
 
-    ctx = AgentContext(inputs=MappingProxyType(dict(kwargs)), model=model, complete=complete)
+    def embed(texts: Sequence[str], name: str | None) -> Embeddings:
+        if violations:
+            raise violations[0]
+        wanted = name or DEFAULT_EMBEDDING
+        try:
+            scope.budget.check_model_name(scope.step_id, wanted, known)
+            return router.embed(wanted, texts, aliases=aliases, scope=scope)
+        except PolicyViolation as exc:
+            violations.append(exc)
+            raise
+
+    ctx = AgentContext(
+        inputs=MappingProxyType(dict(kwargs)), model=model, complete=complete, embed=embed
+    )
     try:
         result = spec.fn(ctx, **kwargs)
     finally:

@@ -4,41 +4,52 @@ The engine object holds no per-run state; everything about a run lives in its
 :class:`RunContext`. Commits are batched so that a run costs the fewest transactions a
 crash-safe run needs: a step's completion is committed together with whatever comes
 next (the start of the next side-effecting step, a pause, or the end), always before any
-later step can have an effect. A tool or agent step is recorded as started, in its own
-commit, before it runs: if the process dies mid-step, the next process sees the step
-``running`` with a dead owner and marks the run ``interrupted`` instead of silently
-running it again. Such a step is run again only by a human decision (:meth:`Engine.retry`)
-or, for a tool declared idempotent, by :meth:`Engine.recover` within the policy's
-``max_recoveries``.
+later step can have an effect. A tool step is recorded as started, in its own commit,
+before it runs; an agent step (which has no effect but its model requests, law 7) just
+before its first model request, a commit that also reserves that request in the run's
+budget (see ``Engine._durable``). If the process dies mid-step, the next process sees the
+step ``running`` with a dead executor and marks the run ``interrupted`` instead of silently
+running it again (``orchestrator/ownership.py`` says who is alive). Such a step is run
+again only by a human decision (:meth:`Engine.retry`) or, for a tool declared idempotent,
+by :meth:`Engine.recover` within the policy's ``max_recoveries``.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from master_sdk.contracts.status import ENDED, RECOVERABLE, RunStatus
 from master_sdk.errors import (
     AlreadyResumed,
     MasterError,
     NotWaiting,
     PolicyViolation,
     RunError,
+    StoreBusy,
+    StoreError,
 )
-from master_sdk.governance.budgets import RunBudget
 from master_sdk.governance.inputs import admit_input
-from master_sdk.memory.records import Changes, RunRow, StepRow, VersionConflict
+from master_sdk.governance.outputs import admit_skip_output
+from master_sdk.memory.records import RunRow, StepRow, VersionConflict
+from master_sdk.memory.store import ApprovalRecord, FlowSource, InputRecord
+from master_sdk.models.router import RESERVED, charge_reserved
 from master_sdk.orchestrator.agents import run_agent
+from master_sdk.orchestrator.context import RunContext, StepScope
+from master_sdk.orchestrator.determinism import Clock, SystemClock, random_run_id
+from master_sdk.orchestrator.ownership import (
+    LIVE,
+    ExecutingRuns,
+    executor_alive,
+    new_nonce,
+    owner_token,
+    process_identity,
+)
+from master_sdk.orchestrator.releases import Releases
 from master_sdk.orchestrator.templating import TemplateError
-from master_sdk.tracing.events import ENDED, EventRow, TraceBuffer, now_us
 
 if TYPE_CHECKING:
-    from master_sdk.contracts.policy import Policy
     from master_sdk.memory.records import Store
     from master_sdk.models.router import Router
     from master_sdk.products.compiler import CompiledFlow, CompiledStep
@@ -46,138 +57,11 @@ if TYPE_CHECKING:
 
 Scrub = Callable[[Any], Any]
 
+MODEL_OVERRIDE = "model_override"  # run.state: a fork's model= {"model", "from": index}
 
 def new_run_id() -> str:
     """A 32-hex-digit id that sorts by creation time (48-bit ms clock + 80 random bits)."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
-
-
-def process_identity() -> str:
-    """``host:pid:start`` of this process; the start time guards against pid reuse."""
-    stat = _proc_stat(os.getpid())
-    return f"{socket.gethostname()}:{os.getpid()}:{stat[1] if stat else '?'}"
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """``(state, start time)`` of a process from ``/proc``; None if it is not there."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces; fields after it are space-separated
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[0], fields[19]
-
-
-def owner_alive(owner: str | None) -> bool:
-    """Whether the process recorded as executing a run's step still exists.
-
-    A zombie (killed, not yet reaped by its parent) counts as dead: it executes nothing.
-    """
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text, _, started = rest.partition(":")
-    if host != socket.gethostname():
-        return True  # another machine: nothing here can tell, assume it is working
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if started not in ("", "?"):
-        stat = _proc_stat(pid)
-        return stat is not None and stat[1] == started and stat[0] not in ("Z", "X")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass(slots=True)
-class StepScope:
-    """What a tool or model call sees of its run: ids, budget, trace, policy."""
-
-    run_id: str
-    step_id: str
-    step_type: str
-    attempt: int
-    budget: RunBudget
-    trace: TraceBuffer
-    policy: Policy
-
-
-class RunContext:
-    """Everything about one run in one process: its record, scope and pending changes."""
-
-    __slots__ = (
-        "budget",
-        "changes",
-        "flow",
-        "has_results",
-        "run",
-        "scope",
-        "step_rows",
-        "steps_scope",
-        "trace",
-        "version",
-    )
-
-    def __init__(self, flow: CompiledFlow, run: RunRow, steps: list[StepRow]) -> None:
-        self.flow = flow
-        self.run = run
-        self.version: int | None = run.version if run.pk is not None else None
-        # whether the pending changes hold a tool or agent result (or one given by hand):
-        # such a commit is always synced, even one that also records the next step's start
-        self.has_results = False
-        self.step_rows: dict[int, StepRow] = {s.idx: s for s in steps}
-        self.steps_scope: dict[str, dict[str, Any]] = {
-            s.step_id: {"output": s.output, "status": s.status} for s in steps
-        }
-        self.scope: dict[str, Any] = {
-            "inputs": run.inputs if run.inputs is not None else {},
-            "steps": self.steps_scope,
-            "run": {"id": run.run_id, "product": run.product, "flow": run.flow},
-        }
-        self.trace = TraceBuffer(seq=int(run.state.get("seq", 0)), rows=[])
-        self.changes = Changes(events=self.trace.rows)
-        self.budget = RunBudget(run, flow.policy, flow.allow)
-
-    def set_step(self, step: CompiledStep, row: StepRow) -> None:
-        """Record a step's latest state for the next commit and for later templates."""
-        self.step_rows[step.index] = row
-        self.changes.steps[step.index] = row
-        self.steps_scope[step.id] = {"output": row.output, "status": row.status}
-
-    def end_step(
-        self,
-        step: CompiledStep,
-        status: str,
-        *,
-        output: Any = None,
-        error: str | None = None,
-        started_us: int | None = None,
-        ended: bool = True,
-    ) -> None:
-        """Record a step's outcome, keeping the attempt and start time it already has."""
-        row = self.step_rows.get(step.index)
-        self.set_step(
-            step,
-            StepRow(
-                step.index,
-                step.id,
-                step.type,
-                status,
-                row.attempt if row is not None else 1,
-                started_us if started_us is not None else (row.started_us if row else None),
-                now_us() if ended else None,
-                output,
-                error,
-            ),
-        )
+    return random_run_id()
 
 
 class Engine:
@@ -190,36 +74,70 @@ class Engine:
         router: Router,
         tools: ToolExecutor,
         scrub: Scrub,
-        owner: str,
-        crash: Callable[[str], None],
-        on_commit: Callable[[RunRow, list[EventRow]], None] | None = None,
+        clock: Clock | None = None,
+        run_ids: Callable[[], str] | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.tools = tools
         self.scrub = scrub
-        self.owner = owner
-        self.crash = crash
-        # called with each commit's events once it succeeded (the trace log); None: off
-        self.on_commit = on_commit
-        # ids of the runs this engine is advancing right now: for a run whose recorded
-        # owner is this very process, the only way to tell a step in progress from one
-        # abandoned by an exception (a StoreBusy mid-run, say)
-        self._executing: set[str] = set()
+        # where timestamps, durations and new run ids come from: the system, or a test
+        # clock and a seeded id sequence in deterministic mode (see determinism.py)
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.run_ids: Callable[[], str] = (
+            run_ids if run_ids is not None else lambda: random_run_id(self.clock)
+        )
+        self._clock_durations = not isinstance(self.clock, SystemClock)
+        # this engine's owner token (see orchestrator/ownership.py), stored on the runs it
+        # executes; other engines, here or in other processes, ask LIVE whether it lives
+        self._nonce = new_nonce()
+        self.owner = owner_token(self._nonce)
+        self._here = process_identity()
+        # the runs this engine is advancing right now: a run this engine owns but is not
+        # advancing was given up (an exception, a StoreBusy mid-run) and is not live
+        self._executing = ExecutingRuns()
+        # runs given up after a failed commit, whose interruption is still to be written
+        self.releases = Releases(self)
+        LIVE.register(self._nonce, self)
+
+    def _new_context(self, flow: CompiledFlow, run: RunRow, steps: list[StepRow]) -> RunContext:
+        return RunContext(
+            flow, run, steps, now=self.clock.now_us, clock_durations=self._clock_durations
+        )
+
+    def executing(self, run_id: str) -> bool:
+        """Whether this engine is advancing ``run_id`` right now (any thread)."""
+        return run_id in self._executing
 
     def owner_alive(self, run: RunRow) -> bool:
-        """Whether a process is still executing the step ``run`` records as running."""
-        if run.owner == self.owner:
-            return run.run_id in self._executing
-        return owner_alive(run.owner)
+        """Whether the executor ``run`` records as its owner is still executing it: a
+        live engine in this process advancing it, or a live other process."""
+        return executor_alive(run.owner, run.run_id, here=self._here)
+
+    def close(self) -> None:
+        """Stop counting as a live executor: runs this engine owned read as interrupted
+        elsewhere in this process. Writes pending interruptions one last time."""
+        self.releases.close()
+        LIVE.unregister(self._nonce)
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, flow: CompiledFlow, inputs: Mapping[str, Any], *, by: str) -> RunContext:
-        """Create a run from validated inputs and advance it until it pauses or ends."""
-        at = now_us()
+    def start(
+        self,
+        flow: CompiledFlow,
+        inputs: Mapping[str, Any],
+        *,
+        by: str,
+        tags: Mapping[str, Any] | None = None,
+    ) -> RunContext:
+        """Create a run from validated inputs and advance it until it pauses or ends.
+
+        ``tags`` are kept in the run's state from its first commit (an experiment's case
+        names its experiment and case key there, so a crash cannot separate the two).
+        """
+        at = self.clock.now_us()
         run = RunRow(
-            run_id=new_run_id(),
+            run_id=self.run_ids(),
             product=flow.product,
             flow=flow.id,
             status="running",
@@ -232,8 +150,10 @@ class Engine:
             created_by=by,
             inputs=self.scrub(dict(inputs)),
         )
-        ctx = RunContext(flow, run, [])
-        ctx.changes.flow_source = (
+        if tags:
+            run.state.update(tags)
+        ctx = self._new_context(flow, run, [])
+        ctx.changes.flow_source = FlowSource(
             flow.flow_hash,
             flow.product,
             flow.id,
@@ -247,14 +167,21 @@ class Engine:
     def load(self, flow: CompiledFlow, run: RunRow, steps: list[StepRow]) -> RunContext:
         """A context for a stored run; a run left ``running`` by a dead process becomes
         ``interrupted`` (committed) rather than being run again. Never executes a step."""
-        ctx = RunContext(flow, run, steps)
-        if run.status == "running" and not self.owner_alive(run):
+        if run.status == RunStatus.FAILED and "aborted" in run.state:
+            # aborted before `aborted` was a status of its own: it has ended all the same
+            run.status = RunStatus.ABORTED
+        ctx = self._new_context(flow, run, steps)
+        if run.status == RunStatus.RUNNING and not self.owner_alive(run):
             try:
                 self._interrupt(ctx)
             except AlreadyResumed:
                 # another process noticed first (and may have recovered the run already):
                 # what it wrote is the truth
-                ctx = RunContext(flow, *self.store.load(run.run_id))
+                ctx = self._new_context(flow, *self.store.load(run.run_id))
+            except StoreBusy:
+                # the store takes no writes now: the run is shown interrupted (which it is)
+                # and the interruption is written with whatever is done to it next
+                pass
         return ctx
 
     def recover(self, ctx: RunContext) -> bool:
@@ -317,11 +244,20 @@ class Engine:
         self.advance(ctx, resume_label="recovery", attempt=attempt)
         return True
 
-    def decide(self, ctx: RunContext, *, approved: bool, comment: str | None, by: str) -> None:
-        """Record an approval decision on a paused run and continue it."""
+    def decide(
+        self,
+        ctx: RunContext,
+        *,
+        approved: bool,
+        comment: str | None,
+        by: str,
+        proceed: bool = True,
+    ) -> None:
+        """Record an approval decision on a paused run (its own commit, final), then
+        continue it unless ``proceed`` is False (see :meth:`proceed`)."""
         run = ctx.run
         step = self._pending(ctx, "waiting_approval", "approve" if approved else "reject")
-        at = now_us()
+        at = self.clock.now_us()
         decision = "approved" if approved else "rejected"
         output = {
             "approved": approved,
@@ -329,7 +265,7 @@ class Engine:
             "comment": comment,
             "at": datetime.fromtimestamp(at / 1e6, tz=UTC).isoformat(),
         }
-        ctx.changes.approvals.append((step.id, decision, by, comment, at))
+        ctx.changes.approvals.append(ApprovalRecord(step.id, decision, by, comment, at))
         ctx.trace.emit(
             "approval_decided",
             step_id=step.id,
@@ -353,11 +289,65 @@ class Engine:
         else:
             self._skip_until(ctx, step.index + 1, step.reject_to)
             run.cursor = step.reject_to
-        run.status = "running"
-        self.advance(ctx, resume_label="approval")
+        self._decided(ctx, proceed)
 
-    def submit(self, ctx: RunContext, data: Any, *, by: str) -> None:
-        """Validate user input for a paused run; if valid, record it and continue.
+    def _decided(self, ctx: RunContext, proceed: bool) -> None:
+        """Commit a decision on its own: the run is ``decided``, owned by nobody, until an
+        executor continues it (here at once when ``proceed``, or any other later)."""
+        run = ctx.run
+        run.status = RunStatus.DECIDED
+        run.owner = None
+        self._commit(ctx, "approval", resume=True)
+        if proceed:
+            self.proceed(ctx)
+
+    def proceed(self, ctx: RunContext) -> None:
+        """Continue a ``decided`` run until it pauses or ends: exactly once.
+
+        Nothing with an effect happens before the first commit of the continuation (a
+        tool's start, an agent's first model request, a pause, the end), and that commit
+        is a compare-and-set on the version the decision left: of two executors
+        continuing the same run, one wins and the other gets :class:`AlreadyResumed`
+        having done nothing.
+        """
+        run = ctx.run
+        if run.status != RunStatus.DECIDED:
+            raise NotWaiting(
+                f"cannot continue run {run.run_id}: it is {run.status}, not decided",
+                run_id=run.run_id,
+            )
+        run.status = RunStatus.RUNNING
+        run.owner = self.owner
+        self.advance(ctx, resume_label="continue")
+
+    def refuse(self, ctx: RunContext, exc: PolicyViolation, *, by: str) -> None:
+        """Record a decision refused by a team rule as a ``policy_violation`` event, and
+        nothing else (the run keeps its status). Losing the compare-and-set to another
+        writer only loses this record: the refusal stands either way."""
+        run = ctx.run
+        step = ctx.flow.steps[run.cursor] if run.cursor < len(ctx.flow.steps) else None
+        ctx.trace.emit(
+            "policy_violation",
+            step_id=step.id if step else None,
+            step_type=step.type if step else None,
+            name=step.name if step else None,
+            status="blocked",
+            attrs={
+                "rule": exc.rule,
+                "limit": exc.limit,
+                "value": exc.value,
+                "by": by,
+                "message": str(exc),
+            },
+        )
+        try:
+            self._commit(ctx, "refusal", resume=True)
+        except AlreadyResumed:
+            ctx.changes.clear()
+
+    def submit(self, ctx: RunContext, data: Any, *, by: str, proceed: bool = True) -> None:
+        """Validate user input for a paused run; if valid, record it (its own commit) and
+        continue unless ``proceed`` is False.
 
         Invalid input raises :class:`InputInvalid` listing every failing field and changes
         nothing, in memory or in the store.
@@ -377,8 +367,8 @@ class Engine:
             run_id=run.run_id,
             step=step.id,
         )
-        at = now_us()
-        ctx.changes.inputs.append((step.id, clean, by, at))
+        at = self.clock.now_us()
+        ctx.changes.inputs.append(InputRecord(step.id, clean, by, at))
         ctx.trace.emit(
             "input_received",
             step_id=step.id,
@@ -389,8 +379,7 @@ class Engine:
         self._complete(ctx, step, clean, status="completed")
         run.state.pop("pending", None)
         run.cursor += 1
-        run.status = "running"
-        self.advance(ctx, resume_label="input")
+        self._decided(ctx, proceed)
 
     def retry(self, ctx: RunContext, *, by: str) -> None:
         """Run the interrupted or failed step again (a new attempt)."""
@@ -416,6 +405,9 @@ class Engine:
         run = ctx.run
         self._require_recoverable(ctx, "skip")
         step = ctx.flow.steps[run.cursor]
+        output = admit_skip_output(
+            output, flow=ctx.flow, step=step, scrub=self.scrub, run_id=run.run_id
+        )
         ctx.trace.emit(
             "step_skipped",
             step_id=step.id,
@@ -424,7 +416,22 @@ class Engine:
             status="skipped",
             attrs={"by": by, "manual": True},
         )
-        ctx.end_step(step, "skipped", output=self.scrub(output))
+        # a skip by hand is the step's next attempt: the failed one stays in the history
+        row = ctx.step_rows.get(step.index)
+        at = self.clock.now_us()
+        ctx.set_step(
+            step,
+            StepRow(
+                step.index,
+                step.id,
+                step.type,
+                "skipped",
+                (row.attempt + 1) if row is not None else 1,
+                at,
+                at,
+                output,  # admitted above: checked and redacted
+            ),
+        )
         ctx.has_results = True
         run.state.pop("interrupted", None)
         run.cursor += 1
@@ -433,26 +440,26 @@ class Engine:
         self.advance(ctx, resume_label="recovery")
 
     def abort(self, ctx: RunContext, *, reason: str | None, by: str) -> None:
-        """End a run that has not ended, as ``failed``, with the reason recorded."""
+        """End a run that has not ended as ``aborted``, with the reason recorded."""
         run = ctx.run
         if run.status in ENDED:
             raise NotWaiting(
                 f"run {run.run_id} has already ended ({run.status}); nothing to abort",
                 run_id=run.run_id,
             )
-        if run.status == "running" and self.owner_alive(run):
+        if run.status == RunStatus.RUNNING and self.owner_alive(run):
             raise RunError(
-                f"run {run.run_id} is executing a step in process {run.owner}; wait for it "
-                "or stop that process first",
+                f"run {run.run_id} is executing a step in {run.owner} (host:pid:start:engine); "
+                "wait for it or stop that process first",
                 run_id=run.run_id,
             )
-        run.status = "failed"
+        run.status = RunStatus.ABORTED
         run.owner = None
         run.error = f"aborted by {by}" + (f": {reason}" if reason else "")
         run.state.pop("pending", None)
         run.state.pop("interrupted", None)
         run.state["aborted"] = {"by": by, "reason": reason}
-        ctx.trace.emit("run_aborted", status="failed", attrs={"by": by, "reason": reason})
+        ctx.trace.emit("run_aborted", status="aborted", attrs={"by": by, "reason": reason})
         self._commit(ctx, "end", resume=True)
 
     # ------------------------------------------------------------------ the loop
@@ -465,12 +472,35 @@ class Engine:
         ``resume_label`` marks the first commit as a resume of a pause (so losing the
         compare-and-set race raises :class:`AlreadyResumed`).
         """
+        run_id = ctx.run.run_id
         executing = self._executing
-        executing.add(ctx.run.run_id)
+        executing.enter(run_id)
         try:
             self._advance(ctx, resume_label, attempt)
+        except StoreError as exc:
+            if isinstance(exc, VersionConflict):
+                raise
+            executing.leave(run_id)
+            run_id = ""
+            raise self._gave_up(ctx, exc) from None
         finally:
-            executing.discard(ctx.run.run_id)
+            if run_id:
+                executing.leave(run_id)
+
+    def _gave_up(self, ctx: RunContext, exc: StoreError) -> StoreError:
+        """A commit failed mid-run (the store locked beyond its busy timeout, a full disk):
+        this engine stops executing the run. If the store still shows it ``running`` under
+        this engine, the interruption is written as soon as the store allows (see
+        :class:`Releases`), so that others can retry or abort it. Returns the error to
+        raise, saying what was and was not written."""
+        what = ctx.pending_work()
+        if ctx.stored_status != RunStatus.RUNNING or ctx.version is None:
+            told = f"{what}; the run is unchanged in the store ({ctx.stored_status or 'absent'})"
+        else:
+            self.releases.add(ctx.flow, ctx.run.run_id)
+            told = f"{what}; the run shows as interrupted — retry or abort it"
+        kind = StoreBusy if isinstance(exc, StoreBusy) else StoreError
+        return kind(f"{told} ({exc})")
 
     def _advance(self, ctx: RunContext, resume_label: str | None, attempt: int) -> None:
         flow = ctx.flow
@@ -508,47 +538,57 @@ class Engine:
             except TemplateError as exc:
                 self._fail(ctx, step, f"input: {exc}", label)
                 return
-            self.crash("before_step_start")
-            started = now_us()
+            started = self.clock.now_us()
             run.steps_used += 1
             run.status = "running"
             run.owner = self.owner
             ctx.trace.emit("step_started", step_id=step.id, step_type=step.type, name=step.name)
             ctx.set_step(step, StepRow(step.index, step.id, step.type, "running", attempt, started))
-            # a start record alone survives a crashed process without an fsync of its own:
-            # the step's result is synced, with it, before anything else runs
-            self._commit(ctx, "step_start", resume=label is not None, sync=ctx.has_results)
-            label = None
-            self.crash("after_step_start")
-            clock = time.perf_counter()
+            if step.tool is not None:
+                # a start record alone survives a crashed process without an fsync of its
+                # own: the step's result is synced, with it, before anything else runs
+                self._commit(ctx, "step_start", resume=label is not None, sync=ctx.has_results)
+                label = None
+            else:
+                # an agent has no effect but its model requests (law 7): its start is
+                # committed with the first one, reserving it (see _durable)
+                ctx.start_pending = True
+                ctx.resume_start = label is not None
+            clock = self.clock.elapsed_ms()
             try:
                 output = self._execute(ctx, step, raw, attempt)
+            except StoreError:
+                raise  # a commit of this step failed: advance() gives the run up
             except PolicyViolation as exc:
-                self._block(ctx, step, exc, None)
+                label = self._started(ctx, label)
+                self._block(ctx, step, exc, label)
                 return
             except (MasterError, TemplateError) as exc:
-                self._fail(ctx, step, str(exc), None)
+                label = self._started(ctx, label)
+                self._fail(ctx, step, str(exc), label)
                 return
             except KeyboardInterrupt:
+                label = self._started(ctx, label)
                 self._fail(
                     ctx,
                     step,
                     "interrupted by the user (KeyboardInterrupt)",
-                    None,
+                    label,
                     status="interrupted",
                 )
                 raise
             except Exception as exc:
-                self._fail(ctx, step, f"{type(exc).__name__}: {exc}", None)
+                label = self._started(ctx, label)
+                self._fail(ctx, step, f"{type(exc).__name__}: {exc}", label)
                 return
-            self.crash("after_tool_return")
+            label = self._started(ctx, label)
             self._complete(
                 ctx,
                 step,
                 self.scrub(output),
                 status="completed",
                 started=started,
-                duration_ms=(time.perf_counter() - clock) * 1000,
+                duration_ms=self.clock.elapsed_ms() - clock,
             )
             run.cursor += 1
             attempt = 1
@@ -556,19 +596,48 @@ class Engine:
     def _execute(self, ctx: RunContext, step: CompiledStep, raw: Any, attempt: int) -> Any:
         run = ctx.run
         scope = StepScope(
-            run.run_id, step.id, step.type, attempt, ctx.budget, ctx.trace, ctx.flow.policy
+            run.run_id,
+            step.id,
+            step.type,
+            attempt,
+            ctx.budget,
+            ctx.trace,
+            ctx.flow.policy,
+            lambda: self._durable(ctx),
+            ctx.flow,
         )
         if step.tool is not None:
             return self.tools.call(step.tool, raw, scope)
         assert step.agent is not None and step.model is not None  # noqa: S101  # compiler invariant
+        fork = run.state.get(MODEL_OVERRIDE)  # set by forks/copying.py
         return run_agent(
             step.agent,
             raw,
-            model=step.model,
+            model=fork["model"] if fork and step.index >= fork["from"] else step.model,
             router=self.router,
             aliases=ctx.flow.model_aliases,
             scope=scope,
         )
+
+    def _durable(self, ctx: RunContext) -> None:
+        """Before a model request is sent: the run's counters (the call counted, its worst
+        case marked in flight) are committed. The first request of an agent step commits
+        the step's start with it; a further one commits its reservation unsynced (it
+        survives a killed process, and the next synced commit covers a power cut)."""
+        if ctx.start_pending:
+            ctx.start_pending = False
+            self._commit(ctx, "step_start", resume=ctx.resume_start, sync=ctx.has_results)
+        else:
+            self._commit(ctx, "reservation", sync=False)
+
+    @staticmethod
+    def _started(ctx: RunContext, label: str | None) -> str | None:
+        """After an agent step: the resume label still owed by the next commit (None once
+        the step's start was committed)."""
+        if ctx.start_pending:
+            ctx.start_pending = False
+            return label
+        return None
 
     # ------------------------------------------------------------------ step outcomes
 
@@ -595,7 +664,8 @@ class Engine:
         )
 
     def _skip_step(self, ctx: RunContext, step: CompiledStep) -> None:
-        ctx.set_step(step, StepRow(step.index, step.id, step.type, "skipped", 1, None, now_us()))
+        ended = self.clock.now_us()
+        ctx.set_step(step, StepRow(step.index, step.id, step.type, "skipped", 1, None, ended))
         ctx.trace.emit(
             "step_skipped", step_id=step.id, step_type=step.type, name=step.name, status="skipped"
         )
@@ -606,7 +676,8 @@ class Engine:
 
     def _pause(self, ctx: RunContext, step: CompiledStep, status: str, label: str | None) -> None:
         run = ctx.run
-        pending: dict[str, Any] = {"step": step.id, "kind": step.type}
+        since = self.clock.now_us()
+        pending: dict[str, Any] = {"step": step.id, "kind": step.type, "since_us": since}
         if step.show is not None:
             try:
                 pending["show"] = self.scrub(step.show.render(ctx.scope))
@@ -625,7 +696,7 @@ class Engine:
             name=step.name,
             status=status,
         )
-        ctx.set_step(step, StepRow(step.index, step.id, step.type, status, 1, now_us()))
+        ctx.set_step(step, StepRow(step.index, step.id, step.type, status, 1, self.clock.now_us()))
         self._commit(ctx, "pause", resume=label is not None)
 
     def _finish(self, ctx: RunContext, label: str | None) -> None:
@@ -722,6 +793,7 @@ class Engine:
         )
         if step is not None:
             run.state["interrupted"] = step.id  # a crash, which recover() may handle
+        self._charge_unconfirmed(ctx)
         run.owner = None
         ctx.trace.emit(
             "run_interrupted",
@@ -730,6 +802,29 @@ class Engine:
             status="interrupted",
         )
         self._commit(ctx, "interrupted", resume=True)
+
+    def _charge_unconfirmed(self, ctx: RunContext) -> None:
+        """A model request was in flight when the executor died: it may have been sent and
+        billed, so it counts at its worst case, traced as ``model_call_unconfirmed``."""
+        run = ctx.run
+        reserved = run.state.pop(RESERVED, None)
+        if not isinstance(reserved, dict):
+            return
+        tokens_in = int(reserved.get("tokens_in") or 0)
+        tokens_out = int(reserved.get("tokens_out") or 0)
+        cost = float(reserved.get("cost_usd") or 0.0)
+        charge_reserved(run, tokens_in, tokens_out, cost)
+        ctx.trace.emit(
+            "model_call_unconfirmed",
+            step_id=reserved.get("step"),
+            step_type="agent",
+            name=reserved.get("model"),
+            status="error",
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=cost,
+            attrs={"usage_estimated": True, "answer_seen": False},
+        )
 
     # ------------------------------------------------------------------ guards and commits
 
@@ -751,7 +846,7 @@ class Engine:
                 f"{run.state['aborted'].get('by')}; start a new run instead",
                 run_id=run.run_id,
             )
-        if run.status not in ("interrupted", "failed") or run.cursor >= len(ctx.flow.steps):
+        if run.status not in RECOVERABLE or run.cursor >= len(ctx.flow.steps):
             raise NotWaiting(
                 f"cannot {action} run {run.run_id}: it is {run.status}; only an interrupted "
                 "or failed step can be retried or skipped",
@@ -771,12 +866,14 @@ class Engine:
             label = "input"
         expect = ctx.version
         run.version = (expect or 0) + 1
-        run.updated_us = now_us()
+        run.updated_us = self.clock.now_us()
         run.state["seq"] = ctx.trace.seq
         try:
             self.store.commit(run, changes, expect_version=expect, label=label, sync=sync)
-        except VersionConflict as exc:
+        except BaseException as exc:
             run.version = expect or 0
+            if not isinstance(exc, VersionConflict):
+                raise
             if resume:
                 raise AlreadyResumed(
                     f"run {run.run_id} was already resumed elsewhere (it is now {exc.status}); "
@@ -789,8 +886,6 @@ class Engine:
                 run_id=run.run_id,
             ) from None
         ctx.version = run.version
+        ctx.stored_status = run.status
         ctx.has_results = False
-        if self.on_commit is not None:
-            self.on_commit(run, changes.events)
         changes.clear()
-        self.crash("after_commit")

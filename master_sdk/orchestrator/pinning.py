@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import FlowChanged
 from master_sdk.memory.records import StepRow
+from master_sdk.memory.store import FlowSource
 
 if TYPE_CHECKING:
-    from master_sdk.orchestrator.engine import RunContext
+    from master_sdk.orchestrator.context import RunContext
     from master_sdk.products.compiler import CompiledFlow
 
 
@@ -48,6 +49,8 @@ def check_flow_pin(
             "allow_flow_change=True to resume it on the new flow",
             run_id=run.run_id,
             step=current[0] if current else None,
+            changes=what,
+            diff=flow_diff(previous_source, flow.source),
         )
     moved = _remap(ctx, current, what)
     if moved:
@@ -65,7 +68,7 @@ def check_flow_pin(
     )
     run.flow_hash = flow.flow_hash
     run.product_version = flow.product_version
-    ctx.changes.flow_source = (
+    ctx.changes.flow_source = FlowSource(
         flow.flow_hash,
         flow.product,
         flow.id,
@@ -158,7 +161,11 @@ def describe_flow_change(previous: str | None, flow: CompiledFlow, old_version: 
         notes.append("the flow file's content changed")
         return "; ".join(notes)
     if previous == flow.source:
-        return "; ".join(notes) or "the flow is unchanged"
+        # the run's hash covers its product's code too (products/compiler.py: flow_hash)
+        return "; ".join(notes) or (
+            "the product's code or settings changed (its Python modules, manifest.yaml or "
+            "config/), the flow file did not"
+        )
     from pydantic import ValidationError
 
     from master_sdk.config import safe_yaml
@@ -188,6 +195,27 @@ def describe_flow_change(previous: str | None, flow: CompiledFlow, old_version: 
         if getattr(old, key) != getattr(flow.spec, key):
             notes.append(f"{key} changed")
     return "; ".join(notes) or "the flow file's text changed (formatting or comments)"
+
+
+def flow_diff(previous: str | None, current: str, *, max_lines: int = 40) -> str:
+    """A short unified diff of a flow file, from the text a run started with to now."""
+    if previous is None or previous == current:
+        return ""
+    import difflib
+
+    lines = list(
+        difflib.unified_diff(
+            previous.splitlines(),
+            current.splitlines(),
+            "flow when the run started",
+            "flow now",
+            n=1,
+            lineterm="",
+        )
+    )
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines], f"... ({len(lines) - max_lines} more lines)"]
+    return "\n".join(lines)
 
 
 def _dump(step: Any) -> dict[str, Any]:

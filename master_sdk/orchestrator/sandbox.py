@@ -27,6 +27,7 @@ import re
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar, Token
 from typing import Any
 
 from jinja2 import StrictUndefined, nodes, pass_context
@@ -35,12 +36,19 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from master_sdk.orchestrator.template_bounds import precheck
 from master_sdk.orchestrator.templating import TemplateError
 
 __all__ = ["BUDGET_VAR", "DataEnvironment", "RenderBudget", "measure"]
 
 BUDGET_VAR = "_master_render"
 """The context variable that carries a render's :class:`RenderBudget`."""
+
+BUILD_FACTOR = 64
+"""A render may build at most this many times ``max_rendered_chars`` in intermediate values
+(every filter result, call result and ``* + ~`` result counts): the cap on what it can hold."""
+
+_ACTIVE: ContextVar[RenderBudget | None] = ContextVar("master_render_budget", default=None)
 
 _LOOP, _OUT, _CONCAT = "_master_loop", "_master_out", "_master_concat"
 # CPU time is read once per this many ticks: reading it costs more than a tick.
@@ -77,14 +85,36 @@ class RenderBudget:
         max_ms: the CPU time cap in milliseconds (``max_render_ms``).
     """
 
-    __slots__ = ("chars", "deadline", "max_chars", "max_ms", "ticks")
+    __slots__ = ("built", "chars", "deadline", "max_chars", "max_ms", "ticks", "tokens")
 
     def __init__(self, max_chars: int, max_ms: int) -> None:
         self.max_chars = max_chars
         self.max_ms = max_ms
         self.chars = 0
+        self.built = 0
         self.ticks = 0
         self.deadline = time.thread_time() + max_ms / 1000
+        self.tokens: list[Token[RenderBudget | None]] = []
+
+    def __enter__(self) -> RenderBudget:
+        # filters, tests and calls find the render they belong to here (Jinja passes no
+        # context to most filters)
+        self.tokens.append(_ACTIVE.set(self))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.reset(self.tokens.pop())
+
+    def build(self, size: int) -> None:
+        """Count ``size`` characters or items of intermediate values built by a filter, call
+        or operator; raise past :data:`BUILD_FACTOR` times the output cap."""
+        self.built += size
+        if self.built > self.max_chars * BUILD_FACTOR:
+            raise TemplateError(
+                f"the template builds more than {self.max_chars * BUILD_FACTOR} characters or "
+                f"items of intermediate values ({BUILD_FACTOR} x max_rendered_chars)"
+            )
+        self.tick()
 
     def tick(self) -> None:
         """Count one unit of work; raise once the CPU time is spent."""
@@ -165,11 +195,20 @@ class DataEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, *, max_chars: int) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        # optimized=False: Jinja's optimizer folds constant expressions when a template is
+        # compiled, i.e. it would run `[1]|batch(10**9, 0)|list` while the flow loads, outside
+        # every render budget. Without it, all work happens in a render, under the budget.
+        super().__init__(
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            optimized=False,
+        )
         self.max_chars = max_chars
         self.globals.pop("lipsum", None)
         self.filters.pop("random", None)
         self.filters = {name: _guard_filter(fn, self) for name, fn in self.filters.items()}
+        self.tests = {name: _guard_test(fn) for name, fn in self.tests.items()}  # type: ignore[arg-type]  # typeshed types tests as bare `function`
         self.filters[_LOOP] = _loop
         self.filters[_OUT] = _out
         self.filters[_CONCAT] = _concat
@@ -196,16 +235,26 @@ class DataEnvironment(ImmutableSandboxedEnvironment):
         if budget is not None:
             budget.tick()
         limit = __self.limit(__context)
+        if args and _is_str_join(__obj):
+            # a generator would only be sized by joining it: take its items first
+            args = (_materialize(args[0], limit), *args[1:])
         _check_call(__obj, args, kwargs, limit)
         result = super().call(__context, __obj, *args, **kwargs)
-        if isinstance(result, str | list | tuple | dict) and len(result) > limit:
+        size = _size(result)
+        if size > limit:
             raise TemplateError(f"a call produced more than {limit} characters or items")
+        if budget is not None:
+            budget.build(size)
         return result
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         """Intercepted ``* ** + %``: refuse results too large to build."""
         _check_binop(operator, left, right, self.limit(context))
-        return super().call_binop(context, operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        budget = _budget(context)
+        if budget is not None and isinstance(result, str | list | tuple):
+            budget.build(len(result))
+        return result
 
     def _generate(
         self,
@@ -308,32 +357,79 @@ def _concat(context: Context, parts: list[Any]) -> str:
     return "".join([str(part) for part in parts])
 
 
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | list | tuple | dict) else 1
+
+
 def _guard_filter(fn: Callable[..., Any], env: DataEnvironment) -> Callable[..., Any]:
-    """Wrap a filter: its input is measured first, its result's length checked after."""
+    """Wrap a filter: its input is measured and its arguments checked before it runs
+    (:mod:`~master_sdk.orchestrator.template_bounds`), its result's size after; the result
+    counts towards the render's build budget, and each call ticks its clock."""
     passes = getattr(fn, "jinja_pass_arg", None)
     skip = 1 if passes is not None else 0
+    check = precheck(fn, skip)
+    name = fn.__name__
 
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        limit = env.max_chars
+        budget = _ACTIVE.get()
+        limit = budget.max_chars if budget is not None else env.max_chars
+        if budget is not None:
+            budget.tick()
         if len(args) > skip:
-            _too_big(f"the input of the '{fn.__name__}' filter", args[skip], limit)
-        name = fn.__name__
-        if name == "do_replace" and len(args) > skip + 2:
-            _check_replace(args[skip], args[skip + 1], args[skip + 2], limit)
-        elif name == "do_center":
-            width = args[skip + 1] if len(args) > skip + 1 else kwargs.get("width", 80)
-            _check_width(width, limit)
-        elif name == "do_indent":
-            _check_indent(args[skip] if len(args) > skip else "", args[skip + 1 :], kwargs, limit)
-        elif name == "do_format" and len(args) > skip:
+            if name in _MATERIALIZED:
+                # sized before the filter builds anything from it (a generator has no size)
+                args = (*args[:skip], _materialize(args[skip], limit), *args[skip + 1 :])
+            _too_big(f"the input of the '{name}' filter", args[skip], limit)
+        check(args, kwargs, limit)
+        if name == "do_format" and len(args) > skip:
             _check_format(args[skip], args[skip + 1 :], kwargs, limit)
         result = fn(*args, **kwargs)
-        if isinstance(result, str | list | tuple | dict) and len(result) > limit:
+        size = _size(result)
+        if size > limit:
             raise TemplateError(
                 f"the '{name}' filter produced more than {limit} characters or items"
             )
+        if budget is not None:
+            budget.build(size)
         return result
+
+    return guarded
+
+
+# filters whose output size depends on how many items their input has
+_MATERIALIZED = frozenset({"do_join", "do_sum"})
+
+
+def _materialize(value: Any, limit: int) -> Any:
+    """``value`` as a list when it is an iterator (a generator from ``map``, ``select``...),
+    taking at most ``limit`` items; other values are returned as they are."""
+    if isinstance(value, Iterator):
+        items = []
+        for item in value:
+            items.append(item)
+            if len(items) > limit:
+                raise TemplateError(f"a sequence of more than {limit} items (max_rendered_chars)")
+        return items
+    return value
+
+
+def _is_str_join(obj: Any) -> bool:
+    target = getattr(obj, "__wrapped__", obj)
+    return getattr(target, "__name__", "") == "join" and isinstance(
+        getattr(target, "__self__", None), str
+    )
+
+
+def _guard_test(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a test: each call ticks the render's clock (tests build nothing)."""
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        budget = _ACTIVE.get()
+        if budget is not None:
+            budget.tick()
+        return fn(*args, **kwargs)
 
     return guarded
 
@@ -352,6 +448,12 @@ def _check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: 
         _check_replace(owner, args[0], args[1], limit)
     elif name == "join" and args:
         _too_big("str.join()", args[0], limit)
+        items = args[0]
+        if (
+            isinstance(items, list | tuple | set | frozenset | dict)
+            and len(owner) * len(items) > limit
+        ):
+            raise TemplateError(f"str.join() would build more than {limit} characters")
     elif name in ("format", "format_map"):
         _check_format(owner, args, kwargs, limit)
 

@@ -186,7 +186,8 @@ class TemplateEngine:
 
         def render(scope: Scope) -> Any:
             budget = RenderBudget(max_chars, max_ms)
-            value = _guarded(lambda: expr(**scope, **{BUDGET_VAR: budget}))
+            with budget:
+                value = _guarded(lambda: expr(**scope, **{BUDGET_VAR: budget}))
             # the value is stored and printed as it is: measure it the way printing would
             if not isinstance(value, bool | int | float | None) and measure(value, max_chars) > (
                 max_chars
@@ -216,13 +217,15 @@ class TemplateEngine:
             budget = RenderBudget(max_chars, max_ms)
             out: list[str] = []
             size = 0
-            for chunk in template.generate(**scope, **{BUDGET_VAR: budget}):
-                size += len(chunk)
-                if size > max_chars:
-                    raise TemplateError(
-                        f"rendered text is longer than {max_chars} characters (max_rendered_chars)"
-                    )
-                out.append(chunk)
+            with budget:
+                for chunk in template.generate(**scope, **{BUDGET_VAR: budget}):
+                    size += len(chunk)
+                    if size > max_chars:
+                        raise TemplateError(
+                            f"rendered text is longer than {max_chars} characters "
+                            "(max_rendered_chars)"
+                        )
+                    out.append(chunk)
             return "".join(out)
 
         def render(scope: Scope) -> Any:

@@ -106,6 +106,10 @@ def _field_errors(error: SchemaValidationError) -> list[FieldError]:
     return [FieldError(path, _message(kind, value, error))]
 
 
+# patterns that only ask for a non-space character: said in words
+_NOT_BLANK = frozenset({r"\S", r".*\S.*", r"^.*\S.*$", r"[^\s]", r"^\s*\S"})
+
+
 def _message(kind: Any, value: Any, error: SchemaValidationError) -> str:
     plural = "" if value == 1 else "s"
     match kind:
@@ -131,6 +135,8 @@ def _message(kind: Any, value: Any, error: SchemaValidationError) -> str:
         case "const":
             return f"must be {value!r}"
         case "pattern":
+            if value in _NOT_BLANK:
+                return "must not be blank"
             return f"must match the pattern {value}"
         case "format":
             return f"must be a valid {value}"

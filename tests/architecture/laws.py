@@ -945,6 +945,10 @@ def _law9(sources: Sources) -> Iterator[Violation]:
                 return False
             if parts[1] == "notebook" and in_notebook:
                 return False
+            # the CLI's ``test`` command: a user-facing package that drives notebooks
+            # through kernels and the public API (it is no engine internal)
+            if parts[1] == "notebook_tests" and not in_notebook:
+                return False
             # ``from master_sdk import Workbench`` names the public API, not a module.
             return not (len(parts) == 2 and parts[1] not in submodules)
 
@@ -1094,8 +1098,9 @@ def check_law8(root: Path) -> list[Violation]:
 def check_law9(root: Path) -> list[Violation]:
     """Imports of engine internals by ``master_sdk/notebook/`` and ``master_sdk/cli.py``.
 
-    Allowed: ``master_sdk`` itself and the public names it exports, ``master_sdk.errors``, and
-    (notebook only) ``master_sdk.notebook.*``. Any other master_sdk module is flagged, whether
+    Allowed: ``master_sdk`` itself and the public names it exports, ``master_sdk.errors``,
+    (notebook only) ``master_sdk.notebook.*`` and (CLI only) ``master_sdk.notebook_tests``,
+    the user-facing package behind ``master test``. Any other master_sdk module is flagged, whether
     imported (relatively, lazily or for type checking only) or reached as ``ms.<module>``.
     """
     return check(9, root)

@@ -234,6 +234,17 @@ class LedgerProvider(FakeProvider):
         return super().complete(request)
 
 
+class DyingProvider(LedgerProvider):
+    """Records the request in the ledger, then ends its process at once (``os._exit``):
+    the request was sent, its answer never seen by anyone."""
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        """Record the call, then die like ``kill -9`` before answering."""
+        with self.ledger.open("a", encoding="utf-8") as handle:
+            handle.write("model\n")
+        os._exit(86)
+
+
 def make_ledger_project(root: Path, *, app: str = "", policy: str = "") -> Path:
     """A project folder with the ``ledger`` product (flows ledger, gated, gated_keyed,
     fatal, halt, two, pause); ``app`` / ``policy`` go to configs/app.yaml / policy.yaml."""
@@ -342,3 +353,45 @@ def all_exit(procs: Sequence[subprocess.Popen[str]], timeout: float = 120) -> li
         out, err = proc.communicate(timeout=timeout)
         outputs.append(out if proc.returncode == 0 else f"{out}\n[exit {proc.returncode}]\n{err}")
     return outputs
+
+
+def abandon_mid_step(
+    wb: Any, ref: str, inputs: Mapping[str, Any], *, ledger: Path, gate: Path, step: str
+) -> str:
+    """Leave a run as a failed commit does: ``ref`` runs in a thread until its gated step
+    ``step`` has started (the ledger shows it), another process takes the store's write
+    lock, the gate opens, and the step's result commit finds the store locked beyond the
+    busy timeout (configure a short one), so the workbench gives the run up (StoreBusy).
+    The lock is then released. Returns the run id; the step ran once and its result is not
+    stored."""
+    import threading
+
+    store = Path(wb.store_info()["path"])
+    errors: list[BaseException] = []
+
+    def execute() -> None:
+        try:
+            wb.run(ref, dict(inputs))
+        except BaseException as exc:  # the StoreBusy this is about; checked below
+            errors.append(exc)
+
+    thread = threading.Thread(target=execute)
+    thread.start()
+    holder: subprocess.Popen[str] | None = None
+    try:
+        wait_for(lambda: any(line.startswith(step) for line in lines(ledger)), what=step)
+        (run_id, _owner) = wb.store.find_runs(status="running")[0]
+        holder = spawn("hold-write", store, stdin=subprocess.PIPE)
+        assert holder.stdout is not None
+        assert json.loads(holder.stdout.readline()).get("held") == "write"
+        gate.touch()
+        thread.join(60)
+    finally:
+        gate.touch()
+        if holder is not None:
+            holder.communicate("\n", timeout=30)
+        thread.join(60)
+    from master_sdk.errors import StoreBusy
+
+    assert len(errors) == 1 and isinstance(errors[0], StoreBusy), errors
+    return str(run_id)

@@ -15,7 +15,9 @@ the config loader, as in production. Commands:
 * ``hold-write STORE`` / ``hold-read STORE`` — keep a write lock / a read snapshot open until
   a line arrives on stdin;
 * ``sweep ROOT WORKDIR POINTS_JSON`` — for each crash point, a process that drives a run
-  and dies there, then a new process that resumes it (see :func:`sweep`).
+  and dies there, then a new process that resumes it (see :func:`sweep`);
+* ``model-crash ROOT STORE LEDGER REF RUN|-`` — start ``REF`` (``-``) or retry ``RUN`` with
+  a model provider that ends the process as soon as a request reaches it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import master_sdk as ms  # noqa: E402  # after the path and module set-up above
-from tests.support.durability import LedgerProvider  # noqa: E402  # same reason
+from tests.support.durability import DyingProvider, LedgerProvider  # noqa: E402  # same reason
 
 ANSWERS = {"ask": {"audience": "board"}}
 
@@ -64,6 +66,9 @@ def answer(run: ms.Run, actions: list[str]) -> None:
         elif run.status == "interrupted":
             actions.append("retry")
             run.retry(by="ana")
+        elif run.status == "decided":
+            actions.append("proceed")
+            run.proceed()
         else:
             break
 
@@ -102,6 +107,19 @@ def resume(root: str, store: str, ledger: str) -> None:
     )
 
 
+def model_crash(root: str, store: str, ledger: str, ref: str, run_id: str) -> None:
+    wb = ms.Workbench.open(root, store=store, providers={"default": DyingProvider(Path(ledger))})
+    try:
+        if run_id == "-":
+            run = wb.run(ref, {"text": "hello"})
+        else:
+            run = wb.get_run(run_id).retry(by="ana")
+    except ms.MasterError as exc:
+        emit(result=type(exc).__name__, error=str(exc))
+        return
+    emit(run_id=run.id, status=run.status, error=run.error)
+
+
 def start(root: str, store: str, ref: str, inputs: str) -> None:
     wb = open_bench(root, store, json.loads(inputs).get("ledger"))
     run = wb.run(ref, json.loads(inputs))
@@ -110,17 +128,34 @@ def start(root: str, store: str, ref: str, inputs: str) -> None:
 
 def open_run(root: str, store: str, run_id: str, *flags: str) -> None:
     """``get_run``; with ``--barrier DIR NAME`` the first commit waits at a barrier."""
-    wb = open_bench(root, store)
     if "--barrier" in flags:
         at = flags.index("--barrier")
-        folder, name = Path(flags[at + 1]), flags[at + 2]
-        wb.engine.store = BarrierStore(wb.store, folder, name)  # type: ignore[assignment]  # same protocol
+        wb = barrier_bench(root, store, Path(flags[at + 1]), flags[at + 2])
+    else:
+        wb = open_bench(root, store)
     try:
         run = wb.get_run(run_id, recover="--no-recover" not in flags)
     except ms.MasterError as exc:
         emit(run_id=run_id, result=type(exc).__name__, error=str(exc))
         return
     emit(run_id=run.id, status=run.status, error=run.error)
+
+
+def barrier_bench(root: str, store: str, folder: Path, name: str) -> ms.Workbench:
+    """A workbench on ``store`` whose first commit waits at the barrier (see
+    :class:`BarrierStore`); its model calls are counted in ``folder/ledger``."""
+    from master_sdk.memory.open import postgres_url
+    from master_sdk.memory.sqlite import SQLiteStore
+
+    url = postgres_url(store)
+    if url is not None:
+        from master_sdk.memory.postgres import PostgresStore
+
+        inner: Any = PostgresStore(url)
+    else:
+        inner = SQLiteStore(Path(store))
+    providers = {"default": LedgerProvider(folder / "ledger")}
+    return ms.Workbench.open(root, store=BarrierStore(inner, folder, name), providers=providers)
 
 
 class BarrierStore:
@@ -159,13 +194,14 @@ def wait_file(path: Path, timeout: float = 60) -> None:
 def race(root: str, store: str, run_id: str, action: str, folder: str, name: str,
          *flags: str) -> None:  # fmt: skip
     barrier = Path(folder)
-    wb = open_bench(root, store, str(barrier / "ledger"))
+    if "--plain" in flags:
+        wb = open_bench(root, store, str(barrier / "ledger"))
+    else:
+        wb = barrier_bench(root, store, barrier, name)
     run = wb.get_run(run_id, recover=False)
     if "--plain" in flags:
         (barrier / f"{name}.ready").touch()
         wait_file(barrier / "go")
-    else:
-        wb.engine.store = BarrierStore(wb.store, barrier, name)  # type: ignore[assignment]  # same protocol
     try:
         if action == "approve":
             run.approve(f"from {name}", by=name)
@@ -332,6 +368,7 @@ COMMANDS = {
     "hold-write": hold_lock,
     "hold-read": hold_read,
     "sweep": sweep,
+    "model-crash": model_crash,
 }
 
 

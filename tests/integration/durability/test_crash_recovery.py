@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 import master_sdk as ms
-from master_sdk.errors import StoreBusy
-from master_sdk.orchestrator.engine import owner_alive
+from master_sdk.orchestrator.ownership import process_alive as owner_alive
 from tests.support.durability import (
     REPO,
+    abandon_mid_step,
     all_exit,
     driver_env,
     last_json,
@@ -91,7 +91,7 @@ def test_an_interrupted_step_can_be_skipped_with_an_output_or_the_run_aborted(
     root: Path, tmp_path: Path, decision: str
 ) -> None:
     """The other human decisions: ``skip(output=...)`` gives the step its output without
-    running it and continues; ``abort()`` ends the run as failed with the reason."""
+    running it and continues; ``abort()`` ends the run as aborted with the reason."""
     store, ledger, gate = tmp_path / "s.sqlite3", tmp_path / "ledger", tmp_path / "gate"
     kill_mid_step(root, store, ledger, "gated", gate)
     with ms.Workbench.open(root, store=store) as wb:
@@ -104,7 +104,8 @@ def test_an_interrupted_step_can_be_skipped_with_an_output_or_the_run_aborted(
             assert tally(ledger) == {"before": 1, "slow": 1, "after": 1}
         else:
             run.abort("not needed any more", by="ana")
-            assert run.status == "failed"
+            assert run.status == "aborted"
+            assert run.ended
             assert run.error == "aborted by ana: not needed any more"
             assert tally(ledger) == {"before": 1, "slow": 1}
         with pytest.raises(ms.NotWaiting):
@@ -210,40 +211,21 @@ def test_a_keyboard_interrupt_is_interrupted_but_never_retried_automatically(
 
 
 def test_a_step_abandoned_by_an_error_in_this_process_is_not_left_running(
-    root: Path, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    """If a commit fails mid-run (the store stayed locked, say), the run is not stranded as
-    ``running`` while the kernel lives: reopening it in the same process shows it
-    ``interrupted``, and it can be retried."""
-    ledger = tmp_path / "ledger"
+    """If a commit fails mid-run (another process held the store locked beyond the busy
+    timeout), the run is not stranded as ``running`` while the kernel lives: reopening it
+    in the same process shows it ``interrupted``, and it can be retried."""
+    root = make_ledger_project(tmp_path / "project", app="busy_timeout_ms: 200\n")
+    ledger, gate = tmp_path / "ledger", tmp_path / "gate"
     wb = ms.Workbench.open(root, store=tmp_path / "s.sqlite3")
-    real = wb.engine.store
-
-    class LockedAfterFirst:
-        """The real store, but the second commit finds the store locked."""
-
-        def __init__(self) -> None:
-            self.commits = 0
-
-        def commit(self, *args: object, **kwargs: object) -> None:
-            self.commits += 1
-            if self.commits == 2:
-                raise StoreBusy("locked beyond the busy timeout (simulated)")
-            real.commit(*args, **kwargs)  # type: ignore[arg-type]
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(real, name)
-
-    wb.engine.store = LockedAfterFirst()  # type: ignore[assignment]
-    with pytest.raises(StoreBusy):
-        wb.run("ledger/two", {"ledger": str(ledger)})
-    wb.engine.store = real
-    run_id = only_run(wb)
+    inputs = {"ledger": str(ledger), "gate": str(gate)}
+    run_id = abandon_mid_step(wb, "ledger/gated", inputs, ledger=ledger, gate=gate, step="slow")
     run = wb.get_run(run_id)
     assert run.status == "interrupted"
     run.retry()
     assert run.status == "completed"
-    assert tally(ledger) == {"a": 2, "b": 1}
+    assert tally(ledger) == {"before": 1, "slow": 2, "after": 1}
     wb.close()
 
 
@@ -251,7 +233,7 @@ def test_a_killed_process_not_yet_reaped_counts_as_dead() -> None:
     """A zombie (killed, not yet waited for by its parent) executes nothing: its runs are
     not considered owned any more."""
     code = (
-        "import sys; from master_sdk.orchestrator.engine import process_identity; "
+        "import sys; from master_sdk.orchestrator.ownership import process_identity; "
         "print(process_identity(), flush=True); sys.stdin.readline()"
     )
     proc = subprocess.Popen(

@@ -41,9 +41,12 @@ SWEEP: dict[str, tuple[str | None, tuple[str, ...], bool]] = {
     "after_tool_return@2": ("waiting_approval", ("second",), False),
     "commit:pause@1": ("waiting_approval", ("second",), False),  # its result was in there
     "after_commit@3": ("waiting_approval", (), False),
-    # the approval: lost with its transaction, or committed with the next step's start
+    # the approval: lost with its transaction, or committed on its own (decided, continued
+    # by the next process), then the next step's start in a commit of its own
     "commit:approval@1": ("waiting_approval", (), False),
-    "after_commit@4": ("interrupted", (), True),
+    "after_commit@4": ("decided", (), False),
+    "after_decision@1": ("decided", (), False),
+    "after_commit@5": ("interrupted", (), True),
     "after_tool_return@3": ("interrupted", ("third",), True),
     # the user input, the agent (not idempotent: a model call costs money), the end
     "commit:input@1": ("waiting_input", (), False),
@@ -51,7 +54,8 @@ SWEEP: dict[str, tuple[str | None, tuple[str, ...], bool]] = {
     "after_tool_return@4": ("interrupted", ("model",), True),
     "after_step_start@5": ("completed", (), False),
     "commit:end@1": ("completed", ("last",), False),
-    "after_commit@8": ("completed", (), False),
+    "after_decision@2": ("decided", (), False),  # the input, recorded, not yet continued
+    "after_commit@10": ("completed", (), False),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import master_sdk as ms
+from master_sdk.memory.sqlite import SQLiteStore
 from tests.support.durability import (
     all_exit,
     last_json,
@@ -69,8 +70,9 @@ def test_two_processes_resuming_the_same_pause_one_wins_the_other_changes_nothin
     loser = next(r for r in results if r["result"] == "already_resumed")
     assert "was already resumed elsewhere" in loser["error"]
     assert "nothing was changed here" in loser["error"]
-    # the loser re-read the store: the winner's state, possibly mid-way through `after`
-    assert loser["status"] in ("running", "waiting_input", "completed")
+    # the loser re-read the store: the winner's state, its decision recorded and the run
+    # possibly not yet continued (decided) or mid-way through `after`
+    assert loser["status"] in ("decided", "running", "waiting_input", "completed")
 
     with ms.Workbench.open(root, store=store) as wb:
         run = wb.get_run(run_id)
@@ -114,27 +116,33 @@ def test_the_loser_of_a_race_sees_the_winners_state_in_its_own_handle(tmp_path: 
     root = make_ledger_project(tmp_path / "project")
     store, ledger = tmp_path / "s.sqlite3", tmp_path / "ledger"
     run_id = paused_run(root, store, ledger, at="approve")
-    with ms.Workbench.open(root, store=store) as one, ms.Workbench.open(root, store=store) as two:
+    real = SQLiteStore(store)
+    handles: list[ms.Run] = []
+
+    class OtherWinsFirst:
+        """The real store, except that before its first write the other handle approves."""
+
+        def commit(self, *args: Any, **kwargs: Any) -> None:
+            first = handles[0]
+            if first.status == "waiting_approval":
+                first.approve(by="ana")
+            real.commit(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    with (
+        ms.Workbench.open(root, store=store) as one,
+        ms.Workbench.open(root, store=OtherWinsFirst()) as two,
+    ):
         first = one.get_run(run_id)
+        handles.append(first)
         second = two.get_run(run_id)
-        real = two.engine.store
-
-        class OtherWinsFirst:
-            """Before this handle's first write, the other handle approves."""
-
-            def commit(self, *args: object, **kwargs: object) -> None:
-                if first.status == "waiting_approval":
-                    first.approve(by="ana")
-                real.commit(*args, **kwargs)  # type: ignore[arg-type]
-
-            def __getattr__(self, name: str) -> object:
-                return getattr(real, name)
-
-        two.engine.store = OtherWinsFirst()  # type: ignore[assignment]
         with pytest.raises(ms.AlreadyResumed):
             second.approve(by="bo")
         assert first.status == "waiting_input"
         assert second.status == "waiting_input"  # its own attempt would read `running`
         assert second.waiting_for == first.waiting_for
         assert list(one.approvals()["by"]) == ["ana"]
+    real.close()  # a store given to a workbench is closed by its owner
     assert tally(ledger) == {"after": 1}

@@ -189,7 +189,7 @@ def test_a_run_whose_paused_step_is_gone_or_retyped_cannot_continue_even_if_allo
         assert why in str(caught.value) and "abort it" in str(caught.value)
         assert run.status == "waiting_approval"
         run.abort("the flow moved on", by="ana")
-        assert run.status == "failed"
+        assert run.status == "aborted"
         assert run.error == "aborted by ana: the flow moved on"
 
 

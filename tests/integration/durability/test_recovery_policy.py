@@ -1,8 +1,8 @@
 """Which interrupted steps are retried without a human, as the policy says.
 
-The step is abandoned in this process (its second commit finds the store locked), so the
-store holds it ``running`` with an owner that is no longer executing it: exactly what a
-crash leaves, without a process to kill.
+The step is abandoned in this process (its result commit finds the store locked by another
+process), so the store holds it ``running`` with an owner that is no longer executing it:
+what a crash leaves, without a process to kill.
 """
 
 from __future__ import annotations
@@ -13,49 +13,34 @@ from pathlib import Path
 import pytest
 
 import master_sdk as ms
-from master_sdk.errors import StoreBusy
-from tests.support.durability import make_ledger_project, tally
+from tests.support.durability import abandon_mid_step, make_ledger_project, tally
 
 KEYED = """
 id: keyed
 {policy}
 inputs:
   type: object
-  properties: {{ledger: {{type: string}}}}
-  required: [ledger]
+  properties: {{ledger: {{type: string}}, gate: {{type: string}}}}
+  required: [ledger, gate]
 steps:
-  - {{id: k, type: tool, tool: mark_keyed, input: {{ledger: "{{{{ inputs.ledger }}}}", name: k}}}}
+  - {{id: k, type: tool, tool: gated_keyed,
+     input: {{ledger: "{{{{ inputs.ledger }}}}", name: k, gate: "{{{{ inputs.gate }}}}"}}}}
   - {{id: m, type: tool, tool: mark, input: {{ledger: "{{{{ inputs.ledger }}}}", name: m}}}}
 """
 
 
 def abandoned(tmp_path: Path, policy: str) -> tuple[ms.Workbench, str, Path]:
-    """A workbench and a run whose idempotent step ``k`` ran but was never recorded."""
-    root = make_ledger_project(tmp_path / "project")
+    """A workbench and a run whose idempotent step ``k`` ran but whose result commit found
+    the store locked by another process: the store holds it ``running`` under an executor
+    that gave it up, which this workbench then records as interrupted."""
+    root = make_ledger_project(tmp_path / "project", app="busy_timeout_ms: 200\n")
     flow = root / "products" / "ledger" / "flows" / "keyed.yaml"
     flow.write_text(textwrap.dedent(KEYED.format(policy=policy)), encoding="utf-8")
-    ledger = tmp_path / "ledger"
+    ledger, gate = tmp_path / "ledger", tmp_path / "gate"
     wb = ms.Workbench.open(root, store=tmp_path / "s.sqlite3")
-    real = wb.engine.store
-
-    class LockedAfterFirst:
-        commits = 0
-
-        def commit(self, *args: object, **kwargs: object) -> None:
-            LockedAfterFirst.commits += 1
-            if LockedAfterFirst.commits == 2:
-                raise StoreBusy("locked (simulated)")
-            real.commit(*args, **kwargs)  # type: ignore[arg-type]
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(real, name)
-
-    wb.engine.store = LockedAfterFirst()  # type: ignore[assignment]
-    with pytest.raises(StoreBusy):
-        wb.run("ledger/keyed", {"ledger": str(ledger)})
-    wb.engine.store = real
-    (run_id,) = list(wb.runs()["run_id"])
-    return wb, str(run_id), ledger
+    inputs = {"ledger": str(ledger), "gate": str(gate)}
+    run_id = abandon_mid_step(wb, "ledger/keyed", inputs, ledger=ledger, gate=gate, step="k")
+    return wb, run_id, ledger
 
 
 def test_by_default_an_abandoned_idempotent_step_is_retried_when_the_run_is_opened(

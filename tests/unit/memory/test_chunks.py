@@ -24,9 +24,10 @@ from master_sdk.memory.chunks import (
     pack,
     unpack,
 )
-from master_sdk.memory.frames import EVENT_DTYPE, METRICS_DTYPE
 from master_sdk.memory.records import Changes, RunRow, VersionConflict
 from master_sdk.memory.sqlite import SQLiteStore
+from master_sdk.memory.sqlite.traces import EVENT_DTYPE, METRICS_DTYPE
+from master_sdk.memory.store import TraceEvent
 from master_sdk.tracing.events import EventRow
 
 TS = 1_767_225_600_000_000
@@ -129,8 +130,8 @@ def new_run(store: SQLiteStore, run_id: str) -> RunRow:
     return run
 
 
-def event(seq: int, name: str) -> EventRow:
-    return (seq, TS + seq, 1, name, 0, name, None, None, None, None, None, None)
+def event(seq: int, name: str) -> TraceEvent:
+    return TraceEvent(seq, TS + seq, "step_started", name, "tool", name)
 
 
 def test_a_store_learns_a_name_code_only_once_its_commit_succeeded(tmp_path: Path) -> None:
@@ -156,14 +157,15 @@ def test_a_store_learns_a_name_code_only_once_its_commit_succeeded(tmp_path: Pat
 
 
 def test_each_commit_writes_its_events_as_one_chunk(wb: ms.Workbench) -> None:
-    """A completed hello_world run: five commits, five trace_chunks rows holding its sixteen
-    events; trace_names holds only its step ids and tool, agent and model names."""
+    """A completed hello_world run: seven commits (each decision is committed apart from
+    the continuation that follows it), seven trace_chunks rows holding its sixteen events;
+    trace_names holds only its step ids and tool, agent and model names."""
     run = wb.run("hello_world/greet", inputs={"text": "hi"})
     run.approve(by="ana")
     run.submit({"audience": "the board"}, by="ana")
     conn = wb.store.conn
     sizes = [r[0] for r in conn.execute("SELECT n FROM trace_chunks ORDER BY first_seq")]
-    assert sizes == [2, 4, 4, 3, 3]
+    assert sizes == [2, 4, 2, 2, 2, 1, 3]
     assert wb.store.count_events() == wb.store.count_events(run.id) == 16
     assert wb.store.count_events("no-such-run") == 0
     names = {r[0] for r in conn.execute("SELECT text FROM trace_names")}

@@ -1,4 +1,4 @@
-"""The DataFrames over the store: columns, dtypes, filters and both read paths."""
+"""The DataFrames over the store: columns, dtypes, filters, and values as written."""
 
 from __future__ import annotations
 
@@ -12,23 +12,23 @@ import pandas as pd
 import pytest
 
 import master_sdk as ms
+from master_sdk.memory import frames
 from master_sdk.memory.chunks import INSERT_CHUNK, NewNames, attrs_text, pack
 from master_sdk.memory.frames import (
     APPROVAL_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     TRACE_COLUMNS,
-    trace_frame,
 )
 from master_sdk.tracing.events import EventRow
 
 UTC_US = "datetime64[us, UTC]"
 TRACE_DTYPES = {
-    "run_id": "category",
+    "run_id": "string",
     "seq": "int64",
     "ts": UTC_US,
     "event": "category",
-    "step_id": "category",
+    "step_id": "string",
     "step_type": "category",
     "product": "category",
     "flow": "category",
@@ -54,23 +54,9 @@ def completed(wb: ms.Workbench, text: str, audience: str = "the board") -> ms.Ru
     return run
 
 
-NO_FILTER: dict[str, Any] = dict.fromkeys(("run_id", "product", "flow", "status", "since_us"))
-
-
-def both_paths(wb: ms.Workbench, **filters: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The trace frame through ADBC and through sqlite3, with the same filters."""
-    store = wb.store
-    args: dict[str, Any] = {
-        "run_id": None,
-        "product": None,
-        "flow": None,
-        "status": None,
-        "since_us": None,
-        **filters,
-    }
-    fast = trace_frame(store.conn, store.path, use_adbc=True, **args)
-    slow = trace_frame(store.conn, store.path, use_adbc=False, **args)
-    return fast, slow
+def read(wb: ms.Workbench, **filters: Any) -> pd.DataFrame:
+    """The trace frame straight from the store (no redaction on read), with filters."""
+    return frames.traces(wb.store, **filters)
 
 
 def test_trace_frame_has_the_documented_columns_and_dtypes(wb: ms.Workbench) -> None:
@@ -114,21 +100,27 @@ def test_hello_world_trace_reads_as_sixteen_ordered_events(wb: ms.Workbench) -> 
     assert decided["attrs"].iloc[0] == {"by": "ana"}
 
 
-def test_adbc_and_sqlite3_paths_build_equal_frames(wb: ms.Workbench) -> None:
-    """The ADBC reader and the sqlite3 fallback give the same frame, filters included."""
+def test_trace_filters_read_the_runs_asked_for_with_the_documented_dtypes(
+    wb: ms.Workbench,
+) -> None:
+    """run_id, status, product and flow filters each read exactly their runs' events, typed
+    like the whole frame, and an unknown run reads as an empty frame."""
     first = completed(wb, "one")
     completed(wb, "two")
-    wb.run("hello_world/greet", inputs={"text": "three"})
-    for filters in (
-        {},
-        {"run_id": first.id},
-        {"status": "waiting_approval"},
-        {"product": "hello_world", "flow": "greet"},
-        {"run_id": "no-such-run"},
+    paused = wb.run("hello_world/greet", inputs={"text": "three"})
+    whole = read(wb)
+    for filters, ids in (
+        ({}, None),
+        ({"run_id": first.id}, {first.id}),
+        ({"status": "waiting_approval"}, {paused.id}),
+        ({"product": "hello_world", "flow": "greet"}, None),
+        ({"run_id": "no-such-run"}, set()),
     ):
-        fast, slow = both_paths(wb, **filters)
-        pd.testing.assert_frame_equal(fast, slow)
-        assert dtypes(fast) == TRACE_DTYPES
+        frame = read(wb, **filters)
+        assert dtypes(frame) == TRACE_DTYPES
+        expected = whole if ids is None else whole[whole["run_id"].isin(ids)]
+        assert frame["seq"].tolist() == expected["seq"].tolist()
+        assert set(frame["run_id"].astype(str)) == set(expected["run_id"].astype(str))
 
 
 def test_traces_filters_by_status_product_run_and_time(wb: ms.Workbench) -> None:
@@ -151,12 +143,13 @@ def test_traces_filters_by_status_product_run_and_time(wb: ms.Workbench) -> None
     assert wb.traces(since=future).empty
 
 
-def test_run_id_categories_hold_only_the_runs_in_the_frame(wb: ms.Workbench) -> None:
-    """Filtering leaves no unused run_id category behind (group-bys stay clean)."""
+def test_a_trace_filtered_to_one_run_holds_only_that_run(wb: ms.Workbench) -> None:
+    """Filtering leaves no other run behind (group-bys stay clean); run_id is a string, as
+    in every frame, so it merges with runs() and steps() without turning into object."""
     a = completed(wb, "a")
     completed(wb, "b")
     frame = wb.traces(run_id=a.id)
-    assert list(frame["run_id"].cat.categories) == [a.id]
+    assert frame["run_id"].unique().tolist() == [a.id]
     assert frame.groupby("run_id", observed=False).size().to_dict() == {a.id: 16}
 
 
@@ -222,7 +215,7 @@ def test_columns_empty_in_the_first_thousands_of_chunks_keep_their_types(
     wb: ms.Workbench,
 ) -> None:
     """Chunks without metrics or attrs for thousands of rows, then one with both, are still
-    typed (no ADBC type clash), through both readers."""
+    typed."""
     run = wb.run("hello_world/greet", inputs={"text": "x"})
     base = len(run.trace())
     filler = [_event(base + i) for i in range(1, 5001)]
@@ -240,8 +233,7 @@ def test_columns_empty_in_the_first_thousands_of_chunks_keep_their_types(
         attrs={"model": "m", "n": [1, 2]},
     )
     _add_events(wb.store.path, run.id, [*filler, filled])
-    fast, slow = both_paths(wb)
-    pd.testing.assert_frame_equal(fast, slow)
+    fast = read(wb)
     last = fast.iloc[-1]
     assert (last["duration_ms"], last["tokens_in"], last["cost_usd"]) == (1.5, 3, 0.25)
     assert last["attrs"] == {"model": "m", "n": [1, 2]}
@@ -255,15 +247,14 @@ def test_event_codes_unknown_to_this_version_read_as_missing(wb: ms.Workbench) -
     """An event, step type or status code written by a newer version is NaN, not a crash."""
     run = wb.run("hello_world/greet", inputs={"text": "x"})
     _add_events(wb.store.path, run.id, [_event(999, 250, step_type=77, status=99)])
-    fast, slow = both_paths(wb)
-    pd.testing.assert_frame_equal(fast, slow)
+    fast = read(wb)
     last = fast.iloc[-1]
     assert pd.isna(last["event"]) and pd.isna(last["step_type"]) and pd.isna(last["status"])
 
 
 def test_a_damaged_trace_chunk_is_a_store_error_not_a_wrong_frame(wb: ms.Workbench) -> None:
     """A chunk whose bytes are not whole events, or whose name code is not in trace_names,
-    makes both readers raise StoreError saying the store is damaged."""
+    makes the reader raise StoreError saying the store is damaged."""
     run = wb.run("hello_world/greet", inputs={"text": "x"})
     conn = sqlite3.connect(str(wb.store.path))
     with conn:
@@ -272,21 +263,19 @@ def test_a_damaged_trace_chunk_is_a_store_error_not_a_wrong_frame(wb: ms.Workben
             "SELECT pk, 100, 1, zeroblob(22) FROM runs WHERE run_id = ?",
             (run.id,),
         )
-    for adbc in (True, False):
-        with pytest.raises(ms.StoreError, match="damaged"):
-            trace_frame(wb.store.conn, wb.store.path, **NO_FILTER, use_adbc=adbc)
+    with pytest.raises(ms.StoreError, match="damaged"):
+        read(wb)
     with conn:
         conn.execute(
             "UPDATE trace_chunks SET data = ? WHERE first_seq = 100",
             (pack([_event(100, step_id="gone")], {"gone": 999})[0],),
         )
     conn.close()
-    for adbc in (True, False):
-        with pytest.raises(ms.StoreError, match="code 999 is not in trace_names"):
-            trace_frame(wb.store.conn, wb.store.path, **NO_FILTER, use_adbc=adbc)
+    with pytest.raises(ms.StoreError, match="code 999 is not in trace_names"):
+        read(wb)
 
 
-def test_every_value_reads_back_as_written_through_both_readers(wb: ms.Workbench) -> None:
+def test_every_value_reads_back_as_written(wb: ms.Workbench) -> None:
     """Each field of an event, present or missing, at the edges of its range, in chunks of
     several events with and without metrics and attrs, reads back as written."""
     run = wb.run("hello_world/greet", inputs={"text": "x"})
@@ -298,8 +287,7 @@ def test_every_value_reads_back_as_written_through_both_readers(wb: ms.Workbench
         _event(base + 4, 13, duration_ms=123456.789, tokens_in=None, tokens_out=7),
     ]
     _add_events(wb.store.path, run.id, events, per_chunk=3)
-    fast, slow = both_paths(wb)
-    pd.testing.assert_frame_equal(fast, slow)
+    fast = read(wb)
     rows = fast.iloc[base:].to_dict("records")
     assert [r["seq"] for r in rows] == [base + 1, base + 2, base + 3, base + 4]
     events_read = [r["event"] for r in rows]
@@ -326,14 +314,9 @@ def test_attrs_are_redacted_once_per_distinct_value_as_the_frame_is_built(
         seen.append(json.dumps(value, sort_keys=True))
         return {**value, "by": "<HIDDEN>"} if value.get("by") == "ben" else value
 
-    def read(redact: Any) -> pd.DataFrame:
-        store = wb.store
-        filters: dict[str, Any] = dict.fromkeys(("run_id", "product", "flow", "status"))
-        return trace_frame(store.conn, store.path, since_us=None, redact=redact, **filters)
-
-    plain = read(None)["attrs"].dropna().tolist()
+    plain = frames.traces(wb.store)["attrs"].dropna().tolist()
     assert len(plain) == 12  # four events with attributes in each of three runs
-    frame = read(redact)
+    frame = frames.traces(wb.store, redact=redact)
     assert sorted(seen) == sorted({json.dumps(v, sort_keys=True) for v in plain})
     received = frame.loc[frame["event"] == "input_received", "attrs"].tolist()
     assert [r["by"] for r in received] == ["<HIDDEN>"] * 3
@@ -361,15 +344,18 @@ def test_runs_frame_columns_dtypes_and_values(wb: ms.Workbench) -> None:
         "steps": "int64",
         "tool_calls": "int64",
         "model_calls": "int64",
-        "tokens_in": "int64",
-        "tokens_out": "int64",
-        "total_tokens": "int64",
+        "tokens_in": "Int64",
+        "tokens_out": "Int64",
+        "total_tokens": "Int64",
         "cost_usd": "float64",
         "flow_hash": "string",
         "product_version": "string",
         "error": "string",
+        "parent_run_id": "string",
+        "forked_at": "string",
     }
     assert list(frame["run_id"]) == [paused.id, done.id]
+    assert frame["parent_run_id"].isna().all() and frame["forked_at"].isna().all()
     assert frame["waiting_step"].tolist()[0] == "review"
     assert pd.isna(frame["waiting_step"].tolist()[1])
     row = frame.iloc[1]

@@ -90,7 +90,9 @@ def test_a_released_store_opens_reads_and_resumes_its_paused_run(
 
 # wb.traces() of tests/fixtures/stores/v1.sqlite3 as the version 1 code read it: run (a, b
 # in order), seq, ts (seconds of 2026-11-26T03:27, UTC), event, step_id, step_type, name,
-# status, duration_ms, tokens_in, tokens_out, cost_usd; "-" is missing. attrs below.
+# status, duration_ms, tokens_in, tokens_out, cost_usd; "-" is missing. attrs below. The
+# waits for a person (duration_ms of approval_decided, input_received and of the human
+# steps' step_completed) are derived from the timestamps when the frame is read.
 V1_TRACE = """
 a 1 39.952230 run_started - - - - - - - -
 a 2 39.952267 step_started echo tool echo - - - - -
@@ -98,12 +100,12 @@ a 3 39.953960 tool_called echo tool echo ok 0.01539899994895677 - - -
 a 4 39.953992 step_completed echo tool echo completed 0.14448000001721084 - - -
 a 5 39.954016 step_started review hitl review - - - - -
 a 6 39.954018 approval_requested review hitl review waiting_approval - - - -
-a 7 39.958269 approval_decided review hitl review approved - - - -
-a 8 39.958325 step_completed review hitl review completed - - - -
+a 7 39.958269 approval_decided review hitl review approved 4.251 - - -
+a 8 39.958325 step_completed review hitl review completed 4.309 - - -
 a 9 39.958343 step_started audience user_input audience - - - - -
 a 10 39.958345 input_requested audience user_input audience waiting_input - - - -
-a 11 39.960602 input_received audience user_input audience - - - - -
-a 12 39.960624 step_completed audience user_input audience completed - - - -
+a 11 39.960602 input_received audience user_input audience - 2.257 - - -
+a 12 39.960624 step_completed audience user_input audience completed 2.281 - - -
 a 13 39.960685 step_started summary agent summarizer - - - - -
 a 14 39.965194 model_called summary agent default ok 0.03670900014185463 10 12 0.0
 a 15 39.965457 step_completed summary agent summarizer completed 3.2837799999470008 - - -
@@ -123,12 +125,14 @@ V1_ATTRS = {
     ("a", 14): {"model": "default", "provider": "fake"},
     ("b", 1): {"by": "ana"},
 }
+# the values are what the version 1 code read; the dtypes are today's (ids are `string` in
+# every frame since version 0.2)
 TRACE_DTYPES = {
-    "run_id": "category",
+    "run_id": "string",
     "seq": "int64",
     "ts": "datetime64[us, UTC]",
     "event": "category",
-    "step_id": "category",
+    "step_id": "string",
     "step_type": "category",
     "product": "category",
     "flow": "category",
@@ -185,8 +189,8 @@ def assert_v1_trace(frame: pd.DataFrame) -> None:
     and categories."""
     assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == TRACE_DTYPES
     assert frame_rows(frame) == v1_trace_rows()
-    assert list(frame["run_id"].cat.categories) == [V1_RUNS["a"], V1_RUNS["b"]]
-    assert list(frame["step_id"].cat.categories) == ["audience", "echo", "review", "summary"]
+    assert frame["run_id"].unique().tolist() == [V1_RUNS["a"], V1_RUNS["b"]]
+    assert sorted(frame["step_id"].dropna().unique()) == ["audience", "echo", "review", "summary"]
     assert list(frame["name"].cat.categories) == [
         "audience",
         "default",
@@ -205,7 +209,7 @@ def test_a_version_1_store_reads_the_trace_the_version_1_code_read(tmp_path: Pat
     and every frame of it reads exactly as the version 1 code read it."""
     project, store = v1_store(tmp_path)
     with ms.Workbench.open(project, store=store) as wb:
-        assert user_version(store) == 2
+        assert user_version(store) == schema.SCHEMA_VERSION
         assert columns(store, "trace") == []
         assert wb.store.count_events() == 22
         assert_v1_trace(wb.traces())
@@ -214,8 +218,12 @@ def test_a_version_1_store_reads_the_trace_the_version_1_code_read(tmp_path: Pat
         assert frame_rows(wb.get_run(done, recover=False).trace()) == expected[:16]
         assert frame_rows(wb.traces(status="waiting_approval")) == expected[16:]
         since = wb.traces(since="2026-11-26T03:27:39.960602+00:00")
-        assert frame_rows(since) == expected[10:]
-        assert list(since["run_id"].cat.categories) == [done, paused]
+        # a wait is derived within the frame: one that began before `since` is unknown
+        assert frame_rows(since) == [
+            (*r[:10], None, *r[11:]) if r[0] == done and r[1] in (11, 12) else r
+            for r in expected[10:]
+        ]
+        assert since["run_id"].unique().tolist() == [done, paused]
 
         resumed = wb.get_run(paused)
         resumed.approve(by="bo")
@@ -360,3 +368,38 @@ def test_a_sqlite_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a database at all" * 100)
     with pytest.raises(ms.StoreError, match="cannot open the store"):
         SQLiteStore(garbage)
+
+
+def test_a_version_2_store_keeps_each_steps_latest_attempt_as_its_first_history(
+    tmp_path: Path,
+) -> None:
+    """Opening the v2 fixture adds an empty step_attempts (version 2 kept only each step's
+    latest attempt, which stays in steps): steps read the same with and without
+    attempts=True, and the paused run resumes on the migrated store."""
+    project, store = copy_release(FIXTURES / "v2.sqlite3", tmp_path)
+    conn = sqlite3.connect(store)
+    steps_before = conn.execute(
+        "SELECT run_pk, idx, step_id, type, status, attempt, started_us, ended_us, output, "
+        "error FROM steps ORDER BY run_pk, idx"
+    ).fetchall()
+    conn.close()
+    with ms.Workbench.open(project, store=store) as wb:
+        assert user_version(store) == schema.SCHEMA_VERSION
+        conn = sqlite3.connect(store)
+        steps_after = conn.execute(
+            "SELECT run_pk, idx, step_id, type, status, attempt, started_us, ended_us, "
+            "output, error FROM steps ORDER BY run_pk, idx"
+        ).fetchall()
+        archived = conn.execute("SELECT count(*) FROM step_attempts").fetchone()[0]
+        conn.close()
+        assert steps_after == steps_before and len(steps_after) == 6 and archived == 0
+        runs = wb.runs().set_index("status")
+        done = wb.get_run(runs.loc["completed", "run_id"], recover=False)
+        pd.testing.assert_frame_equal(done.steps(), wb.store.steps_frame(done.id, attempts=True))
+        paused = wb.get_run(runs.loc["waiting_approval", "run_id"])
+        paused.approve(by="bo")
+        paused.submit({"audience": "a colleague"}, by="bo")
+        assert paused.status == "completed"
+        history = wb.store.steps_frame(paused.id, attempts=True)
+        assert list(history["step_id"]) == ["echo", "review", "audience", "summary"]
+        assert set(history["status"]) == {"completed"}

@@ -48,9 +48,11 @@ RELAXED = ["PRAGMA SYNCHRONOUS = NORMAL", "COMMIT", "PRAGMA SYNCHRONOUS = FULL"]
 
 def test_full_syncs_results_pauses_and_ends_but_not_bare_start_records(project: Project) -> None:
     """Start of a (no result pending) -> relaxed; a's result with b's start, b's result with
-    the pause -> synced; approval with s's start -> relaxed; s's result with the end -> synced."""
+    the pause -> synced; the approval, on its own -> synced; s's start -> relaxed; s's result
+    with the end -> synced."""
     assert _run(project, "synchronous: FULL\n") == [
         *RELAXED,
+        "COMMIT",
         "COMMIT",
         "COMMIT",
         *RELAXED,
@@ -59,13 +61,13 @@ def test_full_syncs_results_pauses_and_ends_but_not_bare_start_records(project: 
 
 
 def test_sync_step_starts_fsyncs_every_commit(project: Project) -> None:
-    """With sync_step_starts, no commit is relaxed."""
-    assert _run(project, "synchronous: FULL\nsync_step_starts: true\n") == ["COMMIT"] * 5
+    """With sync_step_starts, no commit is relaxed (six: the approval is one of its own)."""
+    assert _run(project, "synchronous: FULL\nsync_step_starts: true\n") == ["COMMIT"] * 6
 
 
 def test_normal_never_switches_the_safety_level(project: Project) -> None:
     """NORMAL is NORMAL for every commit: nothing to switch."""
-    assert _run(project, "synchronous: NORMAL\n") == ["COMMIT"] * 5
+    assert _run(project, "synchronous: NORMAL\n") == ["COMMIT"] * 6
 
 
 def test_a_relaxed_commit_leaves_the_connection_at_full(project: Project, tmp_path: Path) -> None:

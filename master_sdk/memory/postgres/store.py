@@ -1,0 +1,388 @@
+"""The :class:`~master_sdk.memory.store.Store` protocol on a PostgreSQL server.
+
+psycopg 3 with a ``psycopg_pool`` connection pool. Each commit is one transaction on one
+pooled connection: the run row is inserted, or updated with compare-and-set
+(``UPDATE ... WHERE run_id = %s AND version = %s``); steps, attempts, the commit's trace
+block, approvals, inputs and the flow text go in the same transaction, the hooks'
+``before_commit`` runs just before ``COMMIT``. Many processes and hosts may write at once:
+the database serialises what must be serialised (one row per run), nothing else.
+
+Behind a transaction-pooling PgBouncer: no session state is used (no ``SET``, no temporary
+tables, no ``LISTEN``; the schema's advisory lock is transaction-scoped) and prepared
+statements are off (``prepare_threshold=None``), so any server connection may serve any
+transaction.
+
+Values are stored as the same redacted JSON texts as in the SQLite store (``memory/
+encoding.py``), so frames, export and import are equal across stores.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from master_sdk.errors import NotFound, StoreError
+from master_sdk.memory.derived import Derived, identity
+from master_sdk.memory.encoding import Encoder
+from master_sdk.memory.postgres.experiments import PostgresExperiments
+from master_sdk.memory.postgres.reads import RUN_COLS, PostgresReads
+from master_sdk.memory.postgres.reviews import PostgresReviews
+from master_sdk.memory.postgres.schema import ensure_schema
+from master_sdk.memory.postgres.traces import (
+    Block,
+    encode,
+    insert_blocks,
+)
+from master_sdk.memory.store import (
+    ApprovalRecord,
+    Changes,
+    Commit,
+    CommitHook,
+    FlowSource,
+    InputRecord,
+    RunRecord,
+    StepAttempt,
+    StoredRun,
+    TraceEvent,
+    VersionConflict,
+    call_after_commit,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    Conn = psycopg.Connection[tuple[Any, ...]]
+
+T = TypeVar("T")
+Scrub = Callable[[Any], Any]
+
+INSTALL_HINT = (
+    "PostgreSQL stores need psycopg 3 and psycopg_pool: pip install 'master-sdk[postgres]'"
+)
+
+_RUN_COLS = RUN_COLS
+
+
+def _modules() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise StoreError(f"{INSTALL_HINT} ({exc})") from None
+    return psycopg, psycopg_pool
+
+
+class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived):
+    """Runs in a PostgreSQL database (see the module docstring).
+
+    Args:
+        url: ``postgresql://user@host:port/database`` (no password in it).
+        password: the role's password (from the secrets file), or None.
+        scrub: redaction applied to every value before it is stored.
+        hooks: observers of every commit.
+        pool_size: the most connections this store holds open at once.
+        connect_timeout_s: how long to wait for the server when connecting.
+    """
+
+    kind = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None = None,
+        scrub: Scrub | None = None,
+        hooks: Sequence[CommitHook] = (),
+        pool_size: int = 8,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        psycopg, psycopg_pool = _modules()
+        self._psycopg = psycopg
+        self.location = url
+        self.scrub: Scrub = scrub or identity
+        self.hooks: list[CommitHook] = list(hooks)
+        self._enc = Encoder(self.scrub)
+        self._closed = False
+        self._close_lock = threading.Lock()
+        # trace name codes known to be durable (names are never renumbered)
+        self._names: dict[str, int] = {}
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": None,  # PgBouncer in transaction mode: no prepared statements
+            "connect_timeout": max(1, int(connect_timeout_s)),
+            "application_name": "master_sdk",
+        }
+        if password is not None:
+            kwargs["password"] = password
+        try:
+            self._pool: ConnectionPool[Any] = psycopg_pool.ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max(2, pool_size),
+                kwargs=kwargs,
+                open=False,
+                timeout=connect_timeout_s,
+            )
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+        except Exception as exc:
+            raise StoreError(
+                f"{url}: cannot connect to the PostgreSQL server ({_reason(exc)}); check the "
+                "host, port, database and role, and the password_ref in configs/app.yaml"
+            ) from None
+        try:
+            with self._pool.connection() as conn:
+                self.schema_version = ensure_schema(conn, location=url)
+        except StoreError:
+            self._pool.close()
+            raise
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise self._error(exc, "while preparing its tables") from None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _error(self, exc: Exception, doing: str) -> StoreError:
+        return StoreError(f"{self.location}: PostgreSQL failed {doing}: {_reason(exc)}")
+
+    @contextmanager
+    def _conn(self, doing: str) -> Iterator[Conn]:
+        if self._closed:
+            raise StoreError(f"{self.location}: the store was closed; open the workbench again")
+        psycopg = self._psycopg
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (StoreError, NotFound):
+            raise
+        except psycopg.Error as exc:
+            raise self._error(exc, doing) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg_pool"):
+                if self._closed:
+                    raise StoreError(
+                        f"{self.location}: the store was closed; open the workbench again"
+                    ) from None
+                raise self._error(exc, doing) from None
+            raise
+
+    def _read(self, doing: str, read: Callable[[Conn], T]) -> T:
+        with self._conn(doing) as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            return read(conn)
+
+    def _reading(self, read: Callable[[Conn], T]) -> T:
+        return self._read("while reading", read)
+
+    def _write(self, body: Callable[[Conn], T]) -> T:
+        with self._conn("while writing") as conn, conn.transaction():
+            return body(conn)
+
+    # ------------------------------------------------------------------ writing
+
+    def _run_values(self, run: RunRecord) -> tuple[Any, ...]:
+        enc = self._enc
+        return (
+            run.run_id, run.product, run.flow, run.status, run.version, run.cursor,
+            run.created_us, run.updated_us, run.flow_hash, run.product_version,
+            run.created_by, run.owner, run.steps_used, run.tool_calls, run.model_calls,
+            run.tokens_in, run.tokens_out, run.cost_usd, enc.dumps(run.inputs),
+            enc.dumps(run.output), enc.dumps(run.state), enc.text(run.error),
+            run.parent_run_id, run.forked_at,
+        )  # fmt: skip
+
+    def _write_steps(self, conn: Conn, pk: int, steps: Sequence[StepAttempt]) -> None:
+        enc = self._enc
+        if not steps:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO attempts (run_pk, step_id, attempt, idx, type, status, started_us, "
+                "ended_us, output, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (run_pk, step_id, attempt) DO UPDATE SET idx = EXCLUDED.idx, "
+                "type = EXCLUDED.type, status = EXCLUDED.status, started_us = "
+                "EXCLUDED.started_us, ended_us = EXCLUDED.ended_us, output = EXCLUDED.output, "
+                "error = EXCLUDED.error",
+                [
+                    (pk, s.step_id, s.attempt, s.idx, s.type, s.status, s.started_us,
+                     s.ended_us, enc.dumps(s.output), enc.text(s.error))
+                    for s in steps
+                ],
+            )  # fmt: skip
+
+    def _point_steps(self, conn: Conn, pk: int, steps: Sequence[StepAttempt]) -> None:
+        if not steps:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO steps (run_pk, idx, step_id, attempt) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (run_pk, idx) DO UPDATE SET step_id = EXCLUDED.step_id, "
+                "attempt = EXCLUDED.attempt",
+                [(pk, s.idx, s.step_id, s.attempt) for s in steps],
+            )
+
+    def _write_rest(
+        self,
+        conn: Conn,
+        pk: int,
+        events: Sequence[TraceEvent],
+        approvals: Sequence[ApprovalRecord],
+        inputs: Sequence[InputRecord],
+        learned: dict[str, int],
+    ) -> None:
+        enc = self._enc
+        if events:
+            blocks: list[Block] = encode(conn, events, self.scrub, enc.dumps, self._names, learned)
+            insert_blocks(conn, pk, blocks)
+        with conn.cursor() as cur:
+            if approvals:
+                cur.executemany(
+                    "INSERT INTO approvals (run_pk, step_id, decision, by_, comment, at_us) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [
+                        (pk, a.step_id, a.decision, a.by, enc.text(a.comment), a.at_us)
+                        for a in approvals
+                    ],
+                )
+            if inputs:
+                cur.executemany(
+                    "INSERT INTO user_inputs (run_pk, step_id, data, by_, at_us) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    [(pk, i.step_id, enc.dumps(i.data), i.by, i.at_us) for i in inputs],
+                )
+
+    def _write_flows(self, conn: Conn, flows: Sequence[FlowSource]) -> None:
+        if flows:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO flows (flow_hash, product, flow, product_version, source) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (flow_hash) DO NOTHING",
+                    [
+                        (f.flow_hash, f.product, f.flow, f.product_version, self.scrub(f.source))
+                        for f in flows
+                    ],
+                )
+
+    def commit(
+        self,
+        run: RunRecord,
+        changes: Changes,
+        *,
+        expect_version: int | None,
+        label: str,
+        sync: bool = True,
+    ) -> None:
+        """Write ``run`` and ``changes`` in one transaction (see the protocol)."""
+        values = self._run_values(run)
+        learned: dict[str, int] = {}
+        done = Commit(run, changes, label, sync)
+        doing = f"while committing run {run.run_id} ({label})"
+        with self._conn(doing) as conn, conn.transaction():
+            if expect_version is None:
+                row = conn.execute(
+                    f"INSERT INTO runs ({_RUN_COLS[: _RUN_COLS.rindex(', pk')]}) VALUES "
+                    f"({', '.join(['%s'] * 24)}) ON CONFLICT (run_id) DO NOTHING "
+                    "RETURNING pk",
+                    values,
+                ).fetchone()
+                if row is None:
+                    raise StoreError(
+                        f"{self.location}: run {run.run_id} exists already; nothing was written"
+                    )
+            else:
+                row = conn.execute(
+                    "UPDATE runs SET status = %s, version = %s, cursor = %s, updated_us = "
+                    "%s, flow_hash = %s, product_version = %s, owner = %s, steps_used = "
+                    "%s, tool_calls = %s, model_calls = %s, tokens_in = %s, tokens_out = "
+                    "%s, cost_usd = %s, output = %s, state = %s, error = %s "
+                    "WHERE run_id = %s AND version = %s RETURNING pk",
+                    (
+                        *values[3:6], values[7], *values[8:10], *values[11:18],
+                        *values[19:22], run.run_id, expect_version,
+                    ),
+                ).fetchone()  # fmt: skip
+                if row is None:
+                    now = conn.execute(
+                        "SELECT status, version FROM runs WHERE run_id = %s", (run.run_id,)
+                    ).fetchone()
+                    raise VersionConflict(
+                        run.run_id,
+                        None if now is None else now[0],
+                        None if now is None else now[1],
+                    )
+            pk = int(row[0])
+            steps = list(changes.steps.values())
+            if changes.replace_steps:
+                conn.execute("DELETE FROM steps WHERE run_pk = %s", (pk,))
+            self._write_steps(conn, pk, steps)
+            self._point_steps(conn, pk, steps)
+            self._write_rest(conn, pk, changes.events, changes.approvals, changes.inputs, learned)
+            if changes.flow_source is not None:
+                self._write_flows(conn, [changes.flow_source])
+            for hook in self.hooks:
+                hook.before_commit(done)
+        self._names.update(learned)
+        if expect_version is None:
+            run.pk = pk
+        call_after_commit(self.hooks, done)
+
+    def write_runs(
+        self,
+        runs: Sequence[StoredRun],
+        flows: Sequence[FlowSource],
+        *,
+        on_duplicate: Literal["skip", "error"] = "skip",
+    ) -> list[str]:
+        """Add whole runs in one transaction; returns the ids added."""
+        added: list[str] = []
+        learned: dict[str, int] = {}
+        with self._conn("while importing runs") as conn, conn.transaction():
+            ids = [r.run.run_id for r in runs]
+            present = {
+                str(r[0])
+                for r in conn.execute("SELECT run_id FROM runs WHERE run_id = ANY(%s)", (ids,))
+            }
+            if present and on_duplicate == "error":
+                raise StoreError(
+                    f"{len(present)} run(s) are already in {self.location}: "
+                    f"{', '.join(sorted(present))}; nothing was written"
+                )
+            for r in runs:
+                if r.run.run_id in present:
+                    continue
+                row = conn.execute(
+                    f"INSERT INTO runs ({_RUN_COLS[: _RUN_COLS.rindex(', pk')]}) VALUES "
+                    f"({', '.join(['%s'] * 24)}) RETURNING pk",
+                    self._run_values(r.run),
+                ).fetchone()
+                assert row is not None  # noqa: S101  # INSERT ... RETURNING gives a row
+                pk = int(row[0])
+                self._write_steps(conn, pk, r.attempts)
+                latest: dict[int, StepAttempt] = {}
+                for a in r.attempts:
+                    if a.idx not in latest or a.attempt >= latest[a.idx].attempt:
+                        latest[a.idx] = a
+                self._point_steps(conn, pk, list(latest.values()))
+                self._write_rest(conn, pk, r.events, r.approvals, r.inputs, learned)
+                present.add(r.run.run_id)
+                added.append(r.run.run_id)
+            self._write_flows(conn, flows)
+        self._names.update(learned)
+        return added
+
+    def close(self) -> None:
+        """Close every connection (idempotent)."""
+        with self._close_lock:
+            if not self._closed:
+                self._closed = True
+                self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.location!r})"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
