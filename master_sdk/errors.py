@@ -80,7 +80,24 @@ class AlreadyResumed(NotWaiting):
 
 
 class FlowChanged(RunError):
-    """The flow or product changed since the run started; resume needs allow_flow_change=True."""
+    """The flow or product changed since the run started; resume needs allow_flow_change=True.
+
+    ``changes`` says what changed in a few words; ``diff`` is a short unified diff of the
+    flow file (``""`` when only the product's code, manifest or config changed).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        step: str | None = None,
+        changes: str = "",
+        diff: str = "",
+    ) -> None:
+        self.changes = changes
+        self.diff = diff
+        super().__init__(message, run_id=run_id, step=step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +146,12 @@ class PolicyViolation(RunError):
         super().__init__(text, run_id=run_id, step=step)
 
 
+class DecisionRefused(PolicyViolation):
+    """A decision broke a team rule (``rule``: ``approvers``, ``four_eyes``,
+    ``reservation`` or ``max_reservation_minutes``); nothing was decided. The message says
+    who, which rule and what to do."""
+
+
 class ModelCallError(MasterError):
     """A model provider call failed.
 
@@ -163,3 +186,8 @@ class StoreBusy(StoreError):
     """Another process held the store locked beyond the busy timeout; retrying is safe."""
 
     retryable = True
+
+
+class CollectionError(MasterError):
+    """A vector memory collection is unknown, or what was given to it does not fit its
+    declaration (texts, metadata fields and types, ids, a ``where`` filter)."""

@@ -9,7 +9,10 @@ Environment variables:
 * ``MASTER_<APP_FIELD>`` sets a field of ``app.yaml`` (``MASTER_STORE``,
   ``MASTER_SYNCHRONOUS``, ``MASTER_DEFAULT_USER``, ...);
 * ``MASTER_POLICY__<FIELD>`` sets a policy field (value parsed as YAML: ``[a, b]``, ``10``);
-* ``MASTER_SECRET__<A>__<B>`` sets secret ``a.b`` (e.g. ``MASTER_SECRET__OPENAI__API_KEY``).
+* ``MASTER_SECRET__<A>__<B>`` sets secret ``a.b`` (e.g. ``MASTER_SECRET__OPENAI__API_KEY``);
+* ``MASTER_TELEMETRY__<FIELD>`` sets a field of ``configs/telemetry.yaml`` (parsed as YAML);
+  ``OTEL_SEMCONV_STABILITY_OPT_IN`` (``gen_ai_latest_experimental``, ``.../dup``) chooses the
+  GenAI attribute set when ``semconv`` is not set there.
 
 Unknown keys, unknown ``MASTER_*`` variables and wrong types are errors naming the file
 (or variable) and the key.
@@ -27,13 +30,15 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from master_sdk.config import safe_yaml
 from master_sdk.config.settings import AppSettings, ModelsSettings, Settings
+from master_sdk.config.telemetry import TelemetrySettings
 from master_sdk.contracts.policy import Policy
 from master_sdk.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
 ENV_PREFIX = "MASTER_"
-CONFIG_FILES = ("app.yaml", "policy.yaml", "models.yaml")
+CONFIG_FILES = ("app.yaml", "policy.yaml", "models.yaml", "telemetry.yaml")
+SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -53,6 +58,7 @@ def load_settings(
     *,
     store: Path | str | None = None,
     environ: Mapping[str, str] | None = None,
+    telemetry: bool | Mapping[str, Any] | TelemetrySettings | None = None,
 ) -> Settings:
     """Build :class:`Settings` for a project.
 
@@ -60,6 +66,9 @@ def load_settings(
         root: project folder; found with :func:`find_root` when omitted.
         store: overrides the SQLite file (``app.store``).
         environ: the environment to read (default ``os.environ``); tests pass their own.
+        telemetry: overrides ``configs/telemetry.yaml``: a bool turns export on or off, a
+            mapping sets fields over the file's (``enabled`` defaults to true there), a
+            :class:`TelemetrySettings` replaces it.
     """
     base = Path(root).resolve() if root is not None else find_root()
     env = dict(os.environ if environ is None else environ)
@@ -69,6 +78,12 @@ def load_settings(
     policy_data = _read_mapping(configs / "policy.yaml")
     policy_data = policy_data.get("policy", policy_data) if isinstance(policy_data, dict) else {}
     models_data = _read_mapping(configs / "models.yaml")
+    telemetry_data = _read_mapping(configs / "telemetry.yaml")
+    telemetry_data = telemetry_data.get("telemetry", telemetry_data)
+    if not isinstance(telemetry_data, dict):
+        raise ConfigError(
+            "expected a mapping under 'telemetry'", file=str(configs / "telemetry.yaml")
+        )
     secrets_file = base / "secrets" / "secrets.yaml"
     secrets = _read_mapping(secrets_file)
 
@@ -80,13 +95,29 @@ def load_settings(
         for name, value in values.items():
             if not name.startswith(ENV_PREFIX):
                 continue
+            if name.startswith(TELEMETRY_PREFIX):
+                _apply_telemetry_variable(name, value, source, telemetry_data)
+                continue
             _apply_variable(name, value, source, app_data, policy_data, secrets)
+    if "semconv" not in telemetry_data:
+        opted = _semconv_from_opt_in(env.get(SEMCONV_OPT_IN, ""))
+        if opted is not None:
+            telemetry_data["semconv"] = opted
 
     app = _validate(AppSettings, app_data, configs / "app.yaml")
     if store is not None:
         app = app.model_copy(update={"store": str(store)})
     policy = _validate(Policy, policy_data, configs / "policy.yaml")
     models = _validate(ModelsSettings, models_data, configs / "models.yaml")
+    if isinstance(telemetry, bool):
+        telemetry_data["enabled"] = telemetry
+    elif isinstance(telemetry, Mapping):
+        telemetry_data.update({"enabled": True, **telemetry})
+    telemetry_settings = (
+        telemetry.model_copy(deep=True)
+        if isinstance(telemetry, TelemetrySettings)
+        else _validate(TelemetrySettings, telemetry_data, configs / "telemetry.yaml")
+    )
     if "default" not in models.models:
         models.models["default"] = ModelsSettings().models["default"]
 
@@ -97,15 +128,50 @@ def load_settings(
             entry.api_key = SecretStr(key)
             secret_values.append(key)
 
-    user = app.default_user or _os_user()
+    for header, ref in telemetry_settings.headers_ref.items():
+        header_value = _secret_at(ref, secrets)
+        if header_value is None:
+            raise ConfigError(
+                f"header {header!r} refers to secret '{ref}', which secrets/secrets.yaml "
+                f"(or MASTER_SECRET__{ref.upper().replace('.', '__')}) does not hold",
+                file=str(configs / "telemetry.yaml"),
+                key=f"headers_ref.{header}",
+            )
+        telemetry_settings.secret_headers[header] = SecretStr(header_value)
+        secret_values.append(header_value)
+
+    store_password = None
+    if app.password_ref is not None:
+        password = _secret_at(app.password_ref, secrets)
+        if password is None:
+            raise ConfigError(
+                f"password_ref '{app.password_ref}' does not name a string in "
+                f"secrets/secrets.yaml (or MASTER_SECRET__"
+                f"{app.password_ref.upper().replace('.', '__')})",
+                file=str(configs / "app.yaml"),
+                key="password_ref",
+            )
+        store_password = SecretStr(password)
+        secret_values.append(password)
+
+    # deterministic mode must not show who ran the notebook (a laptop's user vs CI's)
+    user = app.default_user or ("analyst" if app.deterministic else _os_user())
     return Settings(
         root=base,
         app=app,
         policy=policy,
         models=models,
+        telemetry=telemetry_settings,
         secret_values=tuple(dict.fromkeys(v for v in secret_values if v)),
         user=user,
+        store_password=store_password,
     )
+
+
+def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``overrides`` on top: for a child process (a
+    notebook kernel started by ``master test``) whose own loader should see them."""
+    return {**os.environ, **overrides}
 
 
 def flatten_strings(tree: Any) -> Iterable[str]:
@@ -194,6 +260,38 @@ def _apply_variable(
             key=name,
         )
     app[field] = value
+
+
+TELEMETRY_PREFIX = ENV_PREFIX + "TELEMETRY__"
+
+
+def _apply_telemetry_variable(
+    name: str, value: str, source: str, telemetry: dict[str, Any]
+) -> None:
+    field = name[len(TELEMETRY_PREFIX) :].lower()
+    fields = [f for f in TelemetrySettings.model_fields if f != "secret_headers"]
+    if field not in fields:
+        known = ", ".join(TELEMETRY_PREFIX + f.upper() for f in fields)
+        raise ConfigError(f"unknown telemetry setting; known: {known}", file=source, key=name)
+    telemetry[field] = _scalar(value, source, name)
+
+
+def _semconv_from_opt_in(value: str) -> str | None:
+    """The GenAI attribute set ``OTEL_SEMCONV_STABILITY_OPT_IN`` asks for (comma-separated
+    categories, as the semantic conventions define it); None when it names no GenAI one."""
+    wanted = {part.strip() for part in value.split(",")}
+    if "gen_ai_latest_experimental/dup" in wanted:
+        return "both"
+    return "latest" if "gen_ai_latest_experimental" in wanted else None
+
+
+def _secret_at(ref: str, secrets: Mapping[str, Any]) -> str | None:
+    node: Any = secrets
+    for part in ref.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return str(node) if isinstance(node, str | int) and not isinstance(node, bool) else None
 
 
 def _scalar(value: str, source: str, name: str) -> Any:

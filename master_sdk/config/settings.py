@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from master_sdk.config.telemetry import TelemetrySettings
 from master_sdk.contracts.policy import CanonicalName, Policy
 
 
@@ -19,7 +20,14 @@ class AppSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     products_dir: str = "products"
+    # a SQLite file path (relative to the project), sqlite:///path, memory:// or
+    # postgresql://user@host:port/database
     store: str = "storage/master.sqlite3"
+    password_ref: str | None = Field(
+        default=None,
+        description="Dotted path into secrets/secrets.yaml holding the PostgreSQL store's "
+        "password (e.g. postgres.password); a store URL never holds one.",
+    )
     default_user: str | None = Field(
         default=None, description="Who approves/submits when no `by=` is given; default: OS user."
     )
@@ -43,7 +51,21 @@ class AppSettings(BaseModel):
         "SQLite's WAL is not safe there; by default such a store is refused.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    load_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="How long importing a product's components may take before it is "
+        "stopped and the product reported broken (0: no limit).",
+    )
     log_file: str | None = None
+    deterministic: bool = Field(
+        default=False,
+        description="Testing only: run ids from a seeded sequence, timestamps and durations "
+        "from a test clock (starts 2026-01-01T00:00:00Z, 1 ms per read) and `analyst` as the "
+        "default user, so a notebook shows the same values on every execution. `master test` "
+        "turns it on.",
+    )
     crash_point: str | None = Field(
         default=None,
         description="Testing only: hard-exit the process at this named point "
@@ -67,6 +89,10 @@ class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: Literal["fake", "openai", "replay"]
+    kind: Literal["chat", "embedding"] = Field(
+        default="chat",
+        description="chat: agents' ctx.complete(); embedding: ctx.embed() and vector memory.",
+    )
     model: str | None = None
     base_url: str | None = None
     api_key_ref: str | None = Field(
@@ -80,6 +106,21 @@ class ModelEntry(BaseModel):
     temperature: float | None = None
     timeout_s: float = Field(default=60.0, gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
+    # embedding models
+    dimensions: int | None = Field(
+        default=None, ge=1, le=65_536, description="Vector size (embedding models)."
+    )
+    batch_size: int = Field(
+        default=256,
+        ge=1,
+        le=2048,
+        description="Most texts sent in one embeddings request (OpenAI allows 2048).",
+    )
+    batch_tokens: int = Field(
+        default=200_000,
+        ge=1,
+        description="Most estimated input tokens in one embeddings request (OpenAI: 300k).",
+    )
     # fake provider
     responses: list[str] | None = None
     # replay provider
@@ -96,7 +137,10 @@ class ModelsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: dict[CanonicalName, ModelEntry] = Field(
-        default_factory=lambda: {"default": ModelEntry(provider="fake")}
+        default_factory=lambda: {
+            "default": ModelEntry(provider="fake"),
+            "default_embedding": ModelEntry(provider="fake", kind="embedding", dimensions=384),
+        }
     )
     prices: dict[str, Price] = Field(default_factory=dict)
 
@@ -110,14 +154,22 @@ class Settings(BaseModel):
     app: AppSettings = Field(default_factory=AppSettings)
     policy: Policy = Field(default_factory=Policy)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     secret_values: tuple[str, ...] = ()
     user: str = "analyst"
+    # the PostgreSQL store's password, resolved from app.password_ref
+    store_password: SecretStr | None = None
 
     @property
-    def store_path(self) -> Path:
-        """The SQLite file, absolute."""
-        p = Path(self.app.store)
-        return p if p.is_absolute() else self.root / p
+    def store_path(self) -> Path | None:
+        """The SQLite file ``app.store`` names, absolute; None for ``memory://``.
+
+        Raises:
+            ConfigError: ``app.store`` is not a store name (see :mod:`master_sdk.memory.open`).
+        """
+        from master_sdk.memory.open import store_location
+
+        return store_location(self.app.store, self.root)
 
     @property
     def products_path(self) -> Path:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from master_sdk.errors import PolicyViolation
 from master_sdk.governance.names import name_problem, suggest
+from master_sdk.models.tokens import estimate_tokens
 from master_sdk.models.types import Usage
 
 if TYPE_CHECKING:
@@ -37,15 +38,6 @@ BUDGET_ROWS: tuple[tuple[str, str], ...] = (
 # Costs are sums of float products: a run that lands exactly on its limit must not be
 # refused for a rounding error in the last bit.
 COST_TOLERANCE_USD = 1e-9
-
-
-def estimate_tokens(text: str) -> int:
-    """A high token count for text nobody counted: one per three UTF-8 bytes, at least one.
-
-    About one token per character for CJK scripts and well above the usual four characters
-    per token for English, so an estimate errs on the side of the budget.
-    """
-    return max(1, math.ceil(len(text.encode("utf-8")) / 3))
 
 
 def conservative_usage(usage: Usage, *, prompt_tokens: int, reply: str) -> Usage:

@@ -62,7 +62,14 @@ def _run_regex(
 # ------------------------------------------------------------------------------------- email
 
 _LOCAL_CHARS = frozenset(_ALNUM | set("._%+-"))
-_EMAIL_DOMAIN_RE = re.compile(r"(?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9\-])")
+# Internationalised addresses (bücher@exämple.de) have letters of any script in both parts.
+_EMAIL_DOMAIN_RE = re.compile(
+    r"(?:[^\W_](?:[^\W_]|-){0,62}\.){1,8}(?:[^\W\d_]|xn--[a-z0-9\-]{1,59}){2,24}(?![^\W_]|-)"
+)
+
+
+def _local_char(ch: str) -> bool:
+    return ch in _LOCAL_CHARS or (not ch.isascii() and ch.isalnum())
 
 
 def _scan_email(text: str, hits: list[Hit]) -> None:
@@ -73,11 +80,11 @@ def _scan_email(text: str, hits: list[Hit]) -> None:
         if m is not None:
             start = at
             floor = max(0, at - 65)
-            while start > floor and text[start - 1] in _LOCAL_CHARS:
+            while start > floor and _local_char(text[start - 1]):
                 start -= 1
             if (
                 0 < at - start <= 64
-                and (start == 0 or text[start - 1] not in _LOCAL_CHARS)
+                and (start == 0 or not _local_char(text[start - 1]))
                 # git@host:org/repo is an SSH remote, not a mailbox.
                 and not (text.startswith(":", m.end()) and text[start:at] == "git")
             ):
@@ -315,12 +322,21 @@ def _national_phone_ok(s: str) -> bool:
 CARD_RE = re.compile(
     r"[2-6](?<![\w.\-][2-6])(?:"
     r"[0-9]{12,18}"
-    r"|[0-9]{3}(?P<s>[ \-])[0-9]{4}(?P=s)[0-9]{4}(?P=s)[0-9]{1,4}(?:(?P=s)[0-9]{1,3})?"
-    r"|(?<=3)[0-9]{3}(?P<t>[ \-])[0-9]{6}(?P=t)[0-9]{4,5}"
+    r"|[0-9]{3}[ .\-/][0-9]{4}[ .\-/][0-9]{4}[ .\-/][0-9]{1,4}(?:[ .\-/][0-9]{1,3})?"
+    r"|(?<=3)[0-9]{3}[ .\-/][0-9]{6}[ .\-/][0-9]{4,5}"
     r")(?![\w\-]|[.,][0-9])",
     _A,
 )
-SSN_RE = re.compile(r"[0-9](?<![\w\-][0-9])[0-9]{2}-[0-9]{2}-[0-9]{4}(?![\w\-])", _A)
+# ddd-dd-dddd, or with single spaces or dots instead of the dashes (one kind throughout).
+SSN_RE = re.compile(
+    r"[0-9](?<![\w\-][0-9])(?<![0-9][ .][0-9])[0-9]{2}(?P<s>[ .\-])[0-9]{2}(?P=s)[0-9]{4}"
+    r"(?![\w\-]|[ .][0-9])",
+    _A,
+)
+# Nine bare digits are an SSN only right after a word that says so ("SSN 123456789",
+# "social security no: 123-45-6789"): alone they are any number.
+_SSN_BARE_RE = re.compile(r"[^0-9\n]{0,24}?(?<![\w\-])([0-9]{9})(?![\w\-]|[.,][0-9])", _A)
+_SSN_WORDS = ("ssn", "social", "soc sec", "ss#", "ss #", "ss no", "taxpayer")
 # Anchored on the check digits (a digit prefix is fast to find); the country code is checked by
 # the lookbehind and the match is widened by two characters in code.
 IBAN_RE = re.compile(
@@ -362,6 +378,17 @@ def _scan_iban(text: str, pos: int, hits: list[Hit], invalid: list[tuple[int, in
             hits.append(("iban", start, after))
         else:
             invalid.append((start, after))
+
+
+def _scan_ssn_context(text: str, low: str, hits: list[Hit]) -> None:
+    for word in _SSN_WORDS:
+        i = low.find(word)
+        while i >= 0:
+            if i == 0 or not low[i - 1].isalpha():
+                m = _SSN_BARE_RE.match(text, i + len(word))
+                if m is not None and ssn_ok(m.group(1)):
+                    hits.append(("ssn", m.start(1), m.end(1)))
+            i = low.find(word, i + 1)
 
 
 # ---------------------------------------------------------------------------------------- IP
@@ -474,6 +501,8 @@ def scan(text: str) -> list[Hit]:
         if "::" in text or text.count(":") >= 7:
             _scan_ipv6(text, hits)
 
+    if size >= 12 and ("ss" in low or "soc" in low or "tax" in low):
+        _scan_ssn_context(text, low, hits)
     if size < 7:
         return hits
     # Finding no digit is cheaper with the regex engine on short strings and with memchr-based
@@ -491,7 +520,7 @@ _LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # numbers, SSNs and IPv4 addresses each lie inside one. The second branch catches the two check
 # digits of an IBAN (two letters at a word start before them), whose run may be shorter.
 _CLUSTER_RE = re.compile(
-    r"[0-9](?:(?:[ ().\-]{0,3}+[0-9]){3,}+"
+    r"[0-9](?:(?:[ ().\-/]{0,3}+[0-9]){3,}+"
     r"|(?<=(?<![A-Za-z0-9])[A-Za-z]{2}[0-9])[0-9])",
     _A,
 )
@@ -534,7 +563,7 @@ def _scan_digit_clusters(text: str, hits: list[Hit]) -> None:
         digits -= cluster.count(")")
         if digits < 9:
             continue
-        if dashes:
+        if dashes or dots == 2 or " " in cluster:
             _run_window(SSN_RE, "ssn", text, lo, hi, hits, ssn_ok)
         if "0" in cluster:
             _run_window(PHONE_TRUNK_RE, "phone", text, lo, hi, hits, _national_phone_ok)

@@ -68,6 +68,14 @@ def admit_input(
         InputInvalid: too large, too deep, not JSON data, or failing the schema; ``errors``
             lists every failing field, and messages never echo the submitted value.
     """
+    if _at_least(data, limit) > limit:
+        # refused from a bounded look, before a huge value is serialized
+        raise InputInvalid(
+            [FieldError("", f"is more than {limit} bytes (max_input_bytes)")],
+            what=what,
+            run_id=run_id,
+            step=step,
+        )
     try:
         size = input_size(data)
     except ValueError as exc:
@@ -90,6 +98,28 @@ def admit_input(
     return scrub(data), size
 
 
+def _at_least(value: Any, limit: int) -> int:
+    """A lower bound of the serialized size of ``value``, counted only up to just past
+    ``limit`` (so a huge value costs little to refuse). Containers of other containers are
+    walked without recursion; nesting is checked separately."""
+    total = 0
+    stack = [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2 + len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            total += 2 + len(item)
+            stack.extend(item)
+        else:
+            total += 1
+    return total
+
+
 def _depth(value: Any, level: int) -> int:
     """Nesting depth of lists and dicts, stopping early once past the cap."""
     if level > MAX_INPUT_DEPTH:
@@ -99,3 +129,75 @@ def _depth(value: Any, level: int) -> int:
     if isinstance(value, list | tuple):
         return max((_depth(v, level + 1) for v in value), default=level + 1)
     return level
+
+
+def require_mapping(data: Any, *, what: str, run_id: str | None = None) -> dict[str, Any]:
+    """``data`` as a dict, or :class:`InputInvalid` when it is not a mapping with string keys
+    (``None``, a list, a string: a form or ``--data`` gives an object).
+
+    Example:
+        >>> require_mapping({"a": 1}, what="user input")
+        {'a': 1}
+    """
+    from collections.abc import Mapping
+
+    if not isinstance(data, Mapping):
+        raise InputInvalid(
+            [
+                FieldError(
+                    "", f"must be an object (a dict of field values), not {type(data).__name__}"
+                )
+            ],
+            what=what,
+            run_id=run_id,
+        )
+    if not all(isinstance(key, str) for key in data):
+        raise InputInvalid(
+            [FieldError("", "field names must be strings")], what=what, run_id=run_id
+        )
+    return dict(data)
+
+
+def require_ref(ref: Any) -> str:
+    """``ref`` when it is a string (the catalog says whether it names a flow), else
+    :class:`InputInvalid`."""
+    if not isinstance(ref, str):
+        raise InputInvalid(
+            [FieldError("ref", "must be a 'product/flow' string, e.g. 'hello_world/greet'")],
+            what="flow reference",
+        )
+    return ref
+
+
+def since_us(since: Any) -> int | None:
+    """``since=`` (an aware or naive-UTC datetime, or an ISO 8601 string) in microseconds."""
+    from datetime import UTC, datetime
+
+    if since is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(since) if isinstance(since, str) else since
+        if not isinstance(moment, datetime):
+            raise TypeError
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1_000_000)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise InputInvalid(
+            [FieldError("since", "must be a datetime or an ISO 8601 string (2026-01-31T12:00Z)")],
+            what="argument",
+        ) from None
+
+
+def require_text(text: Any, *, field: str, limit: int, run_id: str | None = None) -> str | None:
+    """A free-text argument (an approval comment, an abort reason): ``None`` or a string of
+    at most ``limit`` UTF-8 bytes (the policy's ``max_input_bytes``), else InputInvalid."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        problem = f"must be text, not {type(text).__name__}"
+    elif len(text) > limit or len(text.encode("utf-8", "surrogatepass")) > limit:
+        problem = f"is longer than {limit} bytes (max_input_bytes)"
+    else:
+        return text
+    raise InputInvalid([FieldError(field, problem)], what="argument", run_id=run_id)

@@ -24,6 +24,7 @@ _LIMITS = (
     "max_rendered_chars",
     "max_render_ms",
     "max_recoveries",
+    "max_reservation_minutes",
 )
 
 
@@ -55,7 +56,7 @@ def tighten(
                 hint=f"use a value <= {current}, or raise it in configs/policy.yaml",
             )
         changes[name] = wanted
-    for name in ("allowed_tools", "allowed_models"):
+    for name in ("allowed_tools", "allowed_models", "allowed_collections"):
         wanted_list = getattr(override, name)
         if wanted_list is None:
             continue
@@ -75,6 +76,15 @@ def tighten(
                     hint=f"allowed: {', '.join(current_list) or '(none)'}",
                 )
         changes[name] = list(wanted_list)
+    if override.redact_before_embedding is not None:
+        if not override.redact_before_embedding and base.redact_before_embedding:
+            raise FlowError(
+                "policy may only tighten the platform policy: redact_before_embedding is on",
+                file=file,
+                flow=flow,
+                field="policy.redact_before_embedding",
+            )
+        changes["redact_before_embedding"] = override.redact_before_embedding
     if override.auto_retry_idempotent is not None:
         if override.auto_retry_idempotent and not base.auto_retry_idempotent:
             raise FlowError(
@@ -84,6 +94,19 @@ def tighten(
                 field="policy.auto_retry_idempotent",
             )
         changes["auto_retry_idempotent"] = override.auto_retry_idempotent
+    if override.four_eyes is not None:
+        if base.four_eyes and not override.four_eyes:
+            raise FlowError(
+                "policy may only tighten the platform policy: four_eyes is on",
+                file=file,
+                flow=flow,
+                field="policy.four_eyes",
+            )
+        changes["four_eyes"] = override.four_eyes
+    if override.approvers is not None:
+        changes["approvers"] = _narrow_approvers(
+            base.approvers, override.approvers, file=file, flow=flow
+        )
     if override.model_retries is not None:
         retries = override.model_retries
         if (
@@ -102,3 +125,37 @@ def tighten(
             update={key: getattr(retries, key) for key in retries.model_fields_set}
         )
     return base.model_copy(update=changes)
+
+
+def _narrow_approvers(
+    base: dict[str, list[str]] | None,
+    wanted: dict[str, list[str]],
+    *,
+    file: str,
+    flow: str | None,
+) -> dict[str, list[str]]:
+    """The approvers of an override: each step's list within the enclosing one (its own
+    entry, else its ``'*'``); steps the override does not name keep the enclosing lists."""
+    if base is None:
+        return {step: list(names) for step, names in wanted.items()}
+    merged = {step: list(names) for step, names in base.items()}
+    for step, names in wanted.items():
+        enclosing = base.get(step, base.get("*"))
+        if enclosing is not None:
+            outside = [name for name in names if name not in enclosing]
+            if outside:
+                raise FlowError(
+                    f"policy may only tighten the platform policy: {', '.join(outside)} may "
+                    f"not decide step '{step}' under the enclosing policy's approvers",
+                    file=file,
+                    flow=flow,
+                    field=f"policy.approvers.{step}",
+                    hint=f"allowed: {', '.join(enclosing) or '(none)'}",
+                )
+        merged[step] = list(names)
+    if "*" in wanted:
+        # a narrower default also narrows the steps the enclosing policy named apart
+        for step, names in base.items():
+            if step != "*" and step not in wanted:
+                merged[step] = [name for name in names if name in wanted["*"]]
+    return merged

@@ -51,17 +51,18 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import json
 import re
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from html.entities import html5 as html5_entities
 from itertools import islice
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
-from urllib.parse import quote, quote_plus
 
 from master_sdk.governance.detectors import KIND_PRIORITY, Hit, scan
-from master_sdk.governance.redaction_validators import luhn_ok
+from master_sdk.governance.normalise import normalise
+from master_sdk.governance.redaction_validators import luhn_ok, ssn_ok
+from master_sdk.governance.secret_forms import SecretMatcher
 
 __all__ = ["MAX_DEPTH", "PLACEHOLDERS", "TOO_DEEP", "Finding", "Redactor"]
 
@@ -102,7 +103,12 @@ _MAX_DECODE_LEVELS = 3
 # as one span instead of being settled pairwise (which is quadratic).
 _MAX_CLUSTER = 64
 
-_ESCAPE_RE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|[\"\\/bfnrt])|%[0-7][0-9A-Fa-f]")
+_ESCAPE_RE = re.compile(
+    r"\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|[\"\\/bfnrt])|%[0-7][0-9A-Fa-f]"
+    # HTML character references: decimal, hex and named (``&#64;``, ``&#x40;``, ``&commat;``)
+    # (numeric ones also without the semicolon, as browsers read them)
+    r"|&(?:#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)"
+)
 _SIMPLE_ESCAPES = MappingProxyType({
     '"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"
 })  # fmt: skip
@@ -138,15 +144,13 @@ def _decode(text: str) -> _Decoded | None:
     size = 0
     for m in _ESCAPE_RE.finditer(text):
         token = m.group()
+        char = _unescape(token)
+        if char is None:
+            continue
         literal = text[last : m.start()]
         pieces.append(literal)
         size += len(literal)
-        if token[0] == "%":
-            pieces.append(chr(int(token[1:], 16)))
-        elif token[1] in "ux":
-            pieces.append(chr(int(token[2:], 16)))
-        else:
-            pieces.append(_SIMPLE_ESCAPES[token[1]])
+        pieces.append(char)
         at.append(size)
         size += 1
         shift.append(shift[-1] + len(token) - 1)
@@ -155,6 +159,23 @@ def _decode(text: str) -> _Decoded | None:
         return None
     pieces.append(text[last:])
     return _Decoded("".join(pieces), at, shift)
+
+
+def _unescape(token: str) -> str | None:
+    """The one character an escape stands for, or None (an unknown entity, a non-character)."""
+    if token[0] == "%":
+        return chr(int(token[1:], 16))
+    if token[0] == "\\":
+        return chr(int(token[2:], 16)) if token[1] in "ux" else _SIMPLE_ESCAPES[token[1]]
+    if token[1] == "#":
+        digits = token[3:] if token[2] in "xX" else token[2:]
+        digits = digits.rstrip(";")
+        code = int(digits, 16) if token[2] in "xX" else int(digits)
+        return chr(code) if 0 < code < 0x110000 and not 0xD800 <= code < 0xE000 else None
+    named = html5_entities.get(token[1:])
+    # only entities of one character keep the position map simple; the others are never
+    # part of an address, a number or a key
+    return named if named is not None and len(named) == 1 else None
 
 
 def _settle(cluster: list[Hit]) -> list[Hit]:
@@ -222,16 +243,6 @@ def _without_overlaps(base: list[Finding], extra: list[Finding]) -> list[Finding
     return keep
 
 
-def _secret_forms(secret: str) -> Iterator[str]:
-    """Yield the ways a secret can appear in text: raw, JSON-escaped and URL-encoded."""
-    yield secret
-    yield json.dumps(secret)[1:-1]
-    yield json.dumps(secret, ensure_ascii=False)[1:-1]
-    yield quote(secret, safe="")
-    yield quote(secret)
-    yield quote_plus(secret, safe="")
-
-
 class Redactor:
     """Replace personal data and secrets with typed placeholders.
 
@@ -256,21 +267,7 @@ class Redactor:
     """
 
     def __init__(self, secrets: Iterable[str] = (), *, min_secret_length: int = 4) -> None:
-        plain: set[str] = set()
-        escaped: set[str] = set()
-        for secret in secrets:
-            for variant in (secret, secret.strip()):
-                if len(variant) < min_secret_length:
-                    continue
-                for form in _secret_forms(variant):
-                    if len(form) >= min_secret_length:
-                        (escaped if "\\" in form or "%" in form else plain).add(form)
-        escaped -= plain
-        # Shortest first: a string is only searched for the forms that fit in it.
-        self._plain_secrets = tuple(sorted(plain, key=lambda f: (len(f), f)))
-        self._plain_lengths = [len(f) for f in self._plain_secrets]
-        self._escaped_secrets = tuple(sorted(escaped, key=lambda f: (len(f), f)))
-        self._escaped_lengths = [len(f) for f in self._escaped_secrets]
+        self._secrets = SecretMatcher(secrets, min_length=min_secret_length)
         # Short strings found clean before (dict keys, step names, enum values) repeat on every
         # event; remembering them skips the scan. Only clean strings are kept, so the cache
         # never holds anything the redactor would hide.
@@ -278,8 +275,7 @@ class Redactor:
 
     def __repr__(self) -> str:
         # Never show the secrets themselves.
-        count = len(self._plain_secrets) + len(self._escaped_secrets)
-        return f"Redactor(<{count} secret forms>)"
+        return f"Redactor(<{self._secrets.count} secret forms>)"
 
     def text(self, s: str) -> str:
         """Redact one string.
@@ -314,14 +310,26 @@ class Redactor:
             >>> Redactor().findings("ssn 123-45-6789")
             [Finding(kind='ssn', start=4, end=15)]
         """
-        escaped = "\\" in s or "%" in s
-        found = self._scan(s, escaped)
+        escaped = "\\" in s or "%" in s or "&" in s
+        found = self._scan_folded(s)
         if escaped:
             found = self._scan_decoded(s, found)
         if found and "<" in s:
             protected = [Finding("", *m.span()) for m in _PROTECTED_RE.finditer(s)]
             found = _without_overlaps(protected, found)
         return found
+
+    def _scan_folded(self, s: str) -> list[Finding]:
+        """Scan ``s`` as it reads (NFKC, invisible characters removed); spans refer to ``s``."""
+        folded = normalise(s)
+        if folded is None:
+            return self._scan(s)
+        text, source = folded
+        return [
+            Finding(f.kind, source[f.start], source[f.end - 1] + 1)
+            for f in self._scan(text)
+            if f.end > f.start
+        ]
 
     def value(self, obj: Any) -> Any:
         """Redact every string in nested dicts, lists, tuples and sets, keys included.
@@ -335,22 +343,10 @@ class Redactor:
         """
         return self._value(obj, 0)
 
-    def _scan(self, s: str, escaped: bool) -> list[Finding]:
+    def _scan(self, s: str) -> list[Finding]:
         hits = scan(s)
-        self._find_secrets(s, self._plain_secrets, self._plain_lengths, hits)
-        if escaped:
-            self._find_secrets(s, self._escaped_secrets, self._escaped_lengths, hits)
+        self._secrets.find(s, hits)
         return _resolve(hits) if hits else []
-
-    @staticmethod
-    def _find_secrets(s: str, forms: tuple[str, ...], lengths: list[int], hits: list[Hit]) -> None:
-        # "in" first: on clean text it is the whole cost, and cheaper than a find() call.
-        for form in islice(forms, bisect_right(lengths, len(s))):
-            if form in s:
-                i = s.find(form)
-                while i >= 0:
-                    hits.append(("secret", i, i + len(form)))
-                    i = s.find(form, i + len(form))
 
     def _scan_decoded(self, s: str, found: list[Finding]) -> list[Finding]:
         """Add what decoding JSON and URL escapes in ``s`` reveals to ``found``."""
@@ -362,7 +358,7 @@ class Redactor:
                 break
             source_maps.append(decoded)
             view = decoded.text
-            deeper = self._scan(view, "\\" in view or "%" in view)
+            deeper = self._scan_folded(view)
             if not deeper:
                 continue
             for level in reversed(source_maps):
@@ -423,10 +419,14 @@ class Redactor:
             kind = type(val)
             if kind is str:
                 new_val = val if val in clean else self.text(val)
+                if len(val) == 9 and val.isdigit() and _names_ssn(key) and ssn_ok(val):
+                    new_val = "<SSN>"
             elif kind is float or kind is bool or val is None:
                 new_val = val
             else:
                 new_val = self._value(val, depth)
+                if kind is int and 10**8 <= val < 10**9 and _names_ssn(key) and ssn_ok(str(val)):
+                    new_val = "<SSN>"
             if pairs is None:
                 if new_key is key and new_val is val:
                     continue
@@ -443,6 +443,14 @@ class Redactor:
                 key = f"{key}#{n}"
             out[key] = val
         return out
+
+
+def _names_ssn(key: Any) -> bool:
+    """Whether a dictionary key says its value is a social security number."""
+    if type(key) is not str:
+        return False
+    low = key.lower()
+    return "ssn" in low or "social" in low
 
 
 def _start(f: Finding) -> int:

@@ -110,15 +110,19 @@ def looks_like_token(s: str) -> bool:
 
 
 def ssn_ok(s: str) -> bool:
-    """Return True for ddd-dd-dddd outside the never-issued ranges (area 000, 666, 9xx;
-    group 00; serial 0000)."""
-    area, group, serial = s.split("-")
+    """Return True for ddd-dd-dddd (or spaced, dotted, bare) outside the never-issued ranges
+    (area 000, 666, 9xx; group 00; serial 0000)."""
+    digits = s.replace("-", "").replace(" ", "").replace(".", "")
+    if len(digits) != 9 or not digits.isdigit():
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
     return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
 
 
 def card_ok(s: str) -> bool:
-    """Return True when ``s`` (digits, spaces, dashes) holds 13-19 digits that pass Luhn."""
-    digits = s.replace(" ", "").replace("-", "")
+    """Return True when ``s`` (digits and one kind of separator: space, dash, dot or slash)
+    holds 13-19 digits that pass Luhn."""
+    digits = s.replace(" ", "").replace("-", "").replace(".", "").replace("/", "")
     return 13 <= len(digits) <= 19 and luhn_ok(digits)
 
 

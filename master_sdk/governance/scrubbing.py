@@ -66,13 +66,11 @@ class PolicyRedactor(Redactor):
             out = _substitute(pattern, placeholder, out)
         return out
 
-    def _scan(self, s: str, escaped: bool) -> list[Finding]:
+    def _scan(self, s: str) -> list[Finding]:
         if self._detectors:
-            return super()._scan(s, escaped)
+            return super()._scan(s)
         hits: list[Hit] = []
-        self._find_secrets(s, self._plain_secrets, self._plain_lengths, hits)
-        if escaped:
-            self._find_secrets(s, self._escaped_secrets, self._escaped_lengths, hits)
+        self._secrets.find(s, hits)
         return _resolve(hits) if hits else []
 
 

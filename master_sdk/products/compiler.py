@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from master_sdk.authoring import AgentSpec, ToolSpec
 from master_sdk.contracts.flow import AgentStep, FlowSpec, HitlStep, ToolStep, UserInputStep
@@ -82,42 +82,15 @@ class CompiledFlow:
         return f"{self.product}/{self.id}"
 
 
-def flow_hash(source: str) -> str:
-    """The identity of a flow's text, recorded by every run that starts from it."""
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+def flow_hash(source: str, code: str = "") -> str:
+    """The identity of a flow's text and its product's code, recorded by every run.
 
-
-def spec_error(exc: ValidationError, raw: Any, *, file: str, flow: str | None) -> FlowError:
-    """Turn a pydantic error on a flow file into a FlowError naming step and field."""
-    problems = exc.errors()
-    first = problems[0]
-    loc = list(first["loc"])
-    step: str | None = None
-    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
-        steps = raw.get("steps") if isinstance(raw, dict) else None
-        if isinstance(steps, list) and loc[1] < len(steps) and isinstance(steps[loc[1]], dict):
-            step = str(steps[loc[1]].get("id", f"#{loc[1] + 1}"))
-        else:
-            step = f"#{loc[1] + 1}"
-        loc = loc[2:]
-        if loc and loc[0] in ("tool", "agent", "hitl", "user_input") and first["type"] != "missing":
-            loc = loc[1:]  # the discriminator tag pydantic puts in the path
-        elif loc and loc[0] in ("tool", "agent", "hitl", "user_input"):
-            loc = loc[1:]
-    field_name = ".".join(str(p) for p in loc) or None
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-    elif first["type"] == "missing":
-        message = "required field is missing"
-    elif first["type"] == "union_tag_invalid":
-        message = "unknown step type; use one of tool, agent, hitl, user_input"
-        field_name = "type"
-    elif first["type"] == "union_tag_not_found":
-        message = "step has no 'type'; use one of tool, agent, hitl, user_input"
-        field_name = "type"
-    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-    return FlowError(message + more, file=file, flow=flow, step=step, field=field_name)
+    ``code`` is the product's code hash (its Python files, manifest and ``config/``; see
+    :mod:`master_sdk.products.fingerprint`): a run paused before its tools or agents were
+    edited is resumed only when the change is allowed, like an edit of the flow itself.
+    """
+    text = source if not code else f"{source}\0{code}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class FlowCompiler:
@@ -134,6 +107,7 @@ class FlowCompiler:
         templates: TemplateEngine,
         model_aliases: Mapping[str, str],
         model_names: Collection[str] = (),
+        code_hash: str = "",
     ) -> None:
         self.product = product
         self.product_version = product_version
@@ -143,6 +117,7 @@ class FlowCompiler:
         self.templates = templates
         self.model_aliases = model_aliases
         self.model_names = frozenset(model_names)
+        self.code_hash = code_hash
 
     def compile(self, spec: FlowSpec, *, file: str, source: str) -> CompiledFlow:
         """Compile ``spec`` (already validated by pydantic) or raise FlowError."""
@@ -190,7 +165,7 @@ class FlowCompiler:
             index=index,
             output=output,
             policy=policy,
-            flow_hash=flow_hash(source),
+            flow_hash=flow_hash(source, self.code_hash),
             product_version=self.product_version,
             source=source,
             model_aliases=self.model_aliases,

@@ -8,8 +8,9 @@ import pytest
 
 from master_sdk.contracts.policy import Policy
 from master_sdk.errors import PolicyViolation
-from master_sdk.governance.budgets import RunBudget, conservative_usage, estimate_tokens
+from master_sdk.governance.budgets import RunBudget, conservative_usage
 from master_sdk.memory.records import RunRow
+from master_sdk.models.tokens import estimate_tokens
 from master_sdk.models.types import Usage
 
 

@@ -361,11 +361,14 @@ def test_secret_values_are_redacted_in_every_encoding() -> None:
     )
 
 
-def test_secrets_match_inside_words_and_are_exact() -> None:
-    """A secret embedded in other text is still a leak; other casing is not the secret."""
+def test_secrets_match_inside_words_and_in_any_letter_case() -> None:
+    """A secret embedded in other text is still a leak, and so is the same value upper- or
+    lower-cased (a case-insensitive system accepts it as the secret)."""
     r = Redactor(["Zebra-Crossing-42"])
     assert r.text("id=xZebra-Crossing-42y") == "id=x<SECRET>y"
-    assert r.text("zebra-crossing-42") == "zebra-crossing-42"
+    assert r.text("zebra-crossing-42") == "<SECRET>"
+    assert r.text("ZEBRA-CROSSING-42") == "<SECRET>"
+    assert r.text("zebra-crossing-43") == "zebra-crossing-43"
 
 
 def test_short_secrets_are_ignored() -> None:
