@@ -520,7 +520,8 @@ class ListField(Field):
             parsed = _parse_number(text, integer=self.item_type == "integer")
             if parsed is None:
                 noun = "an integer" if self.item_type == "integer" else "a number"
-                raise self._bad(f"line {number}: {text!r} must be {noun}")
+                # the message is shown in the form: it never repeats what was typed
+                raise self._bad(f"line {number} must be {noun}")
             items.append(parsed)
         return items if items or self.required else _EMPTY
 
@@ -552,6 +553,8 @@ class JsonField(Field):
             raise self._bad(
                 f"must be valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
             ) from None
+        except RecursionError:
+            raise self._bad("is nested too deeply (the limit is 64 levels)") from None
 
     def _write(self, value: Any) -> None:
         try:

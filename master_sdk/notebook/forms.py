@@ -65,7 +65,14 @@ from master_sdk.notebook.fields import (
     TextField,
 )
 
-__all__ = ["ApprovalForm", "Field", "SchemaForm", "build_field"]
+__all__ = ["ApprovalForm", "Field", "HandledElsewhere", "SchemaForm", "build_field"]
+
+
+class HandledElsewhere(Exception):
+    """Raised by a form's callback when its caller has shown the outcome itself (e.g. the
+    run view offering to continue on a changed flow): the form shows nothing and stays
+    usable."""
+
 
 # jsonschema reports a missing property on the object that lacks it, with this message.
 _REQUIRED_MESSAGE = re.compile(r"'(?P<name>[^']*)' is a required property")
@@ -347,7 +354,12 @@ class SchemaForm:
         return got
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        from master_sdk.notebook.summary import form_text
+
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):  # a stable text/plain instead of the widget's repr
+            bundle["text/plain"] = form_text(self)
+        return bundle
 
     def _clicked(self, _button: Any) -> None:
         # A disabled button still runs its handlers when clicked from code, and a slow
@@ -372,6 +384,10 @@ class SchemaForm:
             self._on_submit(data)
         except InputInvalid as exc:
             self._show_invalid(exc)
+            return
+        except HandledElsewhere:
+            self._show_errors({})
+            self._set_status("", ok=True)
             return
         except Exception as exc:  # any failure must reach the user, not a log they never see
             self._show_errors({})
@@ -422,7 +438,7 @@ class SchemaForm:
         elif status == "invalid":
             general = self.errors.get("") if isinstance(self.root, ObjectField) else None
             self._status_line.show(
-                "Please correct the fields marked below.",
+                "Please correct the fields marked above.",
                 ok=False,
                 details=[general] if general else None,
             )
@@ -523,7 +539,12 @@ class ApprovalForm:
         )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        from master_sdk.notebook.summary import form_text
+
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):  # a stable text/plain instead of the widget's repr
+            bundle["text/plain"] = form_text(self)
+        return bundle
 
     def _decide(self, decision: str, callback: Callable[[str], object]) -> None:
         if self._decided or self._busy:
@@ -532,6 +553,8 @@ class ApprovalForm:
         self._enable(False)
         try:
             callback(str(self.comment.value))
+        except HandledElsewhere:
+            self._set_status("", ok=True)
         except MasterError as exc:
             self._set_status(f"error: {exc}", ok=False)
         except Exception as exc:  # any failure must reach the user, not a log they never see
@@ -551,4 +574,5 @@ class ApprovalForm:
 
     def _set_status(self, status: str, *, ok: bool) -> None:
         self.status = status
-        self._status_line.show(status[:1].upper() + status[1:] + ("." if ok else ""), ok=ok)
+        text = status[:1].upper() + status[1:] + ("." if ok and status else "")
+        self._status_line.show(text, ok=ok)

@@ -22,6 +22,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from master_sdk.errors import MasterError
+from master_sdk.notebook.forms import HandledElsewhere
 
 __all__ = ["RecoveryForm"]
 
@@ -39,7 +40,7 @@ class RecoveryForm:
     Attributes:
         retry_button: run the step again.
         skip_button: mark the step done with ``output`` and continue.
-        abort_button: end the run as failed.
+        abort_button: end the run as aborted.
         output: a ``Textarea`` holding the skipped step's output as JSON.
         reason: a ``Text`` holding why the run is aborted.
         widget: the container to display.
@@ -92,7 +93,12 @@ class RecoveryForm:
         )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        from master_sdk.notebook.summary import form_text
+
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):  # a stable text/plain instead of the widget's repr
+            bundle["text/plain"] = form_text(self)
+        return bundle
 
     def _skip(self, on_skip: Callable[[Any], object]) -> None:
         text = str(self.output.value).strip()
@@ -111,6 +117,9 @@ class RecoveryForm:
         self._enable(False)
         try:
             action()
+        except HandledElsewhere:
+            self.status = ""
+            self._status_html.layout.display = "none"
         except MasterError as exc:
             self._show(f"error: {exc}", f"error: {exc}", ok=False)
         except Exception as exc:  # any failure must reach the user, not a log they never see

@@ -38,6 +38,7 @@ _STATUS_COLOURS = {
     "rejected": "#b00020",
     "failed": "#b00020",
     "blocked": "#b00020",
+    "aborted": "#616161",
     "interrupted": "#6a1b9a",
     NOT_REACHED: "#9e9e9e",
 }
@@ -92,26 +93,33 @@ class RunSummary:
     def of(cls, run: Run) -> RunSummary:
         """Read ``run``'s current state (as last loaded; call ``run.refresh()`` to re-read)."""
         frame = run.steps()
+        try:
+            planned = run.workbench.flow(run.ref).steps
+        except MasterError:  # a product broken since the run started: show what was stored
+            planned = []
+        guards = {str(step["id"]): step.get("when") for step in planned}
         lines: list[StepLine] = []
         seen: set[str] = set()
         for row in frame.to_dict("records"):
             step_id = str(row["step_id"])
             seen.add(step_id)
             duration = float(row["duration_ms"])
+            status = str(row["status"])
+            guard = guards.get(step_id)
+            by_guard = status == "skipped" and bool(guard) and row["output"] is None
             lines.append(
                 StepLine(
                     step_id=step_id,
                     step_type=str(row["step_type"]),
-                    status=str(row["status"]),
-                    attempt=int(row["attempt"]),
-                    duration_ms=None if math.isnan(duration) else duration,
-                    note=_note(str(row["step_type"]), row["output"], row["error"]),
+                    status=status,
+                    # a step its guard skipped never started: no attempt to count
+                    attempt=0 if by_guard else int(row["attempt"]),
+                    duration_ms=None if math.isnan(duration) or by_guard else duration,
+                    note=_shorten(f"skipped: when {guard} was false")
+                    if by_guard
+                    else _note(str(row["step_type"]), row["output"], row["error"]),
                 )
             )
-        try:
-            planned = run.workbench.flow(run.ref).steps
-        except MasterError:  # a product broken since the run started: show what was stored
-            planned = []
         lines.extend(
             StepLine(str(step["id"]), str(step["type"]), NOT_REACHED)
             for step in planned
@@ -245,7 +253,11 @@ def _note(step_type: str, output: Any, error: Any) -> str:
     if step_type == "hitl" and isinstance(output, dict) and "approved" in output:
         decision = "approved" if output.get("approved") else "rejected"
         who = output.get("by")
-        return f"{decision} by {who}" if who else decision
+        note = f"{decision} by {who}" if who else decision
+        comment = output.get("comment")
+        if isinstance(comment, str) and comment.strip():
+            note = f"{note}: “{' '.join(comment.split())}”"
+        return _shorten(note)
     return ""
 
 
@@ -269,3 +281,47 @@ def _compact(value: Any, limit: int) -> str:
 def _shorten(text: str, limit: int = _NOTE_LIMIT) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_FORM_BUTTONS = (
+    "approve_button",
+    "reject_button",
+    "submit_button",
+    "retry_button",
+    "skip_button",
+    "abort_button",
+)
+
+
+_FORM_KINDS = {"ApprovalForm": "approval", "SchemaForm": "input", "RecoveryForm": "recovery"}
+
+
+def form_text(form: Any, context: str | None = None) -> str:
+    """A form as one stable line of text: what a notebook file keeps as its ``text/plain``.
+
+    Widget model ids change on every execution; this line does not, so a notebook compared
+    with its committed outputs (``master test``) reads the form, not an id::
+
+        waiting_approval · review · Approve/Reject
+        waiting_input · audience · fields: audience · Submit
+
+    Args:
+        form: an approval, input or recovery form (its buttons and ``fields`` are read).
+        context: what comes first, e.g. the run's status and step id (default: the kind of
+            form, ``approval``, ``input`` or ``recovery``).
+    """
+    if context is None:
+        context = _FORM_KINDS.get(type(form).__name__)
+    parts = [context] if context else []
+    fields = getattr(form, "fields", None)
+    if fields:
+        parts.append("fields: " + ", ".join(fields))
+    buttons = [getattr(form, name, None) for name in _FORM_BUTTONS]
+    labels = [str(b.description) for b in buttons if b is not None]
+    if labels:
+        parts.append("/".join(labels))
+    status = getattr(form, "status", "")
+    if status:
+        parts.append(str(status))
+    return " · ".join(parts)
+

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from master_sdk.errors import InputInvalid, MasterError
-from master_sdk.notebook.forms import ApprovalForm, SchemaForm
+from master_sdk.errors import FlowChanged, InputInvalid, MasterError
+from master_sdk.notebook.forms import ApprovalForm, HandledElsewhere, SchemaForm
 from master_sdk.notebook.recovery import RecoveryForm
-from master_sdk.notebook.summary import RunSummary
+from master_sdk.notebook.summary import RunSummary, form_text
 
 if TYPE_CHECKING:
     from master_sdk import Run
@@ -61,6 +61,10 @@ class RunView:
         result: the output of a completed run, or why it stopped.
         notice: the last action's error (another kernel answered first, ...); hidden
             when there is none.
+        flow_change: shown when an action found the flow (or the product's code) changed
+            since the run started: what changed, a short diff, and ``continue_button``.
+        continue_button: "Continue on the new flow": repeats the action that was refused,
+            accepting the change (``allow_flow_change=True``; recorded in the trace).
         refresh_button: re-read the run from the store.
     """
 
@@ -71,6 +75,20 @@ class RunView:
         self.form_box = widgets.VBox()
         self.result = widgets.HTML()
         self.notice = widgets.HTML(layout=widgets.Layout(display="none"))
+        self.flow_change_text = widgets.HTML()
+        self.continue_button = widgets.Button(
+            description="Continue on the new flow",
+            button_style="warning",
+            icon="forward",
+            layout=widgets.Layout(width="auto"),
+            tooltip="Accept the change and continue this run on the flow as it is now",
+        )
+        self.continue_button.on_click(lambda _b: self._continue())
+        self.flow_change = widgets.VBox(
+            [self.flow_change_text, self.continue_button],
+            layout=widgets.Layout(display="none"),
+        )
+        self._refused: Callable[[bool], object] | None = None
         self.refresh_button = widgets.Button(
             description="Refresh", icon="refresh", tooltip="Re-read the run from the store"
         )
@@ -82,6 +100,7 @@ class RunView:
                 self.form_box,
                 self.result,
                 self.notice,
+                self.flow_change,
                 widgets.HBox([self.refresh_button]),
             ]
         )
@@ -132,8 +151,17 @@ class RunView:
 
     @property
     def text(self) -> str:
-        """The view as plain text (what a notebook stores as ``text/plain``)."""
-        return RunSummary.of(self.run).text()
+        """The view as plain text (what a notebook stores as ``text/plain``): the run's
+        summary and, while it needs one, its form as one line, e.g.
+        ``waiting_approval · review · Approve/Reject``."""
+        text = RunSummary.of(self.run).text()
+        form = self._form[1] if self._form is not None else None
+        pending = self.run.waiting_for
+        if form is not None:
+            step = pending.get("step") if pending else None
+            context = " · ".join(str(p) for p in (self.run.status, step) if p)
+            text += "\n" + form_text(form, context)
+        return text
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = self.widget._repr_mimebundle_(**kwargs)
@@ -148,7 +176,7 @@ class RunView:
         pending = run.waiting_for
         if pending is not None:
             return (run.status, str(pending.get("step")))
-        if run.status == "interrupted":
+        if run.status.recoverable:  # interrupted or failed: retry, skip or abort
             return (run.status, run.error or "")
         return None
 
@@ -168,9 +196,9 @@ class RunView:
             by = str(form.user.value).strip() or None
             note = comment or None
             if approved:
-                self._act(lambda: run.approve(comment=note, by=by))
+                self._act(lambda allow: run.approve(comment=note, by=by, allow_flow_change=allow))
             else:
-                self._act(lambda: run.reject(comment=note, by=by))
+                self._act(lambda allow: run.reject(comment=note, by=by, allow_flow_change=allow))
 
         step = str(pending.get("step"))
         form = ApprovalForm(
@@ -188,45 +216,104 @@ class RunView:
         step = str(pending.get("step"))
         return SchemaForm(
             schema,
-            on_submit=lambda data: self._act(lambda: run.submit(data)),
+            on_submit=lambda data: self._act(
+                lambda allow: run.submit(data, allow_flow_change=allow)
+            ),
             prompt=str(pending.get("prompt") or f"Input for step '{step}'"),
         )
 
     def _recovery_form(self) -> RecoveryForm:
         run = self.run
-        stuck = [line.step_id for line in RunSummary.of(run).steps if line.status == "interrupted"]
+        stuck = [
+            line.step_id
+            for line in RunSummary.of(run).steps
+            if line.status in ("interrupted", "failed")
+        ]
         return RecoveryForm(
             step=stuck[-1] if stuck else None,
             error=run.error,
-            on_retry=lambda: self._act(run.retry),
-            on_skip=lambda output: self._act(lambda: run.skip(output)),
-            on_abort=lambda reason: self._act(lambda: run.abort(reason or None)),
+            on_retry=lambda: self._act(lambda allow: run.retry(allow_flow_change=allow)),
+            on_skip=lambda output: self._act(
+                lambda allow: run.skip(output, allow_flow_change=allow)
+            ),
+            on_abort=lambda reason: self._act(lambda _allow: run.abort(reason or None)),
         )
 
     # ------------------------------------------------------------------ actions
 
-    def _act(self, action: Callable[[], object]) -> None:
+    def _act(self, action: Callable[[bool], object], *, allow_change: bool = False) -> None:
         """Run a ``Run`` action for a form; the run redraws this view itself.
 
-        An error other than invalid input (which the form shows under its fields) is also
-        shown under the run, because the form it came from may have just been replaced.
+        ``action(allow_flow_change)`` calls the run. An error other than invalid input
+        (which the form shows under its fields) is shown under the run, once, because the
+        form it came from may have just been replaced. A changed flow is not an error to
+        read but a choice: the view shows what changed and offers to continue on the new
+        flow, which repeats the same action accepting the change.
         """
         try:
-            action()
+            action(allow_change)
         except InputInvalid:
             raise
+        except FlowChanged as exc:
+            with contextlib.suppress(MasterError):
+                self.run.refresh()
+            self.show_notice("")
+            if allow_change:  # even accepted, the run cannot go on (its step is gone)
+                self._show_flow_change(None, None)
+                self.show_notice(f"{type(exc).__name__}: {exc}")
+                raise
+            self._show_flow_change(exc, action)
+            raise HandledElsewhere(str(exc)) from exc
         except MasterError as exc:
             # The handle may hold what this process tried rather than what was stored
             # (another kernel answered first): read the store again before redrawing.
             with contextlib.suppress(MasterError):
                 self.run.refresh()
+            self._show_flow_change(None, None)
             self.show_notice(f"{type(exc).__name__}: {exc}")
             raise
         else:
+            self._show_flow_change(None, None)
             self.show_notice("")
         finally:
             # ``run.view()`` is redrawn by the run itself; a view built directly is not.
             self.update()
+
+    def _show_flow_change(
+        self, exc: FlowChanged | None, action: Callable[[bool], object] | None
+    ) -> None:
+        """Offer to continue on the changed flow (``exc``), or hide the offer (None)."""
+        self._refused = action
+        if exc is None:
+            self.flow_change_text.value = ""
+            self.flow_change.layout.display = "none"
+            return
+        changes = exc.changes or "the flow changed"
+        diff = (
+            "<pre style='max-height:16em;overflow:auto;background:#f6f8fa;padding:6px;"
+            f"margin:4px 0'>{escape(exc.diff)}</pre>"
+            if exc.diff
+            else ""
+        )
+        self.flow_change_text.value = (
+            f"<div style='color:#b26a00'><b>The flow changed since this run started</b>: "
+            f"{escape(changes)}.</div>{diff}"
+            "<div style='color:#555'>Continue on the new flow (recorded in the trace), "
+            "or restore the files to continue as it was.</div>"
+        )
+        self.flow_change.layout.display = None
+
+    def _continue(self) -> None:
+        action = self._refused
+        if action is None:
+            return
+        self.continue_button.disabled = True
+        try:
+            self._act(action, allow_change=True)
+        except MasterError:
+            pass  # shown under the run by _act
+        finally:
+            self.continue_button.disabled = False
 
     def _refresh(self) -> None:
         try:
@@ -235,6 +322,7 @@ class RunView:
             self.show_notice(f"{type(exc).__name__}: {exc}")
             return
         self.show_notice("")
+        self._show_flow_change(None, None)
         self.update()
 
 

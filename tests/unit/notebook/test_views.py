@@ -365,10 +365,11 @@ def test_skip_uses_the_typed_output_and_refuses_broken_json(
         assert "typed by hand" in approval.shown_html.value
 
 
-def test_abort_ends_the_run_as_failed_with_the_reason(
+def test_abort_ends_the_run_as_aborted_with_the_reason(
     interrupted: tuple[ms.Workbench, ms.Run],
 ) -> None:
-    """Abort ends the run as failed; the view says so and offers no form."""
+    """Abort ends the run as aborted (an ended status); the view says so and offers no
+    form."""
     wb, run = interrupted
     with wb:
         form = run.form()
@@ -376,7 +377,8 @@ def test_abort_ends_the_run_as_failed_with_the_reason(
         form.reason.value = "not worth it"
         form.abort_button.click()
         assert form.status == "aborted"
-        assert run.status == "failed"
+        assert run.status == "aborted"
+        assert run.ended
         assert "not worth it" in (run.error or "")
         assert run.view().form_box.children == ()
         assert "not worth it" in run.view().result.value

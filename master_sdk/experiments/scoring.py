@@ -1,0 +1,119 @@
+"""Scoring one finished case: every scorer, its errors kept per case, judges governed.
+
+The result is stored with the case as ``{"values": {column: number}, "meta": {column:
+value}, "errors": {scorer: message}}``: numbers are what summaries average, ``meta`` holds
+a judge's reason, tokens and cost, ``errors`` a scorer that raised (the others still ran).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from master_sdk.experiments.scorers import Judge, scorer_name
+
+if TYPE_CHECKING:
+    from master_sdk.authoring import Reply
+    from master_sdk.models.router import Router
+    from master_sdk.products.compiler import CompiledFlow
+
+
+def number(value: Any) -> float:
+    """A score as a float (bool -> 1/0; None or not a number -> NaN)."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return math.nan
+
+
+def _nothing() -> None:
+    """Nothing to commit before a judge's call."""
+
+
+class JudgeRouter:
+    """A judge's door to models: the workbench's router under the flow's policy.
+
+    Each call gets a budget of its own under the flow's effective policy (allowed models,
+    token and cost limits per call) and passes the experiment's gate (cost cap, backoff)
+    like an agent's call.
+    """
+
+    def __init__(self, router: Router, flow: CompiledFlow, case_key: str) -> None:
+        self.router = router
+        self.flow = flow
+        self.case_key = case_key
+
+    def complete(self, model: str, *, prompt: str, system: str, output: type[Any]) -> Reply:
+        """One governed call (see the class docstring)."""
+        from master_sdk.governance.budgets import RunBudget
+        from master_sdk.memory.records import RunRow
+        from master_sdk.orchestrator.context import StepScope
+        from master_sdk.tracing.events import TraceBuffer
+
+        flow = self.flow
+        row = RunRow(
+            run_id=f"judge:{self.case_key}",
+            product=flow.product,
+            flow=flow.id,
+            status="running",
+            version=0,
+            cursor=0,
+            created_us=0,
+            updated_us=0,
+            flow_hash=flow.flow_hash,
+            product_version=flow.product_version,
+        )
+        budget = RunBudget(row, flow.policy, flow.allow)
+        # a judge's call belongs to no run: there is no run record to make durable first
+        scope = StepScope(
+            row.run_id, "judge", "agent", 1, budget, TraceBuffer(0, []), flow.policy, _nothing
+        )
+        budget.check_model_name("judge", model, self.router.names)
+        return self.router.complete(
+            model,
+            prompt=prompt,
+            system=system,
+            output=output,
+            max_tokens=None,
+            temperature=0.0,
+            aliases=flow.model_aliases,
+            scope=scope,
+        )
+
+
+def score_case(
+    scorers: Sequence[Callable[..., Any]],
+    case: Mapping[str, Any],
+    output: Any,
+    *,
+    judge_router: Callable[[], JudgeRouter],
+) -> dict[str, Any]:
+    """Run every scorer on one case (see the module docstring)."""
+    values: dict[str, float] = {}
+    meta: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for index, scorer in enumerate(scorers):
+        name = scorer_name(scorer, index)
+        try:
+            if isinstance(scorer, Judge):
+                graded = scorer.grade(case, output, judge_router())
+                values[name] = number(graded["score"])
+                meta[f"{name}.reason"] = graded["reason"]
+                meta[f"{name}.tokens"] = graded["tokens"]
+                meta[f"{name}.cost_usd"] = graded["cost_usd"]
+                continue
+            result = scorer(case, output)
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if isinstance(result, Mapping):
+            for key, value in result.items():
+                if isinstance(value, bool | int | float) or value is None:
+                    values[f"{name}.{key}"] = number(value)
+                else:
+                    meta[f"{name}.{key}"] = value
+        else:
+            values[name] = number(result)
+    return {"values": values, "meta": meta, "errors": errors}

@@ -1,0 +1,90 @@
+"""The inbox widget, driven from code as a reviewer would drive it."""
+
+from __future__ import annotations
+
+import master_sdk as ms
+
+
+def waiting(wb: ms.Workbench, n: int, *, by: str = "bob") -> list[str]:
+    return [wb.run("hello_world/greet", inputs={"text": f"t{i}"}, by=by).id for i in range(n)]
+
+
+def test_the_inbox_lists_pages_and_sorts_the_pending_runs(wb: ms.Workbench) -> None:
+    """Pages of ``page_size``; next/previous move between them; the table and the selector
+    show the current page."""
+    ids = waiting(wb, 7)
+    inbox = wb.inbox(page_size=3)
+    assert len(inbox.frame) == 7 and inbox.page_label.value.startswith("page 1 of 3")
+    assert [v for _l, v in inbox.selector.options] == ids[:3]
+    inbox.next_button.click()
+    inbox.next_button.click()
+    assert [v for _l, v in inbox.selector.options] == ids[6:]
+    inbox.sort.value = "newest"
+    assert [v for _l, v in inbox.selector.options] == list(reversed(ids))[:3]
+    assert "t" in inbox.table.value and "<table" in inbox.table.value
+
+
+def test_approving_a_selection_with_one_comment_decides_and_continues_each(
+    wb: ms.Workbench,
+) -> None:
+    """Select several, one comment, Approve: every decision is stored with that comment,
+    the runs are continued in the background (progress reaches the count), and a refresh
+    shows them at their next pause; the others stay."""
+    ids = waiting(wb, 5)
+    inbox = wb.inbox()
+    inbox.select(ids[:3])
+    inbox.comment.value = "batch ok"
+    inbox.by.value = "ana"
+    inbox.approve_button.click()
+    inbox.join()
+    assert inbox.progress.value == 3 and not inbox.busy
+    assert set(inbox.outcomes["outcome"]) == {"continued"}
+    audit = wb.approvals()
+    assert sorted(audit["run_id"]) == sorted(ids[:3]) and set(audit["comment"]) == {"batch ok"}
+    inbox.refresh()
+    kinds = dict(zip(inbox.frame["run_id"], inbox.frame["kind"].astype(str), strict=True))
+    assert [kinds[i] for i in ids] == ["input"] * 3 + ["approval"] * 2
+
+
+def test_refused_items_stay_visible_with_their_error(wb: ms.Workbench) -> None:
+    """A run reserved by someone else is refused; it stays in the list and under Failed
+    with the reason, while the rest of the selection goes through."""
+    ids = waiting(wb, 3)
+    wb.reserve(ids[0], 10, by="zoe")
+    inbox = wb.inbox(kind="approval")
+    inbox.select(ids)
+    inbox.by.value = "ana"
+    inbox.reject_button.click()
+    inbox.join()
+    assert ids[0] in inbox.failures and "zoe reserved it" in inbox.failures[ids[0]]
+    assert "Failed (1)" in inbox.failed_html.value
+    assert list(inbox.frame["run_id"]) == [ids[0]]
+    assert {wb.get_run(i).status for i in ids[1:]} == {"rejected"}
+
+
+def test_inputs_sharing_a_step_are_answered_with_one_form(wb: ms.Workbench) -> None:
+    """Select inputs waiting at the same step, Answer: one form; invalid data shows under
+    its field and records nothing; valid data is submitted to each and continued."""
+    ids = waiting(wb, 3)
+    wb.decide(ids, "approve", by="ana")
+    inbox = wb.inbox(kind="input")
+    inbox.select(ids)
+    form = inbox.answer()
+    assert form is not None
+    form.fields["audience"].value = ""
+    form.submit_button.click()
+    assert form.status == "invalid" and {wb.get_run(i).status for i in ids} == {"waiting_input"}
+    form.fields["audience"].value = "the board"
+    form.submit_button.click()
+    inbox.join()
+    assert form.status == "submitted"
+    assert {wb.get_run(i).status for i in ids} == {"completed"}
+
+
+def test_open_shows_one_runs_full_view_and_its_form(wb: ms.Workbench) -> None:
+    """Open puts the first selected run's view (with its approval form) under the list."""
+    ids = waiting(wb, 2)
+    inbox = wb.inbox()
+    inbox.select(ids[1:])
+    view = inbox.open()
+    assert view is not None and inbox.detail.children == (view.widget,)
