@@ -14,11 +14,12 @@ model's validation is a ``model_called`` error event too — with the tokens it 
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,13 +27,27 @@ from master_sdk.authoring import Reply
 from master_sdk.config.settings import ModelEntry, ModelsSettings, Price
 from master_sdk.errors import ConfigError, ModelCallError
 from master_sdk.governance.budgets import conservative_usage
-from master_sdk.models.types import Message, ModelRequest, ModelResponse, Provider
+from master_sdk.models.gates import CONGESTION_KINDS, CallGate, current_gate
+from master_sdk.models.tokens import estimate_prompt_tokens
+from master_sdk.models.types import (
+    Embedder,
+    EmbedRequest,
+    EmbedResponse,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    Provider,
+)
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from master_sdk.authoring import Embeddings
     from master_sdk.contracts.policy import Policy, RetryPolicy
     from master_sdk.governance.budgets import RunBudget
     from master_sdk.tracing.events import TraceBuffer
 
+R = TypeVar("R")
 FREE = Price(input=0.0, cached_input=0.0, output=0.0)
 # A reply cap derived from the remaining budget is sent only up to this size. A larger one
 # protects nothing in practice, and servers refuse caps above what their model can produce
@@ -43,7 +58,7 @@ BUDGET_CAP_CEILING = 4096
 RAW_TRACE_CHARS = 2000
 # What a replay entry may set; everything else belongs on the model it wraps.
 _REPLAY_FIELDS = frozenset(
-    {"provider", "mode", "cassette", "wraps", "model", "max_tokens", "temperature"}
+    {"provider", "mode", "cassette", "wraps", "model", "max_tokens", "temperature", "kind"}
 )
 
 
@@ -55,6 +70,19 @@ class ModelScope(Protocol):
     budget: RunBudget
     trace: TraceBuffer
     policy: Policy
+
+    def durable(self) -> None:
+        """Make the run's counters durable before a request is sent: they already count
+        the request at its worst case (see :data:`RESERVED`)."""
+        ...
+
+
+RESERVED = "reserved"
+"""Key of the run state marking the model request in flight: ``{step, model, tokens_in,
+tokens_out, cost_usd}``, its worst case. The call itself is already in ``model_calls``.
+It is made durable before the request is sent and removed once the answer is seen; a run
+found interrupted with it still there is charged that worst case (the engine traces it
+as ``model_call_unconfirmed``, ``usage_estimated``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +96,6 @@ class ResolvedModel:
     wrapped: ResolvedModel | None = None
 
 
-def prompt_tokens_upper_bound(messages: tuple[Message, ...]) -> int:
-    """A deliberately high estimate of prompt tokens, for worst-case budget checks.
-
-    Real tokenisers average about four characters per token in English but approach one
-    token per character for some scripts; three UTF-8 bytes per token plus per-message
-    overhead errs on the high side for both.
-    """
-    return sum(len(m.content.encode("utf-8")) // 3 + 8 for m in messages) + 4
-
-
 def cost_usd(price: Price, tokens_in: int, tokens_out: int, cached: int = 0) -> float:
     """USD for one call under a per-million-token price."""
     cached = min(cached, tokens_in)
@@ -85,6 +103,51 @@ def cost_usd(price: Price, tokens_in: int, tokens_out: int, cached: int = 0) -> 
     return (
         (tokens_in - cached) * price.input + cached * cached_rate + tokens_out * price.output
     ) / 1e6
+
+
+# error kinds after which the provider's answer was never seen (it may have billed)
+_UNANSWERED = frozenset({"timeout", "connection"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The worst case of one model request: counted before it is sent (see
+    :data:`RESERVED`)."""
+
+    step: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    price: Price | None
+
+    @property
+    def cost(self) -> float:
+        """Its worst-case cost (0 for an unpriced model, which a cost budget refuses)."""
+        return cost_usd(self.price, self.tokens_in, self.tokens_out) if self.price else 0.0
+
+    def reserve(self, run: Any) -> None:
+        """Mark the request in flight on the run (made durable before it is sent)."""
+        run.state[RESERVED] = {
+            "step": self.step,
+            "model": self.model,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": self.cost,
+        }
+
+    def settle(self, run: Any, *, answered: bool) -> None:
+        """The request's answer is known, or never will be: take the mark off; an answer
+        never seen is charged at the worst case (the caller counts a seen one)."""
+        run.state.pop(RESERVED, None)
+        if not answered:
+            charge_reserved(run, self.tokens_in, self.tokens_out, self.cost)
+
+
+def charge_reserved(run: Any, tokens_in: int, tokens_out: int, cost: float) -> None:
+    """Count a request whose answer was never seen at its worst case."""
+    run.tokens_in += tokens_in
+    run.tokens_out += tokens_out
+    run.cost_usd += cost
 
 
 class Router:
@@ -119,6 +182,9 @@ class Router:
         self._resolved: dict[str, ResolvedModel] = {}
         self._sleep = sleep
         self._scrub = scrub
+        # resolving and creating providers happens once per name, whichever thread asks
+        # first (a provider holds a connection pool: two would leak one)
+        self._lock = threading.RLock()
         for name, entry in settings.models.items():
             if entry.provider == "replay":
                 self._check_replay(name, entry)
@@ -138,9 +204,12 @@ class Router:
         known = self._resolved.get(logical)
         if known is not None:
             return known
-        resolved = self._resolve(logical)
-        self._resolved[logical] = resolved
-        return resolved
+        with self._lock:
+            known = self._resolved.get(logical)
+            if known is None:
+                known = self._resolve(logical)
+                self._resolved[logical] = known
+        return known
 
     def _resolve(self, logical: str) -> ResolvedModel:
         entry = self.settings.models.get(logical)
@@ -238,16 +307,21 @@ class Router:
         existing = self._providers.get(model.name)
         if existing is not None:
             return existing
-        created = self._create(model)
-        self._providers[model.name] = created
-        return created
+        with self._lock:
+            existing = self._providers.get(model.name)
+            if existing is None:
+                existing = self._create(model)
+                self._providers[model.name] = existing
+        return existing
 
     def _create(self, model: ResolvedModel) -> Provider:
         entry = model.entry
         if entry.provider == "fake":
             from master_sdk.models.providers.fake import FakeProvider
 
-            return FakeProvider(responses=entry.responses, model=model.provider_model)
+            return FakeProvider(
+                responses=entry.responses, model=model.provider_model, dimensions=entry.dimensions
+            )
         if entry.provider == "openai":
             from master_sdk.models.providers.openai import OpenAIProvider
 
@@ -284,7 +358,9 @@ class Router:
 
     def close(self) -> None:
         """Close the providers this router created (their HTTP connection pools)."""
-        for provider in self._providers.values():
+        with self._lock:
+            providers = list(self._providers.values())
+        for provider in providers:
             close = getattr(provider, "close", None)
             if callable(close):
                 close()
@@ -309,8 +385,18 @@ class Router:
             ModelCallError: the call failed after the retries policy allows, or the reply
                 does not match ``output``; the trace holds every attempt.
         """
+        gate = current_gate()
+        if gate is not None:
+            # an experiment's override; the allow-list check below sees the model it names
+            name = gate.models.get(name, name)
         model = self.resolve(name, aliases)
         entry = model.entry
+        if entry.kind == "embedding":
+            raise ModelCallError(
+                f"model '{model.name}' is an embedding model (kind: embedding in "
+                "configs/models.yaml); ask a chat model, or use ctx.embed()",
+                kind="bad_request",
+            )
         messages = (
             (Message("system", system), Message("user", prompt))
             if system
@@ -322,10 +408,8 @@ class Router:
 
             schema = strict_json_schema(output)
         budget = scope.budget
-        prompt_bound = prompt_tokens_upper_bound(messages)
-        if schema is not None:
-            # the schema travels with the request and is billed as prompt tokens
-            prompt_bound += len(json.dumps(schema).encode("utf-8")) // 3 + 8
+        # the schema travels with the request and is billed as prompt tokens
+        prompt_bound = estimate_prompt_tokens(messages, schema)
         cap = entry.max_tokens
         if max_tokens is not None:
             cap = min(cap, max_tokens) if cap is not None else max_tokens
@@ -350,14 +434,39 @@ class Router:
             output_schema=schema,
             output_name=output.__name__ if output is not None else None,
         )
-        response, duration_ms, attempts, provider = self._call(model, request, scope)
-        # a provider that reports no usage (or zeros) is counted high, never as free
-        usage = conservative_usage(response.usage, prompt_tokens=prompt_bound, reply=response.text)
-        cost = (
-            cost_usd(model.price, usage.tokens_in, usage.tokens_out, usage.cached_tokens)
-            if model.price is not None
-            else None
+        worst = Reservation(
+            step=scope.step_id,
+            model=model.name,
+            tokens_in=prompt_bound,
+            # the reply cap sent; without one, at most what a cap derived from the budget
+            # would have been (BUDGET_CAP_CEILING): an estimate, flagged as one
+            tokens_out=cap
+            if cap is not None
+            else min(worst_out or BUDGET_CAP_CEILING, BUDGET_CAP_CEILING),
+            price=model.price,
         )
+        reserved = (
+            gate.admit(step_id=scope.step_id, model=model.name, worst_cost=worst_cost)
+            if gate is not None
+            else 0.0
+        )
+        cost: float | None = None
+        try:
+            response, duration_ms, attempts, provider = self._call(
+                model, lambda p: p.complete(request), scope, worst, gate
+            )
+            # a provider that reports no usage (or zeros) is counted high, never as free
+            usage = conservative_usage(
+                response.usage, prompt_tokens=prompt_bound, reply=response.text
+            )
+            cost = (
+                cost_usd(model.price, usage.tokens_in, usage.tokens_out, usage.cached_tokens)
+                if model.price is not None
+                else None
+            )
+        finally:
+            if gate is not None:
+                gate.settle(reserved, cost)
         run = budget.run
         run.tokens_in += usage.tokens_in
         run.tokens_out += usage.tokens_out
@@ -408,9 +517,211 @@ class Router:
             model=model.name,
         )
 
+    def embed(
+        self,
+        name: str,
+        texts: Sequence[str],
+        *,
+        aliases: Mapping[str, str] | None,
+        scope: ModelScope | None,
+        policy: Policy | None = None,
+    ) -> Embeddings:
+        """Embed ``texts`` with an embedding model, in batches within its limits.
+
+        Each request holds at most ``batch_size`` texts and ``batch_tokens`` estimated
+        tokens. Inside a run (``scope``) every request is governed like a chat call:
+        checked before it is sent (allow-list, call count, worst-case tokens and cost),
+        retried only as policy allows, counted in the run's budget and traced as a
+        ``model_called`` event with ``attrs.operation == "embeddings"``. Outside a run (a
+        notebook), ``policy``'s allow-list applies and retries follow it; nothing is traced.
+
+        Raises:
+            ModelCallError: the model is not ``kind: embedding``, a call failed after the
+                retries policy allows, or the vectors are not the configured size.
+            PolicyViolation: a budget or allow-list refuses a request (before it is sent).
+        """
+        import numpy as np
+
+        from master_sdk.authoring import Embeddings
+
+        model = self.resolve(name, aliases)
+        entry = model.entry
+        if entry.kind != "embedding":
+            raise ModelCallError(
+                f"model '{model.name}' is a chat model; embeddings need a model of kind "
+                "embedding in configs/models.yaml (e.g. default_embedding)",
+                kind="bad_request",
+            )
+        if scope is None and policy is not None and policy.allowed_models is not None:
+            from master_sdk.governance.budgets import refusal
+
+            if model.name not in policy.allowed_models:
+                from master_sdk.errors import PolicyViolation
+
+                raise PolicyViolation(
+                    "allowed_models",
+                    limit=policy.allowed_models,
+                    value=model.name,
+                    message=refusal("model", model.name, policy.allowed_models),
+                )
+        chunks: list[np.ndarray] = []
+        tokens = 0
+        cost: float | None = 0.0 if model.price is not None else None
+        for batch in _batches(texts, entry.batch_size, entry.batch_tokens):
+            request = EmbedRequest(
+                model=model.provider_model,
+                texts=batch,
+                dimensions=entry.dimensions,
+                params=entry.params,
+            )
+            vectors, used, spent = self._embed_batch(model, request, scope, policy)
+            chunks.append(vectors)
+            tokens += used
+            if cost is not None and spent is not None:
+                cost += spent
+        width = entry.dimensions or (chunks[0].shape[1] if chunks else 0)
+        matrix = np.vstack(chunks) if chunks else np.zeros((0, width), dtype=np.float32)
+        return Embeddings(vectors=matrix, model=model.name, tokens=tokens, cost_usd=cost)
+
+    def _embed_batch(
+        self,
+        model: ResolvedModel,
+        request: EmbedRequest,
+        scope: ModelScope | None,
+        policy: Policy | None,
+    ) -> tuple[np.ndarray, int, float | None]:
+        import numpy as np
+
+        bound = sum(_embed_tokens_bound(text) for text in request.texts)
+        price = model.price
+        if scope is not None:
+            scope.budget.check_model(
+                scope.step_id,
+                model.name,
+                worst_tokens=bound,
+                worst_cost=cost_usd(price, bound, 0) if price is not None else None,
+            )
+        started = time.perf_counter()
+        provider: Provider | None = None
+
+        def send(target: Provider) -> EmbedResponse:
+            if not isinstance(target, Embedder):
+                raise ModelCallError(
+                    f"model '{model.name}': provider '{target.name}' makes no embeddings",
+                    kind="bad_request",
+                )
+            return target.embed(request)
+
+        if scope is not None:
+            worst = Reservation(
+                step=scope.step_id, model=model.name, tokens_in=bound, tokens_out=0, price=price
+            )
+            # inside an experiment: its window, back-off and cost cap, as for chat calls
+            gate = current_gate()
+            reserved = (
+                gate.admit(step_id=scope.step_id, model=model.name, worst_cost=worst.cost)
+                if gate is not None
+                else 0.0
+            )
+            spent_seen: float | None = None
+            try:
+                response, duration_ms, attempts, provider = self._call(
+                    model, send, scope, worst, gate
+                )
+                spent_seen = (
+                    cost_usd(price, _reported_tokens(response, bound), 0)
+                    if price is not None
+                    else None
+                )
+            finally:
+                if gate is not None:
+                    gate.settle(reserved, spent_seen)
+        else:
+            response, attempts = self._call_detached(model, send, policy)
+            duration_ms = (time.perf_counter() - started) * 1000
+        vectors = np.asarray(response.vectors, dtype=np.float32)
+        problem = None
+        wanted = model.entry.dimensions
+        if vectors.ndim != 2 or vectors.shape[0] != len(request.texts):
+            problem = (
+                f"{vectors.shape[0] if vectors.ndim else 0} vectors for {len(request.texts)} texts"
+            )
+        elif wanted is not None and vectors.shape[1] != wanted:
+            problem = f"vectors of {vectors.shape[1]} dimensions, configured {wanted}"
+        usage = response.usage
+        tokens = _reported_tokens(response, bound)
+        spent = cost_usd(price, tokens, 0) if price is not None else None
+        if scope is not None:
+            run = scope.budget.run
+            run.tokens_in += tokens
+            run.cost_usd += spent or 0.0
+            attrs: dict[str, Any] = {
+                "operation": "embeddings",
+                "model": model.provider_model,
+                "provider": provider.name if provider is not None else model.entry.provider,
+                "texts": len(request.texts),
+                "dimensions": int(vectors.shape[1]) if vectors.ndim == 2 else None,
+            }
+            if attempts > 1:
+                attrs["attempts"] = attempts
+            if tokens != usage.tokens_in or not usage.reported:
+                attrs["usage_estimated"] = True
+            if price is None:
+                attrs["price_unknown"] = True
+            if problem is not None:
+                attrs.update(kind="invalid_response", error=problem)
+            scope.trace.emit(
+                "model_called",
+                step_id=scope.step_id,
+                step_type=scope.step_type,
+                name=model.name,
+                status="ok" if problem is None else "error",
+                duration_ms=duration_ms,
+                tokens_in=tokens,
+                tokens_out=0,
+                cost_usd=spent,
+                attrs=attrs,
+            )
+            scope.budget.check_after_model(scope.step_id)
+        if problem is not None:
+            raise ModelCallError(
+                f"embedding model '{model.name}' answered with {problem}",
+                kind="invalid_response",
+            )
+        return vectors, tokens, spent
+
+    def _call_detached(
+        self, model: ResolvedModel, send: Callable[[Provider], R], policy: Policy | None
+    ) -> tuple[R, int]:
+        """One call outside a run: retried as ``policy`` allows, untraced."""
+        from master_sdk.contracts.policy import RetryPolicy
+
+        retries = policy.model_retries if policy is not None else RetryPolicy()
+        provider = self.provider(model)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return send(provider), attempt
+            except ModelCallError as exc:
+                wait, final = _next_try(exc, attempt, retries, model.name, "(notebook)")
+                if final is not None:
+                    raise final from None
+                self._sleep(wait)
+
     def _call(
-        self, model: ResolvedModel, request: ModelRequest, scope: ModelScope
-    ) -> tuple[ModelResponse, float, int, Provider]:
+        self,
+        model: ResolvedModel,
+        send: Callable[[Provider], R],
+        scope: ModelScope,
+        worst: Reservation,
+        gate: CallGate | None = None,
+    ) -> tuple[R, float, int, Provider]:
+        """Send the request (``send(provider)``), retrying as policy allows. Every attempt
+        is counted (a call, and its worst-case tokens and cost) and made durable before it
+        is sent; an attempt the provider answered is then counted as what it reported
+        (nothing for an error answer), one whose answer never came (a timeout, a dropped
+        connection) stays at its worst case, flagged ``usage_estimated``."""
         provider = self.provider(model)
         retries = scope.policy.model_retries
         run = scope.budget.run
@@ -420,18 +731,39 @@ class Router:
             if attempt > 1:
                 scope.budget.check_model(scope.step_id, model.name, worst_tokens=0, worst_cost=0.0)
             run.model_calls += 1
+            worst.reserve(run)
+            try:
+                scope.durable()
+            except BaseException:
+                # not durable, so not sent: the run must not count it
+                run.model_calls -= 1
+                worst.settle(run, answered=True)
+                raise
             started = time.perf_counter()
             try:
-                response = provider.complete(request)
+                response = _attempt(provider, send, gate)
             except ModelCallError as exc:
                 elapsed = (time.perf_counter() - started) * 1000
-                wait, final = _next_try(exc, attempt, retries, model.name, scope.step_id)
+                answered = exc.status is not None or exc.kind not in _UNANSWERED
+                worst.settle(run, answered=answered)
+                # in a batch, load errors are the batch's to pace: its window shrinks for
+                # every case, and the call gets the batch's number of tries
+                attempts = (
+                    max(retries.max_attempts, gate.congestion_attempts)
+                    if gate is not None and exc.kind in CONGESTION_KINDS
+                    else None
+                )
+                wait, final = _next_try(
+                    exc, attempt, retries, model.name, scope.step_id, max_attempts=attempts
+                )
                 attrs: dict[str, Any] = {
                     "kind": exc.kind,
                     "status": exc.status,
                     "attempt": attempt,
                     "error": str(final or exc),
                 }
+                if not answered:
+                    attrs["usage_estimated"] = True
                 if exc.retry_after_s is not None:
                     attrs["retry_after_s"] = exc.retry_after_s
                 if exc.raw:
@@ -451,8 +783,11 @@ class Router:
                 )
                 self._sleep(wait)
                 continue
-            except Exception as exc:
-                # not a provider failure but a bug or a test guard: traced, never retried
+            except BaseException as exc:
+                # not a provider failure but a bug, a test guard or a kernel interrupt:
+                # traced, never retried; whether the request left is unknown, so it stays
+                # counted at its worst case
+                worst.settle(run, answered=False)
                 elapsed = (time.perf_counter() - started) * 1000
                 self._emit_error(
                     model,
@@ -465,6 +800,7 @@ class Router:
                     },
                 )
                 raise
+            worst.settle(run, answered=True)  # the caller counts what the provider reported
             return response, (time.perf_counter() - started) * 1000, attempt, provider
 
     @staticmethod
@@ -482,20 +818,76 @@ class Router:
         )
 
 
+def _reported_tokens(response: EmbedResponse, bound: int) -> int:
+    """What an embeddings call counts: the reported tokens, or the bound when none came."""
+    usage = response.usage
+    return usage.tokens_in if usage.reported and usage.tokens_in > 0 else bound
+
+
+def _embed_tokens_bound(text: str) -> int:
+    # one token per three UTF-8 bytes errs high for every script (see prompt_tokens_upper_bound)
+    return len(text.encode("utf-8")) // 3 + 1
+
+
+def _batches(texts: Sequence[str], size: int, max_tokens: int) -> Iterator[tuple[str, ...]]:
+    """Consecutive batches of at most ``size`` texts and ``max_tokens`` estimated tokens
+    (a single text over the token limit goes alone; the server decides about it)."""
+    batch: list[str] = []
+    used = 0
+    for text in texts:
+        cost = _embed_tokens_bound(text)
+        if batch and (len(batch) >= size or used + cost > max_tokens):
+            yield tuple(batch)
+            batch, used = [], 0
+        batch.append(text)
+        used += cost
+    if batch:
+        yield tuple(batch)
+
+
+def _attempt(provider: Provider, send: Callable[[Provider], R], gate: CallGate | None) -> R:
+    """One provider call, inside a slot of the batch's window when there is a gate (the
+    slot is given back before any retry waits, so a backing-off call holds none)."""
+    if gate is None:
+        return send(provider)
+    gate.acquire()
+    outcome = "error"
+    try:
+        response = send(provider)
+        outcome = "ok"
+        return response
+    except ModelCallError as exc:
+        outcome = exc.kind
+        raise
+    finally:
+        gate.release(outcome)
+
+
 def _next_try(
-    exc: ModelCallError, attempt: int, retries: RetryPolicy, model: str, step: str
+    exc: ModelCallError,
+    attempt: int,
+    retries: RetryPolicy,
+    model: str,
+    step: str,
+    *,
+    max_attempts: int | None = None,
 ) -> tuple[float, ModelCallError | None]:
     """How long to wait before the next try, or the error that ends the call."""
     reason: str | None = None
+    limit = max_attempts if max_attempts is not None else retries.max_attempts
     wait = min(retries.max_backoff_s, retries.backoff_s * 2 ** (attempt - 1))
     if not exc.retryable:
         if exc.kind == "replay_miss":
             return 0.0, _with_message(exc, f"model '{model}' in step '{step}': {exc}")
         return 0.0, exc
-    if attempt >= retries.max_attempts:
+    if attempt >= limit:
         tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
-        limit = retries.max_attempts
-        reason = f"gave up after {tries} (policy model_retries.max_attempts is {limit})"
+        source = (
+            "the experiment's tries for rate limits and timeouts"
+            if max_attempts is not None
+            else "policy model_retries.max_attempts"
+        )
+        reason = f"gave up after {tries} ({source} is {limit})"
     elif exc.retry_after_s is not None:
         if exc.retry_after_s > retries.max_backoff_s:
             # retrying sooner than the server asked would only be refused again

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+
 def strict_json_schema(model_cls: type[BaseModel]) -> dict[str, Any]:
     """The JSON Schema of a pydantic model in the strict form structured output requires.
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +89,50 @@ class Provider(Protocol):
     name: str
 
     def complete(self, request: ModelRequest) -> ModelResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedRequest:
+    """A provider-neutral embeddings request: one batch of texts for one model.
+
+    ``model`` is the provider's own model name; ``dimensions`` asks models that can
+    shorten their vectors (``text-embedding-3-*``) for that many, and is checked on the
+    reply either way.
+    """
+
+    model: str
+    texts: tuple[str, ...]
+    dimensions: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, used for cassette keys."""
+        out: dict[str, Any] = {
+            "operation": "embeddings",
+            "model": self.model,
+            "input": list(self.texts),
+        }
+        if self.dimensions is not None:
+            out["dimensions"] = self.dimensions
+        if self.params:
+            out["params"] = dict(self.params)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResponse:
+    """One vector per text of the request, in order, as a ``float32`` array of shape
+    ``(len(texts), dimensions)``; usage counts input tokens (``tokens_out`` is 0)."""
+
+    vectors: np.ndarray
+    usage: Usage
+    model: str
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A provider that also makes embeddings (one attempt per call, like ``complete``)."""
+
+    name: str
+
+    def embed(self, request: EmbedRequest) -> EmbedResponse: ...

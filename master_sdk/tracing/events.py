@@ -7,8 +7,13 @@ these tuples are append-only — never reorder or remove an entry, stores depend
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
+
+from master_sdk.contracts.status import ENDED as _ENDED
+from master_sdk.contracts.status import RUN_STATUSES as _RUN_STATUSES
+from master_sdk.memory.store import TraceEvent
 
 EVENTS: tuple[str, ...] = (
     "run_started",
@@ -34,6 +39,11 @@ EVENTS: tuple[str, ...] = (
     "step_retried",
     "flow_change_allowed",
     "tool_retry",
+    "model_call_unconfirmed",
+    "memory_added",
+    "memory_searched",
+    "memory_deleted",
+    "step_copied",
 )
 EVENT_CODE: dict[str, int] = {name: code for code, name in enumerate(EVENTS)}
 
@@ -57,17 +67,9 @@ STATUSES: tuple[str, ...] = (
 )
 STATUS_CODE: dict[str, int] = {name: code for code, name in enumerate(STATUSES)}
 
-RUN_STATUSES: tuple[str, ...] = (
-    "running",
-    "waiting_approval",
-    "waiting_input",
-    "completed",
-    "rejected",
-    "failed",
-    "blocked",
-    "interrupted",
-)
-ENDED: frozenset[str] = frozenset({"completed", "rejected", "failed", "blocked"})
+# the run statuses live in one place (contracts/status.py); re-exported for older imports
+RUN_STATUSES = _RUN_STATUSES
+ENDED = _ENDED
 
 EventRow = tuple[
     int,  # seq
@@ -92,10 +94,19 @@ def now_us() -> int:
 
 @dataclass(slots=True)
 class TraceBuffer:
-    """Events of one run waiting for the next commit; ``seq`` continues from the store."""
+    """Events of one run waiting for the next commit; ``seq`` continues from the store.
+
+    ``clock`` stamps each event (the engine passes its own: a test clock in deterministic mode).
+    With ``clock_durations`` (deterministic mode) an event's ``duration_ms`` is measured on
+    that clock too, as the time since the run's previous event, instead of the wall-clock
+    figure the tool executor or the router measured: the same on every execution.
+    """
 
     seq: int
-    rows: list[EventRow]
+    rows: list[TraceEvent]
+    clock: Callable[[], int] = field(default=now_us)
+    clock_durations: bool = False
+    _last_us: int | None = None
 
     def emit(
         self,
@@ -111,17 +122,31 @@ class TraceBuffer:
         cost_usd: float | None = None,
         attrs: dict[str, Any] | None = None,
     ) -> None:
-        """Append one event (stored with the run's next commit)."""
+        """Append one event (stored with the run's next commit).
+
+        Raises:
+            KeyError: ``event``, ``step_type`` or ``status`` is not in the vocabulary.
+        """
+        if (
+            event not in EVENT_CODE
+            or (step_type is not None and step_type not in STEP_TYPE_CODE)
+            or (status is not None and status not in STATUS_CODE)
+        ):
+            raise KeyError(f"not in the trace vocabulary: {event}, {step_type}, {status}")
         self.seq += 1
+        at = self.clock()
+        if self.clock_durations and duration_ms is not None:
+            duration_ms = (at - (self._last_us if self._last_us is not None else at)) / 1000
+        self._last_us = at
         self.rows.append(
-            (
+            TraceEvent(
                 self.seq,
-                now_us(),
-                EVENT_CODE[event],
+                at,
+                event,
                 step_id,
-                STEP_TYPE_CODE[step_type] if step_type is not None else None,
+                step_type,
                 name,
-                STATUS_CODE[status] if status is not None else None,
+                status,
                 duration_ms,
                 tokens_in,
                 tokens_out,

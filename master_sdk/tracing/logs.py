@@ -31,10 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from master_sdk.tracing.events import EVENTS, STATUSES, STEP_TYPES, EventRow
+from master_sdk.tracing.events import EVENTS
 
 if TYPE_CHECKING:
-    from master_sdk.memory.records import RunRow
+    from master_sdk.memory.store import Commit, RunRecord, TraceEvent
 
 __all__ = ["EVENT_LEVELS", "TraceLog"]
 
@@ -57,7 +57,6 @@ EVENT_LEVELS: dict[str, int] = {
 }
 """The level each trace event is logged at."""
 
-_LEVEL_CODES = tuple(EVENT_LEVELS[name] for name in EVENTS)
 _LEVEL_NAMES = {
     "DEBUG": logging.DEBUG,
     "INFO": logging.INFO,
@@ -89,8 +88,10 @@ class TraceLog:
         scrub: the workbench's redaction, applied to each event in the processor chain.
         stream: where events go without a file (default: standard error).
 
+    A commit hook: the workbench adds it to its store's hooks when it is enabled.
+
     Attributes:
-        enabled: whether anything is logged; when False, :meth:`commit` is never needed.
+        enabled: whether anything is logged; when False, the workbench does not add it.
     """
 
     def __init__(
@@ -133,7 +134,17 @@ class TraceLog:
             cache_logger_on_first_use=True,
         )
 
-    def commit(self, run: RunRow, events: Sequence[EventRow]) -> None:
+    # as a commit hook (master_sdk.memory.store.CommitHook): events are logged only once
+    # the commit holding them is durable
+
+    def before_commit(self, commit: Commit) -> None:
+        """Nothing: a commit may still fail."""
+
+    def after_commit(self, commit: Commit) -> None:
+        """Log the commit's events."""
+        self.commit(commit.run, commit.events)
+
+    def commit(self, run: RunRecord, events: Sequence[TraceEvent]) -> None:
         """Log the events of one successful commit of ``run`` (best effort: a log that
         cannot be written never fails the run)."""
         logger = self._logger
@@ -141,7 +152,7 @@ class TraceLog:
             return
         minimum = self._min
         for row in events:
-            level = _LEVEL_CODES[row[2]]
+            level = EVENT_LEVELS.get(row.event, logging.INFO)
             if level < minimum:
                 continue
             fields: dict[str, Any] = {
@@ -154,7 +165,7 @@ class TraceLog:
                     fields[key] = value
             # the commit is done: nothing the log does may fail the run now
             with suppress(Exception):
-                logger.log(level, EVENTS[row[2]], **fields)
+                logger.log(level, row.event, **fields)
 
     def close(self) -> None:
         """Close the log file (idempotent)."""
@@ -165,19 +176,18 @@ class TraceLog:
                 handle.close()
 
 
-def _decoded(row: EventRow) -> tuple[Any, ...]:
-    seq, ts_us, event, step_id, step_type, name, status, duration, t_in, t_out, cost, attrs = row
+def _decoded(row: TraceEvent) -> tuple[Any, ...]:
     return (
-        seq,
-        datetime.fromtimestamp(ts_us / 1e6, tz=UTC).isoformat(),
-        EVENTS[event],
-        step_id,
-        STEP_TYPES[step_type] if step_type is not None else None,
-        name,
-        STATUSES[status] if status is not None else None,
-        duration,
-        t_in,
-        t_out,
-        cost,
-        attrs,
+        row.seq,
+        datetime.fromtimestamp(row.ts_us / 1e6, tz=UTC).isoformat(),
+        row.event,
+        row.step_id,
+        row.step_type,
+        row.name,
+        row.status,
+        row.duration_ms,
+        row.tokens_in,
+        row.tokens_out,
+        row.cost_usd,
+        row.attrs,
     )

@@ -4,21 +4,38 @@ By default the reply is derived from the prompt, so outputs visibly reflect inpu
 (``"[fake] Summarise for the board: hi"``). With ``responses`` it replies with each
 scripted text in turn, then falls back to the default. For structured output it builds
 a value that satisfies the requested JSON Schema from the prompt.
+
+For load tests it can also sleep like a remote model (``latency_s``) and answer a share of
+calls with a rate-limit error (``rate_limit_rate``, drawn from a seeded generator, so a
+run of a benchmark is repeatable); ``calls`` and ``rate_limited`` count what it answered.
+
+Embeddings (:meth:`FakeProvider.embed`, :func:`hashed_ngrams`) are hashed features of the
+text — its words and the character trigrams of each word — so texts sharing words or word
+parts get similar vectors: retrieval in tests and notebooks finds what a reader expects,
+offline and identically on every machine.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import re
+import threading
+import time
+import zlib
 from collections import deque
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from master_sdk.models.types import ModelRequest, ModelResponse, Usage
+from master_sdk.errors import ModelCallError
+from master_sdk.models.tokens import estimate_prompt_tokens, estimate_tokens
+from master_sdk.models.types import EmbedRequest, EmbedResponse, ModelRequest, ModelResponse, Usage
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def estimate_tokens(text: str) -> int:
-    """A deterministic token count: about four characters per token, at least one."""
-    return max(1, (len(text) + 3) // 4)
+DEFAULT_DIMENSIONS = 384
+_WORDS = re.compile(r"\w+", re.UNICODE)
 
 
 class FakeProvider:
@@ -26,12 +43,50 @@ class FakeProvider:
 
     name = "fake"
 
-    def __init__(self, *, responses: Iterable[str] | None = None, model: str = "fake") -> None:
+    def __init__(
+        self,
+        *,
+        responses: Iterable[str] | None = None,
+        model: str = "fake",
+        dimensions: int | None = None,
+        latency_s: float = 0.0,
+        rate_limit_rate: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.model = model
+        self.dimensions = dimensions or DEFAULT_DIMENSIONS
         self._script: deque[str] = deque(responses or ())
+        self.latency_s = latency_s
+        self.rate_limit_rate = rate_limit_rate
+        self._random = random.Random(seed)  # noqa: S311  # load simulation, not secrets
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.rate_limited = 0
+
+    def embed(self, request: EmbedRequest) -> EmbedResponse:
+        """Deterministic vectors from hashed word and trigram features (unit length)."""
+        dims = request.dimensions or self.dimensions
+        vectors = hashed_ngrams(request.texts, dims)
+        tokens = sum(estimate_tokens(text) for text in request.texts)
+        return EmbedResponse(
+            vectors=vectors, usage=Usage(tokens_in=tokens, tokens_out=0), model=request.model
+        )
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer from the script, or derive a reply from the last user message."""
+        if self.rate_limit_rate:
+            with self._lock:
+                limited = self._random.random() < self.rate_limit_rate
+                if limited:
+                    self.rate_limited += 1
+            if limited:
+                raise ModelCallError(
+                    "fake rate limit (429)", kind="rate_limit", retryable=True, status=429
+                )
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        with self._lock:
+            self.calls += 1
         prompt = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         if self._script:
             text = self._script.popleft()
@@ -40,8 +95,9 @@ class FakeProvider:
         else:
             text = f"[fake] {prompt}"
         if request.max_tokens is not None and estimate_tokens(text) > request.max_tokens:
-            text = text[: request.max_tokens * 4]
-        tokens_in = sum(estimate_tokens(m.content) for m in request.messages)
+            # cut at the cap, counted the one way tokens are estimated (three bytes each)
+            text = text.encode("utf-8")[: request.max_tokens * 3].decode("utf-8", "ignore")
+        tokens_in = estimate_prompt_tokens(request.messages, request.output_schema)
         return ModelResponse(
             text=text,
             usage=Usage(tokens_in=tokens_in, tokens_out=estimate_tokens(text)),
@@ -80,3 +136,40 @@ def _example(schema: Mapping[str, Any], prompt: str, root: Mapping[str, Any]) ->
     if kind == "null":
         return None
     return f"[fake] {prompt}"
+
+
+def _feature_slot(feature: str, dims: int) -> tuple[int, float]:
+    code = zlib.crc32(feature.encode("utf-8"))
+    # the sign comes from other bits than the slot, so colliding features tend to cancel
+    return code % dims, 1.0 if (code >> 31) & 1 else -1.0
+
+
+def hashed_ngrams(texts: Sequence[str], dims: int = DEFAULT_DIMENSIONS) -> np.ndarray:
+    """Unit-length ``float32`` vectors of ``texts`` (shape ``(len(texts), dims)``).
+
+    Features: each lower-cased word (weight 1) and each character trigram of the word
+    padded with spaces (weight 0.5), hashed into ``dims`` signed slots. The same text gives
+    the same vector everywhere; texts sharing words or word stems score high together.
+
+    Example:
+        >>> v = hashed_ngrams(["refund my order", "refund for my order", "reset password"])
+        >>> bool(v[0] @ v[1] > v[0] @ v[2])
+        True
+    """
+    import numpy as np
+
+    out = np.zeros((len(texts), dims), dtype=np.float32)
+    for row, text in enumerate(texts):
+        slots: dict[int, float] = {}
+        for word in _WORDS.findall(text.lower()):
+            slot, sign = _feature_slot(word, dims)
+            slots[slot] = slots.get(slot, 0.0) + sign
+            padded = f" {word} "
+            for start in range(len(padded) - 2):
+                slot, sign = _feature_slot(padded[start : start + 3], dims)
+                slots[slot] = slots.get(slot, 0.0) + 0.5 * sign
+        if slots:
+            out[row, list(slots)] = list(slots.values())
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    np.divide(out, norms, out=out, where=norms > 0)
+    return out

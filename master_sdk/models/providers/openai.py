@@ -31,15 +31,22 @@ import json
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from master_sdk.errors import ConfigError, ModelCallError
 from master_sdk.models.network import check_network
 from master_sdk.models.schemas import strict_json_schema
-from master_sdk.models.types import ModelRequest, ModelResponse, Usage
+from master_sdk.models.tokens import estimate_prompt_tokens, estimate_tokens
+from master_sdk.models.types import (
+    EmbedRequest,
+    EmbedResponse,
+    ModelRequest,
+    ModelResponse,
+    Usage,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -48,7 +55,6 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "PLACEHOLDER_API_KEY",
     "OpenAIProvider",
-    "estimate_tokens",
     "retry_after_seconds",
     "strict_json_schema",
 ]
@@ -61,27 +67,11 @@ PLACEHOLDER_API_KEY = "not-needed"
 _RESERVED_PARAMS = frozenset(
     {"model", "messages", "stream", "timeout", "extra_headers", "extra_query", "extra_body"}
 )
+T = TypeVar("T")
 _MAX_RAW_CHARS = 4000
 _MIN_SCRUB_LEN = 8
 # The API accepts json_schema names of at most 64 of these characters.
 _SCHEMA_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def estimate_tokens(text: str) -> int:
-    """A conservative (high) token count for ``text`` when a server reports no usage.
-
-    One token per three UTF-8 bytes: above the usual four characters per token for English,
-    and about one per character for CJK scripts. Never zero.
-    """
-    return max(1, math.ceil(len(text.encode("utf-8")) / 3))
-
-
-def _estimate_request_tokens(request: ModelRequest) -> int:
-    # Per-message framing costs a few tokens on every chat model; count it generously.
-    total = 3 + sum(4 + estimate_tokens(m.content) for m in request.messages)
-    if request.output_schema is not None:
-        total += estimate_tokens(json.dumps(dict(request.output_schema)))
-    return total
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
@@ -238,8 +228,6 @@ class OpenAIProvider:
                 ``base_url`` is not a loopback address; nothing was sent.
         """
         check_network(_display_url(self.base_url), provider=self.name)
-        import openai  # deferred, see _build_client; cached by the import system after once
-
         model = request.model or self.model
         if not model:
             raise ModelCallError(
@@ -249,8 +237,87 @@ class OpenAIProvider:
             )
         client = self._get_client()
         kwargs = self._call_kwargs(request, model)
+        raw = self._send(lambda: client.chat.completions.with_raw_response.create(**kwargs), model)
+        body = raw.http_response.text
         try:
-            raw = client.chat.completions.with_raw_response.create(**kwargs)
+            parsed = raw.parse()
+        except ValueError:
+            raise self._invalid(model, "the reply is not valid JSON", body) from None
+        return self._response(request, model, parsed, body)
+
+    def embed(self, request: EmbedRequest) -> EmbedResponse:
+        """Make exactly one embeddings call for a batch of texts.
+
+        Vectors come back as floats (``encoding_format="float"``, which every
+        OpenAI-compatible server understands) and are put in request order by their
+        ``index``. Raises :class:`ModelCallError` like :meth:`complete`, and with kind
+        ``invalid_response`` when the reply's vectors do not match the texts sent.
+        """
+        check_network(_display_url(self.base_url), provider=self.name)
+        import numpy as np
+
+        model = request.model or self.model
+        if not model:
+            raise ModelCallError(
+                f"openai provider at {_display_url(self.base_url)}: no model name "
+                "(set 'model' for this entry in configs/models.yaml)",
+                kind="bad_request",
+            )
+        client = self._get_client()
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "input": list(request.texts),
+            "encoding_format": "float",
+        }
+        if request.dimensions is not None:
+            kwargs["dimensions"] = request.dimensions
+        extra = {**self.default_params, **request.params}
+        if extra:
+            kwargs["extra_body"] = extra
+        raw = self._send(lambda: client.embeddings.with_raw_response.create(**kwargs), model)
+        body = raw.http_response.text
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise self._invalid(model, "the reply is not valid JSON", body) from None
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or len(items) != len(request.texts):
+            got = len(items) if isinstance(items, list) else "no"
+            raise self._invalid(
+                model, f"the reply has {got} embeddings for {len(request.texts)} texts", body
+            )
+        try:
+            ordered = sorted(items, key=lambda item: int(item["index"]))
+            vectors = np.asarray([item["embedding"] for item in ordered], dtype=np.float32)
+        except (KeyError, TypeError, ValueError):
+            raise self._invalid(
+                model, "the reply's embeddings are not lists of numbers", body
+            ) from None
+        if vectors.ndim != 2:
+            raise self._invalid(model, "the reply's embeddings differ in length", body)
+        usage = data.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, int) and not isinstance(tokens, bool):
+            used = Usage(tokens_in=tokens, tokens_out=0)
+        else:
+            used = Usage(
+                tokens_in=sum(estimate_tokens(text) for text in request.texts),
+                tokens_out=0,
+                reported=False,
+            )
+        reported_model = data.get("model")
+        return EmbedResponse(
+            vectors=vectors,
+            usage=used,
+            model=reported_model if isinstance(reported_model, str) else model,
+        )
+
+    def _send(self, call: Callable[[], T], model: str) -> T:
+        """Make one SDK call, turning the SDK's exceptions into :class:`ModelCallError`."""
+        import openai  # deferred, see _build_client
+
+        try:
+            return call()
         except openai.APIStatusError as exc:
             raise self._status_error(exc, model) from None
         except openai.APITimeoutError:
@@ -274,12 +341,6 @@ class OpenAIProvider:
                 f"{self._scrub(str(exc))})",
                 kind="bad_request",
             ) from None
-        body = raw.http_response.text
-        try:
-            parsed = raw.parse()
-        except ValueError:
-            raise self._invalid(model, "the reply is not valid JSON", body) from None
-        return self._response(request, model, parsed, body)
 
     def _call_kwargs(self, request: ModelRequest, model: str) -> dict[str, Any]:
         params = {**self.default_params, **request.params}
@@ -366,7 +427,7 @@ class OpenAIProvider:
                     reported=True,
                 )
         return Usage(
-            tokens_in=_estimate_request_tokens(request),
+            tokens_in=estimate_prompt_tokens(request.messages, request.output_schema),
             tokens_out=estimate_tokens(text),
             reported=False,
         )

@@ -28,6 +28,7 @@ The cassette is a JSON Lines file, one recorded call per line, so a re-recording
 
 from __future__ import annotations
 
+import base64
 import difflib
 import hashlib
 import json
@@ -41,7 +42,15 @@ from pathlib import Path
 from typing import Any
 
 from master_sdk.errors import ConfigError, ModelCallError
-from master_sdk.models.types import ModelRequest, ModelResponse, Provider, Usage
+from master_sdk.models.types import (
+    Embedder,
+    EmbedRequest,
+    EmbedResponse,
+    ModelRequest,
+    ModelResponse,
+    Provider,
+    Usage,
+)
 
 __all__ = [
     "MODES",
@@ -104,6 +113,8 @@ def _entry_problem(entry: Any) -> str | None:
     request = entry.get("request")
     if not isinstance(request, dict) or not isinstance(request.get("model"), str):
         return "'request' must be an object with a 'model'"
+    if request.get("operation") == "embeddings":
+        return _embedding_problem(request, entry.get("response"))
     if not isinstance(request.get("messages"), list):
         return "'request.messages' must be a list"
     response = entry.get("response")
@@ -121,6 +132,55 @@ def _entry_problem(entry: Any) -> str | None:
     if not isinstance(response.get("finish_reason"), str | None):
         return "'response.finish_reason' must be a string or null"
     return None
+
+
+def _embedding_problem(request: Mapping[str, Any], response: Any) -> str | None:
+    texts = request.get("input")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return "'request.input' must be a list of strings"
+    if not isinstance(response, dict):
+        return "'response' must be an object"
+    vectors = response.get("vectors")
+    if not isinstance(vectors, list) or len(vectors) != len(texts):
+        return "'response.vectors' must hold one base64 float32 vector per input text"
+    if not all(isinstance(v, str) for v in vectors):
+        return "'response.vectors' must be base64 strings (little-endian float32)"
+    usage = response.get("usage")
+    if not isinstance(usage, dict) or not isinstance(usage.get("tokens_in", 0), int):
+        return "'response.usage' must be an object with integer 'tokens_in'"
+    return None
+
+
+def _embed_data(reply: EmbedResponse) -> dict[str, Any]:
+    import numpy as np
+
+    little = np.ascontiguousarray(reply.vectors, dtype="<f4")
+    return {
+        "vectors": [base64.b64encode(row.tobytes()).decode("ascii") for row in little],
+        "usage": {"tokens_in": reply.usage.tokens_in, "reported": reply.usage.reported},
+        "model": reply.model,
+    }
+
+
+def _embed_response(data: Mapping[str, Any], fallback_model: str) -> EmbedResponse:
+    import numpy as np
+
+    rows = [np.frombuffer(base64.b64decode(v), dtype="<f4") for v in data["vectors"]]
+    if len({row.shape for row in rows}) > 1:
+        raise ModelCallError(
+            "a recorded embedding differs in length from the others", kind="invalid_response"
+        )
+    vectors = np.vstack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+    usage = data["usage"]
+    return EmbedResponse(
+        vectors=vectors,
+        usage=Usage(
+            tokens_in=int(usage.get("tokens_in", 0)),
+            tokens_out=0,
+            reported=bool(usage.get("reported", True)),
+        ),
+        model=data.get("model") or fallback_model,
+    )
 
 
 def _response_data(response: ModelResponse) -> dict[str, Any]:
@@ -396,6 +456,41 @@ class ReplayProvider:
         }
         self.cassette.put(entry)
         return _response(entry["response"], request.model)
+
+    def embed(self, request: EmbedRequest) -> EmbedResponse:
+        """Replay recorded vectors, or (recording) embed with the wrapped model and record.
+
+        The cassette holds each vector as base64 of its little-endian ``float32`` bytes, so
+        a replay returns exactly the recorded vectors. Misses fail like :meth:`complete`'s.
+        """
+        data = request.to_dict()
+        merged = {**self.params, **request.params}
+        data.pop("params", None)
+        if merged:
+            data["params"] = merged
+        normalized: dict[str, Any] = _canonical(self._scrub(data))
+        key = request_key(normalized)
+        if self.mode == "replay":
+            entry = self.cassette.get(key)
+            if entry is None:
+                raise self._miss(normalized)
+            return _embed_response(entry["response"], request.model)
+        wrapped = self.wrapped
+        if not isinstance(wrapped, Embedder):
+            raise ModelCallError(
+                f"cannot record embeddings to cassette '{self.cassette.label}': the wrapped "
+                "model's provider makes no embeddings",
+                kind="bad_request",
+            )
+        reply = wrapped.embed(request)
+        entry = {
+            "key": key,
+            "request": normalized,
+            "response": _embed_data(reply),
+            "recorded_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+        self.cassette.put(entry)
+        return _embed_response(entry["response"], request.model)
 
     def _miss(self, normalized: Mapping[str, Any]) -> ModelCallError:
         label = self.cassette.label

@@ -1,0 +1,51 @@
+"""Trace and span ids derived from a run's identity, so every process agrees on them.
+
+A paused run is one trace across its pauses, even when another process resumes it days
+later: the trace id is a hash of the run id, and every span id a hash of what the span
+stands for (the run; a step and its attempt; the trace event a call or pause was recorded
+as). Nothing has to be stored with the run, past runs exported from the store get the same
+ids as they had live, and a run imported into another store keeps its trace. The hash is
+SHA-256 truncated to the W3C sizes (16 and 8 bytes), never zero.
+"""
+
+from __future__ import annotations
+
+from hashlib import sha256
+
+__all__ = ["event_span_id", "root_span_id", "sampled", "step_span_id", "trace_id"]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _digest(text: str, size: int) -> int:
+    value = int.from_bytes(sha256(text.encode("utf-8")).digest()[:size], "big")
+    return value or 1
+
+
+def trace_id(run_id: str) -> int:
+    """The run's 128-bit trace id."""
+    return _digest(f"master_sdk/trace/{run_id}", 16)
+
+
+def root_span_id(run_id: str) -> int:
+    """The run's root span (``invoke_workflow``)."""
+    return _digest(f"master_sdk/run/{run_id}", 8)
+
+
+def step_span_id(run_id: str, step_id: str, attempt: int) -> int:
+    """One attempt of one step."""
+    return _digest(f"master_sdk/step/{run_id}/{step_id}/{attempt}", 8)
+
+
+def event_span_id(run_id: str, seq: int) -> int:
+    """A span made from one trace event (a tool call, a model call, a pause)."""
+    return _digest(f"master_sdk/event/{run_id}/{seq}", 8)
+
+
+def sampled(trace: int, ratio: float) -> bool:
+    """Whether a trace is exported at ``ratio``: the same rule as OpenTelemetry's
+    ``TraceIdRatioBased`` (the low 64 bits below ``ratio * 2**64``), so every process
+    makes the same decision for a run."""
+    if ratio >= 1.0:
+        return True
+    return (trace & _MASK64) < int(ratio * (1 << 64))

@@ -1,0 +1,493 @@
+"""Spans from committed trace events: one construction for live and past exports.
+
+:class:`SpanBuilder` turns the trace events of a run — one commit's worth at a time, or a
+whole stored trace at once — into :class:`SpanRecord` values: plain data, no OpenTelemetry
+import, so the construction is tested without the ``otel`` extra. Every time comes from
+the events' own timestamps, so spans built after the fact (a past run, a queue drained
+late) are true.
+
+The tree of one run (every span carries ``master.run_id``, ``master.product``,
+``master.flow``; step spans and below also ``master.step_id``, ``master.step.type``,
+``master.step.attempt``)::
+
+    invoke_workflow {product}/{flow}          root; ends when the run ends
+    ├── step {step_id}                        a tool, hitl or user_input step
+    │   └── execute_tool {tool}               the tool call
+    ├── invoke_agent {agent}                  an agent step
+    │   └── chat {model}                      each model call (and each failed try)
+    └── pause {step_id}                       the moment a run paused for a human
+
+**The pause rule.** A span is exported when it ends. The root's id is derived from the run
+id (:mod:`.ids`), so spans exported before a pause and after a resume — in any process —
+sit in one trace under one root. The root span itself is exported when the run ends
+(completed, rejected, failed, blocked, aborted); while a run waits, a backend shows its
+finished steps and a ``pause`` span under a root that has not arrived yet. A ``hitl`` or
+``user_input`` step span covers the wait, from the request to the decision. A failed run
+that is later retried exports its root again when it ends anew (same id, later end).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from master_sdk.tracing.otel import ids
+from master_sdk.tracing.otel import semconv as sc
+
+__all__ = ["EventLike", "RunInfo", "SpanBuilder", "SpanRecord", "StepStart"]
+
+AttrValue = str | bool | int | float
+_RUN_END_STATUS = {
+    "run_completed": "completed",
+    "run_failed": "failed",
+    "run_rejected": "rejected",
+    "run_blocked": "blocked",
+    "run_aborted": "aborted",
+}
+_RUN_END_EVENTS = frozenset(_RUN_END_STATUS)
+_STEP_END_EVENTS = frozenset({"step_completed", "step_failed", "step_skipped"})
+_ERROR_STATUSES = frozenset({"failed", "blocked", "interrupted", "error"})
+_MAX_TEXT = 4096
+_MAX_RUNS = 10_000  # runs whose open steps are remembered between commits
+
+
+class EventLike(Protocol):
+    """A trace event with names (``memory.store.TraceEvent`` has this shape)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def ts_us(self) -> int: ...
+    @property
+    def event(self) -> str: ...
+    @property
+    def step_id(self) -> str | None: ...
+    @property
+    def step_type(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def duration_ms(self) -> float | None: ...
+    @property
+    def tokens_in(self) -> int | None: ...
+    @property
+    def tokens_out(self) -> int | None: ...
+    @property
+    def cost_usd(self) -> float | None: ...
+    @property
+    def attrs(self) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What the root span says about a run: its record as of the commit (live) or as
+    stored (past export)."""
+
+    run_id: str
+    product: str
+    flow: str
+    status: str
+    created_us: int
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    steps_used: int = 0
+    tool_calls: int = 0
+    model_calls: int = 0
+    inputs: Any = None
+    output: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepStart:
+    """A step attempt as the store records it: when a step ended in another process's
+    commit than the one that started it, this is where its start comes from."""
+
+    attempt: int
+    started_us: int | None
+    output: Any = None
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """One finished span, as plain data (``error``: status ERROR with that message)."""
+
+    name: str
+    trace_id: int
+    span_id: int
+    parent_id: int | None
+    kind: str  # "internal" or "client"
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, AttrValue]
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _OpenStep:
+    start_us: int
+    attempt: int
+    step_type: str | None
+    name: str | None
+    provider: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+    decision: str | None = None
+
+
+@dataclass(slots=True)
+class _RunState:
+    trace: int
+    root: int
+    open: dict[str, _OpenStep] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+
+
+class SpanBuilder:
+    """Builds the spans that end in each batch of a run's events (see module docstring).
+
+    Feed a run's events in ``seq`` order, by commit (:meth:`build` keeps what a later
+    commit needs: which steps are open since when) or all at once. One builder per
+    consumer thread; it is not thread-safe.
+
+    Args:
+        semconv: ``latest``, ``legacy`` or ``both`` (:mod:`.semconv`).
+        capture_content: add run inputs/outputs and step outputs (redacted).
+        scrub: the workbench's redaction, applied to every free text that leaves.
+    """
+
+    def __init__(
+        self,
+        *,
+        semconv: str = "latest",
+        capture_content: bool = False,
+        scrub: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.sc = sc.Semconv(semconv)
+        self.capture_content = capture_content
+        self.scrub: Callable[[Any], Any] = scrub or (lambda value: value)
+        self._runs: OrderedDict[str, _RunState] = OrderedDict()
+
+    def forget(self, run_id: str) -> None:
+        """Drop what is remembered about a run (it paused or ended)."""
+        self._runs.pop(run_id, None)
+
+    def build(
+        self,
+        run: RunInfo,
+        events: Sequence[EventLike],
+        *,
+        starts: Mapping[str, StepStart] | None = None,
+    ) -> list[SpanRecord]:
+        """The spans that end within ``events`` (one commit of ``run``, or all of them).
+
+        ``starts`` gives, by step id, the attempt the commit wrote (its start time and
+        output), for a step that started in an earlier commit this builder did not see.
+        """
+        state = self._runs.pop(run.run_id, None) or _RunState(
+            trace=ids.trace_id(run.run_id), root=ids.root_span_id(run.run_id)
+        )
+        base: dict[str, AttrValue] = {
+            "master.run_id": run.run_id,
+            "master.product": run.product,
+            "master.flow": run.flow,
+        }
+        out: list[SpanRecord] = []
+        known = starts or {}
+        paused_or_ended = False
+        closed: set[str] = set()
+        for event in events:
+            kind = event.event
+            step_id = event.step_id
+            if kind == "step_retried" and step_id is not None:
+                attempt = (event.attrs or {}).get("attempt")
+                state.attempts[step_id] = int(attempt) if isinstance(attempt, int) else 1
+            elif kind == "step_started" and step_id is not None:
+                state.open[step_id] = _OpenStep(
+                    event.ts_us,
+                    state.attempts.pop(step_id, 1),
+                    event.step_type,
+                    event.name,
+                )
+            elif kind in ("tool_called", "model_called", "model_retry") and step_id is not None:
+                step = self._step(state, step_id, event, known)
+                out.append(self._call_span(run, state, base, step_id, step, event))
+            elif kind in ("approval_requested", "input_requested"):
+                out.append(self._pause_span(run, state, base, event))
+                paused_or_ended = True
+            elif kind == "approval_decided" and step_id is not None:
+                self._step(state, step_id, event, known).decision = event.status
+            elif kind in _STEP_END_EVENTS and step_id is not None:
+                step = self._step(state, step_id, event, known)
+                out.append(self._step_span(run, state, base, step_id, step, event, known))
+                del state.open[step_id]
+                closed.add(step_id)
+            elif kind in ("policy_violation", "run_interrupted") and step_id is not None:
+                # a blocked or interrupted step has no step_* end event of its own
+                if step_id in state.open or (
+                    step_id not in closed and (step_id in known or kind == "policy_violation")
+                ):
+                    step = self._step(state, step_id, event, known)
+                    out.append(self._step_span(run, state, base, step_id, step, event, known))
+                    del state.open[step_id]
+                    closed.add(step_id)
+                if kind == "run_interrupted":
+                    paused_or_ended = True
+            if kind in _RUN_END_EVENTS:
+                out.append(self._root_span(run, state, base, event))
+                paused_or_ended = True
+        if not paused_or_ended or state.open:
+            self._runs[run.run_id] = state
+            if len(self._runs) > _MAX_RUNS:
+                self._runs.popitem(last=False)
+        return out
+
+    # ------------------------------------------------------------------ spans
+
+    def _step(
+        self,
+        state: _RunState,
+        step_id: str,
+        event: EventLike,
+        known: Mapping[str, StepStart],
+    ) -> _OpenStep:
+        step = state.open.get(step_id)
+        if step is None:
+            # started in a commit this builder did not see (another process, before a pause)
+            start = known.get(step_id)
+            if start is not None and start.started_us is not None:
+                begin = start.started_us
+            elif event.duration_ms is not None:
+                begin = event.ts_us - int(event.duration_ms * 1000)
+            else:
+                begin = event.ts_us
+            step = _OpenStep(
+                begin,
+                start.attempt if start is not None else 1,
+                event.step_type,
+                event.name,
+            )
+            state.open[step_id] = step
+        return step
+
+    def _call_span(
+        self,
+        run: RunInfo,
+        state: _RunState,
+        base: dict[str, AttrValue],
+        step_id: str,
+        step: _OpenStep,
+        event: EventLike,
+    ) -> SpanRecord:
+        attrs: dict[str, AttrValue] = dict(base)
+        attrs["master.step_id"] = step_id
+        attrs["master.step.type"] = event.step_type or step.step_type or ""
+        attrs["master.step.attempt"] = step.attempt
+        attrs["master.event.seq"] = event.seq
+        extra = event.attrs or {}
+        error: str | None = None
+        if event.event == "tool_called":
+            tool = event.name or ""
+            name = f"execute_tool {tool}"
+            kind = "internal"
+            attrs[sc.OPERATION] = "execute_tool"
+            attrs[sc.TOOL_NAME] = tool
+            attrs[sc.TOOL_TYPE] = "function"
+            if event.status == "error":
+                error = self._text(extra.get("error") or "tool call failed")
+                attrs[sc.ERROR_TYPE] = _exception_name(error)
+        else:
+            model = str(extra.get("model") or event.name or "")
+            provider = extra.get("provider")
+            name = f"chat {model}"
+            kind = "client"
+            attrs[sc.OPERATION] = "chat"
+            attrs["master.model"] = event.name or ""
+            self.sc.provider(attrs, str(provider) if provider else None)
+            attrs[sc.REQUEST_MODEL] = model
+            response_model = str(extra.get("response_model") or model)
+            attrs[sc.RESPONSE_MODEL] = response_model
+            self.sc.usage(attrs, event.tokens_in, event.tokens_out, event.cost_usd)
+            if extra.get("finish_reason"):
+                attrs[sc.RESPONSE_FINISH_REASONS] = str(extra["finish_reason"])
+            for key in ("usage_estimated", "price_unknown"):
+                if extra.get(key):
+                    attrs[f"master.{key}"] = True
+            if extra.get("cached_tokens"):
+                attrs["gen_ai.usage.cache_read.input_tokens"] = int(extra["cached_tokens"])
+            if event.event == "model_retry":
+                attrs["master.retry"] = True
+            if event.status == "error":
+                error = self._text(extra.get("error") or f"model call {extra.get('kind')}")
+                attrs[sc.ERROR_TYPE] = str(extra.get("kind") or "_OTHER")
+            # what an agent step span reports: the first model, the sums of usage
+            step.provider = step.provider or (str(provider) if provider else None)
+            step.request_model = step.request_model or model
+            step.response_model = response_model
+            if event.event == "model_called":
+                step.tokens_in = (step.tokens_in or 0) + (event.tokens_in or 0)
+                step.tokens_out = (step.tokens_out or 0) + (event.tokens_out or 0)
+                if event.cost_usd is not None:
+                    step.cost_usd = (step.cost_usd or 0.0) + event.cost_usd
+        end_us = event.ts_us
+        start_us = end_us - int((event.duration_ms or 0.0) * 1000)
+        return SpanRecord(
+            name,
+            state.trace,
+            ids.event_span_id(run.run_id, event.seq),
+            ids.step_span_id(run.run_id, step_id, step.attempt),
+            kind,
+            start_us * 1000,
+            end_us * 1000,
+            attrs,
+            error,
+        )
+
+    def _step_span(
+        self,
+        run: RunInfo,
+        state: _RunState,
+        base: dict[str, AttrValue],
+        step_id: str,
+        step: _OpenStep,
+        event: EventLike,
+        known: Mapping[str, StepStart],
+    ) -> SpanRecord:
+        attrs: dict[str, AttrValue] = dict(base)
+        step_type = event.step_type or step.step_type or ""
+        attrs["master.step_id"] = step_id
+        attrs["master.step.type"] = step_type
+        attrs["master.step.attempt"] = step.attempt
+        extra = event.attrs or {}
+        status = event.status or ("interrupted" if event.event == "run_interrupted" else "")
+        if event.event == "policy_violation":
+            status = "blocked"
+            attrs["master.policy.rule"] = str(extra.get("rule") or "")
+        attrs["master.step.status"] = status
+        if step.decision:
+            attrs["master.approval.decision"] = step.decision
+        if step_type == "agent":
+            name = f"invoke_agent {step.name or step_id}"
+            attrs[sc.OPERATION] = "invoke_agent"
+            attrs[sc.AGENT_NAME] = step.name or step_id
+            self.sc.provider(attrs, step.provider)
+            if step.request_model:
+                attrs[sc.REQUEST_MODEL] = step.request_model
+            if step.response_model:
+                attrs[sc.RESPONSE_MODEL] = step.response_model
+            self.sc.usage(attrs, step.tokens_in, step.tokens_out, step.cost_usd)
+        else:
+            name = f"step {step_id}"
+        error: str | None = None
+        if status in _ERROR_STATUSES:
+            if event.event == "policy_violation":
+                message = extra.get("message") or f"policy {extra.get('rule')}"
+            elif event.event == "run_interrupted":
+                message = "the process running this step ended before it finished"
+            else:
+                message = extra.get("error") or status
+            error = self._text(message)
+            attrs[sc.ERROR_TYPE] = (
+                "policy_violation" if event.event == "policy_violation" else status
+            )
+        if self.capture_content:
+            start = known.get(step_id)
+            if start is not None and start.output is not None:
+                attrs["master.step.output"] = self._json(start.output)
+        if event.event == "step_skipped" and extra.get("manual"):
+            # skipped by hand after the attempt's own span ended (interrupted or failed)
+            span_id = ids.event_span_id(run.run_id, event.seq)
+            attrs["master.event.seq"] = event.seq
+        else:
+            span_id = ids.step_span_id(run.run_id, step_id, step.attempt)
+        return SpanRecord(
+            name,
+            state.trace,
+            span_id,
+            state.root,
+            "internal",
+            step.start_us * 1000,
+            max(event.ts_us, step.start_us) * 1000,
+            attrs,
+            error,
+        )
+
+    def _pause_span(
+        self, run: RunInfo, state: _RunState, base: dict[str, AttrValue], event: EventLike
+    ) -> SpanRecord:
+        attrs: dict[str, AttrValue] = dict(base)
+        attrs["master.step_id"] = event.step_id or ""
+        attrs["master.step.type"] = event.step_type or ""
+        attrs["master.pause"] = "approval" if event.event == "approval_requested" else "input"
+        attrs["master.event.seq"] = event.seq
+        return SpanRecord(
+            f"pause {event.step_id}",
+            state.trace,
+            ids.event_span_id(run.run_id, event.seq),
+            state.root,
+            "internal",
+            event.ts_us * 1000,
+            event.ts_us * 1000,
+            attrs,
+        )
+
+    def _root_span(
+        self, run: RunInfo, state: _RunState, base: dict[str, AttrValue], event: EventLike
+    ) -> SpanRecord:
+        attrs: dict[str, AttrValue] = dict(base)
+        workflow = f"{run.product}/{run.flow}"
+        attrs[sc.OPERATION] = "invoke_workflow"
+        attrs[sc.WORKFLOW_NAME] = workflow
+        status = _RUN_END_STATUS.get(event.event, run.status)
+        attrs["master.status"] = status
+        attrs["master.steps"] = run.steps_used
+        attrs["master.tool_calls"] = run.tool_calls
+        attrs["master.model_calls"] = run.model_calls
+        self.sc.usage(attrs, run.tokens_in, run.tokens_out, run.cost_usd)
+        error: str | None = None
+        if status in _ERROR_STATUSES:
+            # the run's error is the latest one: an earlier end of a retried run has none
+            error = self._text(run.error if status == run.status and run.error else status)
+            attrs[sc.ERROR_TYPE] = status
+        if self.capture_content:
+            if run.inputs is not None:
+                attrs["master.run.inputs"] = self._json(run.inputs)
+            if run.output is not None:
+                attrs["master.run.output"] = self._json(run.output)
+        start_us = min(run.created_us, event.ts_us)
+        return SpanRecord(
+            f"invoke_workflow {workflow}",
+            state.trace,
+            state.root,
+            None,
+            "internal",
+            start_us * 1000,
+            event.ts_us * 1000,
+            attrs,
+            error,
+        )
+
+    # ------------------------------------------------------------------ text
+
+    def _text(self, value: Any) -> str:
+        text = str(self.scrub(str(value)))
+        return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+    def _json(self, value: Any) -> str:
+        text = json.dumps(self.scrub(value), ensure_ascii=False, default=str)
+        return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+
+def _exception_name(message: str) -> str:
+    """``ValueError`` from ``"ValueError: bad"``; ``_OTHER`` when there is none."""
+    head, sep, _ = message.partition(":")
+    return head if sep and head.isidentifier() else "_OTHER"
