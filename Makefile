@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
+LAB_EXTRA ?=
 # Jupyter refuses to run as root unless told to (containers and CI machines run as root)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test lint typecheck pytest bench browser-deps clean
+.PHONY: lab test lint typecheck pytest bench browser-deps postgres-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +17,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[lab,dev]'
 	touch $(STAMP)
 
+# Lab serves the project root (products/ and configs/ are editable in Lab) and opens
+# notebooks/; no news, no update checks; settings from jupyter/, state in .jupyter/
+LAB_ARGS := --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks \
+	--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	--LabApp.app_settings_dir=jupyter/lab/settings \
+	--LabApp.user_settings_dir=.jupyter/lab/user-settings \
+	--LabApp.workspaces_dir=.jupyter/lab/workspaces
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) \
-		--ServerApp.root_dir=notebooks
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS) $(LAB_EXTRA)
 
 browser-deps:
 	scripts/ensure-chromium
+
+# the PostgreSQL store tests start their own throwaway server from these binaries
+postgres-deps:
+	scripts/ensure-postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,7 +41,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser-deps
+pytest: $(STAMP) browser-deps postgres-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest

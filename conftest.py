@@ -4,7 +4,8 @@
 kernel and every cell's outputs are compared with the committed ones, after the values
 that change from run to run (run ids, durations, timestamps, temporary paths) are
 rewritten by ``notebooks/sanitize.cfg``. Notebooks elsewhere (test fixtures) are not
-collected. ``-p no:nbval`` turns this off.
+collected. ``-p no:nbval`` turns this off; with ``--master-notebooks`` the master_sdk plugin
+runs them instead (as ``master test`` does), and nbval stays off.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def pytest_configure(config: pytest.Config) -> None:
     option = config.option
     if not hasattr(option, "nbval"):  # nbval not installed or disabled with -p no:nbval
         return
+    if getattr(option, "master_notebooks", False):
+        return  # the master_sdk plugin collects the notebooks; nbval would run them twice
     if not option.nbval_lax:
         option.nbval = True
     if option.nbval_sanitize_with is None:

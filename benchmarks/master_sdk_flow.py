@@ -157,6 +157,64 @@ def measure(workdir: Path, n_runs: int, *, synchronous: str) -> RunSample:
     )
 
 
+THREADS = 8
+
+
+def measure_threads(workdir: Path, n_runs: int, *, threads: int = THREADS) -> RunSample:
+    """``n_runs`` runs shared by ``threads`` threads on ONE workbench (each thread its own
+    runs, released together); runs/s is all of them over the wall time of the slowest."""
+    import os
+    import threading
+    import time
+
+    root = make_project(workdir / "project")
+    wb = open_workbench(root, workdir / "runs.sqlite3")
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads + 1)
+
+    def work(first: int) -> None:
+        barrier.wait()
+        for index in range(first, n_runs, threads):
+            started = time.perf_counter()
+            try:
+                one_run(wb, index)
+            except Exception as exc:  # reported: a wrong result aborts the benchmark
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            with lock:
+                latencies.append(time.perf_counter() - started)
+
+    try:
+        one_run(wb, -1)
+        gc.collect()
+        pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for thread in pool:
+            thread.start()
+        cpu = os.times()
+        began = time.perf_counter()
+        barrier.wait()
+        for thread in pool:
+            thread.join()
+        wall = time.perf_counter() - began
+        after = os.times()
+        runs = wb.store.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    finally:
+        wb.close()
+    if errors:
+        raise AssertionError(f"{len(errors)} runs failed in threads, first: {errors[0]}")
+    cpu_s = (after.user - cpu.user) + (after.system - cpu.system)
+    return RunSample(
+        tuple(latencies),
+        wall,
+        cpu_s,
+        counters={"threads": float(threads), "runs_stored": float(runs)},
+        facts={"threads": f"{threads} threads, one Workbench"},
+    )
+
+
 def rows() -> list[Row]:
     """master_sdk at its default durability and with the NORMAL opt-in."""
     persisted = (
@@ -169,6 +227,13 @@ def rows() -> list[Row]:
             name="master-full",
             title="master_sdk, default durability (WAL, synchronous=FULL)",
             measure=lambda workdir, n: measure(workdir, n, synchronous="FULL"),
+            persisted=persisted,
+            steps_per_run=STEPS_PER_RUN,
+        ),
+        Row(
+            name="master-threads8",
+            title=f"master_sdk, {THREADS} threads on one Workbench (FULL)",
+            measure=measure_threads,
             persisted=persisted,
             steps_per_run=STEPS_PER_RUN,
         ),

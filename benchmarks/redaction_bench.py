@@ -11,7 +11,12 @@ Everything is generated from a seeded RNG, so two runs measure the same corpus:
 * latency of ``Redactor.value`` on small trace-event dicts, clean and with PII;
 * time to redact pathological 1 MB inputs built to make regexes backtrack;
 * recall and precision per kind on a labelled corpus of positives and hard negatives placed in
-  log lines, JSON payloads (escaped, so spans move) and prose.
+  log lines, JSON payloads (escaped, so spans move) and prose;
+* recall per encoding of secrets-file values (case, base64 at every alignment in both
+  alphabets with and without padding, hex, URL, HTML entities, JSON escapes, zero-width and
+  full-width characters) and of disguised personal data (zero-width characters, full-width
+  and entity-encoded ``@``, other card and SSN separators), beside the plain recall;
+* false positives: lines of the clean corpus (and 2,000 run ids) that redaction changed.
 
 The machine may be shared: a calibration figure (a fixed pure-Python loop) is printed so figures
 from different runs can be compared.
@@ -21,19 +26,23 @@ from __future__ import annotations
 
 import argparse
 import base64
+import html
 import ipaddress
 import json
 import random
+import re
 import statistics
 import string
 import sys
 import time
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from master_sdk.governance.redaction import PLACEHOLDERS, Redactor
 
@@ -385,6 +394,164 @@ def score(redactor: Redactor, items: list[Labelled]) -> dict[str, dict[str, floa
     return out
 
 
+# ------------------------------------------------------------------------ encoded forms
+
+_ZW = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
+_JSON_U = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def _zero_width(rng: random.Random, text: str) -> str:
+    chars = list(text)
+    for _ in range(rng.randint(1, 3)):
+        chars.insert(rng.randint(1, len(chars) - 1), rng.choice(_ZW))
+    return "".join(chars)
+
+
+def _b64_form(rng: random.Random, value: str, offset: int, alphabet: str, pad: bool) -> str:
+    prefix = _rand(rng, offset + 3 * rng.randint(0, 3))
+    enc = base64.b64encode if alphabet == "std" else base64.urlsafe_b64encode
+    text = enc((prefix + value).encode()).decode()
+    return text if pad else text.rstrip("=")
+
+
+def secret_encodings() -> dict[str, Callable[[random.Random, str], str]]:
+    """Each encoding of a secrets-file value the redactor claims to find."""
+    forms: dict[str, Callable[[random.Random, str], str]] = {
+        "upper": lambda rng, v: v.upper(),
+        "lower": lambda rng, v: v.lower(),
+        "swapcase": lambda rng, v: v.swapcase(),
+        "hex": lambda rng, v: v.encode().hex(),
+        "HEX": lambda rng, v: v.encode().hex().upper(),
+        "url (quote)": lambda rng, v: quote(v, safe=""),
+        "url (every byte)": lambda rng, v: "".join(f"%{b:02X}" for b in v.encode()),
+        "html named": lambda rng, v: html.escape(v),
+        "html decimal": lambda rng, v: "".join(f"&#{ord(c)};" for c in v),
+        "html hex": lambda rng, v: "".join(f"&#x{ord(c):x};" for c in v),
+        "json \\u escapes": lambda rng, v: "".join(f"\\u{ord(c):04x}" for c in v),
+        "zero-width inserted": _zero_width,
+        "full-width": lambda rng, v: _full_width(v),
+    }
+    for alphabet in ("std", "url"):
+        for offset in range(3):
+            for pad in (True, False):
+                name = f"base64 {alphabet} +{offset}{'' if pad else ' nopad'}"
+                forms[name] = lambda rng, v, a=alphabet, o=offset, p=pad: _b64_form(rng, v, o, a, p)
+    return forms
+
+
+def pii_encodings() -> dict[str, tuple[str, Callable[[random.Random], tuple[str, str]]]]:
+    """Disguised personal data: name -> (kind, maker returning (written form, plain value))."""
+
+    def email_with(change: Callable[[str], str]) -> Callable[[random.Random], tuple[str, str]]:
+        def make(rng: random.Random) -> tuple[str, str]:
+            plain = make_email(rng)
+            return change(plain), plain
+
+        return make
+
+    def card_with(sep: str, digits: Callable[[str], str] = str) -> Callable[..., tuple[str, str]]:
+        def make(rng: random.Random) -> tuple[str, str]:
+            number = _luhn_complete("4" + "".join(rng.choices(string.digits, k=14)))
+            return digits(sep.join(number[i : i + 4] for i in range(0, 16, 4))), number
+
+        return make
+
+    def ssn(written: Callable[[str], str]) -> Callable[[random.Random], tuple[str, str]]:
+        def make(rng: random.Random) -> tuple[str, str]:
+            plain = make_ssn(rng).replace("-", "")
+            return written(plain), plain
+
+        return make
+
+    def zw(maker: Callable[[random.Random], str]) -> Callable[[random.Random], tuple[str, str]]:
+        def make(rng: random.Random) -> tuple[str, str]:
+            plain = maker(rng)
+            return _zero_width(rng, plain), plain
+
+        return make
+
+    return {
+        "email zero-width": ("email", zw(make_email)),
+        "email full-width @": ("email", email_with(lambda e: e.replace("@", "\uff20"))),
+        "email all full-width": ("email", email_with(_full_width)),
+        "email &#64;": ("email", email_with(lambda e: e.replace("@", "&#64;"))),
+        "card dots": ("card", card_with(".")),
+        "card slashes": ("card", card_with("/")),
+        "card no-break spaces": ("card", card_with("\u00a0")),
+        "card zero-width": ("card", card_with("\u200b")),
+        "card full-width": ("card", card_with(" ", _full_width)),
+        "ssn spaces": ("ssn", ssn(lambda d: f"{d[:3]} {d[3:5]} {d[5:]}")),
+        "ssn dots": ("ssn", ssn(lambda d: f"{d[:3]}.{d[3:5]}.{d[5:]}")),
+        "ssn bare after 'SSN'": ("ssn", ssn(lambda d: f"SSN {d}")),
+        "iban zero-width": ("iban", zw(lambda rng: make_iban(rng).replace(" ", ""))),
+        "api key zero-width": ("api_key", zw(make_api_key)),
+        "phone zero-width": (
+            "phone",
+            zw(lambda rng: f"+44 20 {_rand(rng, 4, string.digits)} {_rand(rng, 4, string.digits)}"),
+        ),
+    }
+
+
+def _exposed(out: str, written: str, plain: str, fold_case: bool) -> bool:
+    """Whether redacted text still shows the written form or, decoded and folded, the value."""
+    if written in out:
+        return True
+    decoded = html.unescape(_JSON_U.sub(lambda m: chr(int(m.group(1), 16)), out))
+    folded = unicodedata.normalize("NFKC", decoded)
+    folded = "".join(c for c in folded if c not in _ZW).replace("\u00a0", " ")
+    for view in (folded, folded.replace(" ", "").replace(".", "").replace("/", "")):
+        if plain in view or (fold_case and plain.lower() in view.lower()):
+            return True
+    return False
+
+
+def _in_context(rng: random.Random, written: str) -> str:
+    layout = rng.randrange(3)
+    if layout == 0:
+        return (
+            f"2024-05-0{rng.randint(1, 9)} INFO {_prose(rng, 4)} value={written} {_prose(rng, 3)}"
+        )
+    if layout == 1:
+        return json.dumps({"event": _prose(rng, 2), "data": f"{_prose(rng, 2)} {written}"})
+    return f"{_prose(rng, 5)} {written}. {_prose(rng, 4)}"
+
+
+def encoded_recall(
+    redactor: Redactor, secrets: list[str], per_form: int, seed: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Recall per encoding: the share of planted forms that leave no trace in the redacted
+    text (neither as written nor decoded and folded back to the plain value)."""
+    rng = random.Random(seed)
+    out: dict[str, dict[str, dict[str, float]]] = {"secret": {}, "pii": {}}
+    for name, encode in secret_encodings().items():
+        caught = 0
+        for _ in range(per_form):
+            value = rng.choice(secrets)
+            written = encode(rng, value)
+            text = _in_context(rng, written)
+            caught += not _exposed(redactor.text(text), written, value, True)
+        out["secret"][name] = {"samples": per_form, "recall": caught / per_form}
+    for name, (kind, make) in pii_encodings().items():
+        caught = 0
+        for _ in range(per_form):
+            written, plain = make(rng)
+            text = _in_context(rng, written)
+            caught += not _exposed(redactor.text(text), written, plain, False)
+        out["pii"][name] = {"kind": kind, "samples": per_form, "recall": caught / per_form}
+    return out
+
+
+def clean_changes(redactor: Redactor, lines: list[str]) -> int:
+    """Lines of the clean corpus (ids, run ids, timestamps, numbers, prose) that redaction
+    changed: false positives."""
+    run_ids = [uuid.UUID(int=random.Random(SEED + i).getrandbits(128)).hex for i in range(2000)]
+    return sum(redactor.text(x) != x for x in [*lines, *run_ids])
+
+
 # --------------------------------------------------------------------------- throughput
 
 
@@ -440,18 +607,23 @@ def dense_corpus(rng: random.Random, size: int) -> list[str]:
     return lines
 
 
+# --clock cpu times with the process's CPU time: on a shared, loaded machine wall time
+# mostly measures the other processes
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = [time.perf_counter]
+
+
 def _timed(fn: Callable[[], object], runs: int) -> list[float]:
+    clock = _clock[0]
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
 
 
-def throughput(
-    make: Callable[[], Redactor], lines: list[str], runs: int
-) -> dict[str, float]:
+def throughput(make: Callable[[], Redactor], lines: list[str], runs: int) -> dict[str, float]:
     """MB/s over ``lines``; each timed run gets a redactor of its own (built untimed), so a
     line is scanned every time rather than found in the previous run's clean-string cache."""
     size_mb = sum(len(line) + 1 for line in lines) / 1e6
@@ -559,8 +731,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per figure (>= 5)")
     parser.add_argument("--size", type=int, default=1_000_000, help="corpus size in characters")
     parser.add_argument("--per-kind", type=int, default=400, help="labelled samples per kind")
+    parser.add_argument("--per-form", type=int, default=200, help="samples per encoded form")
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall", help="time with wall or CPU time"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    _clock[0] = CLOCKS[args.clock]
 
     rng = random.Random(SEED)
     secrets = [_rand(rng, rng.randint(12, 32), ALNUM + "!#$%&*-_") for _ in range(20)]
@@ -568,12 +745,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"seed": SEED, "calibration_loop_us": calibration()}
 
     print(f"calibration: 10k-iteration Python loop = {results['calibration_loop_us']:.0f} us")
-    print("\nthroughput (MB/s, median [min-max] of", args.runs, "runs)")
+    print(f"\nthroughput (MB/s of {args.clock} time, median [min-max] of", args.runs, "runs)")
     print(f"{'corpus':<12}{'MB':>6}{'lines':>8}{'per line':>26}{'one string':>26}")
     for name, make in (("clean", clean_corpus), ("pii-dense", dense_corpus)):
-        t = throughput(
-            lambda: Redactor(secrets), make(random.Random(SEED), args.size), args.runs
-        )
+        t = throughput(lambda: Redactor(secrets), make(random.Random(SEED), args.size), args.runs)
         results[f"throughput_{name}"] = t
         per_line = f"{t['per_line_median']:.2f} [{t['per_line_min']:.2f}-{t['per_line_max']:.2f}]"
         whole = f"{t['whole_median']:.2f} [{t['whole_min']:.2f}-{t['whole_max']:.2f}]"
@@ -608,6 +783,23 @@ def main(argv: list[str] | None = None) -> int:
     missing = set(PLACEHOLDERS) - set(quality)
     if missing:
         print(f"(kinds not in the labelled corpus: {', '.join(sorted(missing))})")
+
+    plain_secret = quality.get("secret", {}).get("recall", float("nan"))
+    encoded = encoded_recall(redactor, secrets, args.per_form, SEED + 2)
+    results["encoded_recall"] = encoded
+    print(f"\nrecall of a secrets-file value by encoding ({args.per_form} per form, in context;")
+    print("caught = no trace left, as written or decoded and folded back to the value)")
+    print(f"{'encoding':<26}{'samples':>8}{'recall':>9}   (plain form: {plain_secret:.3f})")
+    for name, row in encoded["secret"].items():
+        print(f"{name:<26}{row['samples']:>8}{row['recall']:>9.3f}")
+    print("\nrecall of disguised personal data")
+    print(f"{'form':<26}{'kind':<10}{'samples':>8}{'recall':>9}{'plain':>9}")
+    for name, row in encoded["pii"].items():
+        plain = quality.get(str(row["kind"]), {}).get("recall", float("nan"))
+        print(f"{name:<26}{row['kind']!s:<10}{row['samples']:>8}{row['recall']:>9.3f}{plain:>9.3f}")
+    changed = clean_changes(redactor, clean_corpus(random.Random(SEED), args.size))
+    results["clean_lines_changed"] = changed
+    print(f"\nclean corpus and 2,000 run ids: {changed} line(s) changed by redaction")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -273,7 +273,7 @@ import pandas as pd
 if what == "traces":
     import master_sdk as ms
     wb = ms.Workbench.open(root, store=store)
-    wb.traces(run_id="-")  # import the frames module and the ADBC driver: not measured
+    wb.traces(run_id="-")  # import the frames module: not measured
     before = rss("VmRSS")
     t0, c0 = time.perf_counter(), time.process_time()
     frame = wb.traces()

@@ -22,8 +22,8 @@ import functools
 import inspect
 import re
 import typing
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from pydantic import (
@@ -42,6 +42,9 @@ __all__ = [
     "AgentContext",
     "AgentOutput",
     "AgentSpec",
+    "Embeddings",
+    "Hit",
+    "Memory",
     "Reply",
     "ToolContext",
     "ToolSpec",
@@ -173,17 +176,111 @@ class AgentOutput(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class Embeddings:
+    """Vectors for texts, from an embedding model (``ctx.embed``).
+
+    ``vectors`` is a ``float32`` numpy array of shape ``(len(texts), dimensions)``, one
+    row per text in order, as the model returned them. ``tokens`` and ``cost_usd`` are
+    what the calls cost (already counted in the run's budget).
+    """
+
+    vectors: Any
+    model: str
+    tokens: int
+    cost_usd: float | None
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result of a vector memory collection: most similar first.
+
+    ``score`` is the cosine similarity of the query and the entry (1 is identical);
+    ``text`` is the stored (redacted) text and ``metadata`` its declared fields.
+    """
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+
+
+@typing.runtime_checkable
+class Memory(typing.Protocol):
+    """A vector memory collection as a tool sees it (``ctx.memory("tickets")``).
+
+    Example (inside a tool)::
+
+        tickets = ctx.memory("tickets")
+        tickets.add(["Refund for a damaged parcel"], metadata=[{"category": "billing"}])
+        hits = tickets.search("parcel arrived broken", k=5, where={"category": "billing"})
+        hits[0].id, hits[0].score, hits[0].text, hits[0].metadata
+    """
+
+    name: str
+
+    def add(
+        self,
+        texts: Sequence[str],
+        *,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Embed and store texts (redacted); an existing id is replaced. Returns the ids."""
+        ...
+
+    def search(
+        self, query: str, *, k: int = 5, where: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
+        """The ``k`` entries most similar to ``query`` that match ``where``."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove entries by id; returns how many existed."""
+        ...
+
+    def count(self) -> int:
+        """How many entries the collection holds."""
+        ...
+
+
+def _no_embed(texts: Sequence[str], model: str | None) -> Embeddings:
+    raise RuntimeError("no model router is attached to this context")
+
+
+def _no_memory(name: str) -> Memory:
+    raise RuntimeError("no vector memory is attached to this context")
+
+
+@dataclass(frozen=True, slots=True)
 class ToolContext:
     """What a tool may ask for by declaring a parameter annotated ``ToolContext``.
 
     ``idempotency_key`` is stable across retries of the same step (``run_id:step_id``), so a
     tool that talks to an external system can make a retried call a no-op.
+    :meth:`embed` reaches the embedding models through the router (under the run's budget)
+    and :meth:`memory` the vector memory collections the product declares.
     """
 
     run_id: str
     step_id: str
     attempt: int
     idempotency_key: str
+    _embed: Callable[[Sequence[str], str | None], Embeddings] = field(
+        default=_no_embed, repr=False, compare=False
+    )
+    _memory: Callable[[str], Memory] = field(default=_no_memory, repr=False, compare=False)
+
+    def embed(self, texts: Sequence[str], *, model: str | None = None) -> Embeddings:
+        """Embed ``texts`` (default model ``default_embedding``), batched, budgeted, traced."""
+        return self._embed(list(texts), model)
+
+    def memory(self, name: str) -> Memory:
+        """A vector memory collection of this product (``config/product.yaml``
+        ``collections:``), as the policy's ``allowed_collections`` permits."""
+        return self._memory(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,14 +301,25 @@ class AgentContext:
     Agents get no store, no tools and no other agents (law 7).
     """
 
-    __slots__ = ("_complete", "inputs", "model")
+    __slots__ = ("_complete", "_embed", "inputs", "model")
 
     def __init__(
-        self, *, inputs: Mapping[str, Any], model: str, complete: Callable[..., Reply]
+        self,
+        *,
+        inputs: Mapping[str, Any],
+        model: str,
+        complete: Callable[..., Reply],
+        embed: Callable[[Sequence[str], str | None], Embeddings] = _no_embed,
     ) -> None:
         self.inputs = inputs
         self.model = model
         self._complete = complete
+        self._embed = embed
+
+    def embed(self, texts: Sequence[str], *, model: str | None = None) -> Embeddings:
+        """Embed ``texts`` with an embedding model (default ``default_embedding``), through
+        the router and under the run's budget, like :meth:`complete`."""
+        return self._embed(list(texts), model)
 
     @overload
     def complete(

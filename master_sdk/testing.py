@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from master_sdk.models.network import NetworkGuard, NetworkModelCallBlocked, blocked_network
+from master_sdk.models.tokens import estimate_prompt_tokens, estimate_tokens
 from master_sdk.models.types import Message, ModelRequest, ModelResponse, Usage
 
 __all__ = [
@@ -66,12 +67,6 @@ class UnconsumedResponses(AssertionError):
     """A scripted model still holds replies the test expected to be asked for."""
 
 
-def _estimate_tokens(text: str) -> int:
-    """The token count scripted replies report: about four characters per token, at
-    least one (the fake provider counts the same way)."""
-    return max(1, (len(text) + 3) // 4)
-
-
 def _as_response(reply: Any, request: ModelRequest, model: str) -> ModelResponse:
     if isinstance(reply, BaseException):
         raise reply
@@ -91,8 +86,8 @@ def _as_response(reply: Any, request: ModelRequest, model: str) -> ModelResponse
     return ModelResponse(
         text=text,
         usage=Usage(
-            tokens_in=sum(_estimate_tokens(m.content) for m in request.messages),
-            tokens_out=_estimate_tokens(text),
+            tokens_in=estimate_prompt_tokens(request.messages, request.output_schema),
+            tokens_out=estimate_tokens(text),
         ),
         model=request.model or model,
         finish_reason="stop",

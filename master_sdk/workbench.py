@@ -1,5 +1,11 @@
-"""The one entry object: :class:`Workbench` wires config, store, products and router;
-:class:`Run` is a handle on one stored run.
+"""The one entry object: :class:`Workbench` wires config, store, products and router.
+
+A :class:`~master_sdk.run.Run` (in :mod:`master_sdk.run`) is a handle on one stored run;
+it uses only this class's public surface.
+
+Thread safety: one workbench may be used from many threads at once (batch runners, widget
+callbacks, the user's own threads). The engine keeps no state between runs, the product
+catalog and the router load lazily under locks, and the store serialises its writes.
 
 Example:
     >>> import master_sdk as ms
@@ -13,36 +19,53 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
+from master_sdk.contracts.status import ENDED, PAUSED, RunStatus
 from master_sdk.errors import (
     AlreadyResumed,
+    ConfigError,
     FlowError,
     MasterError,
     NotFound,
-    NotWaiting,
 )
-from master_sdk.tracing.events import ENDED
+from master_sdk.governance.disclosure import redact_exception, redacting_errors
+from master_sdk.run import Run
 
-# statuses from which no action can continue a run; every other run is pinned to its flow
-_FINAL = frozenset({"completed", "rejected", "blocked"})
-_PAUSED = frozenset({"waiting_approval", "waiting_input"})
+ACTIONS: tuple[str, ...] = (
+    "approve",
+    "reject",
+    "submit",
+    "retry",
+    "skip",
+    "abort",
+    "proceed",
+)
+"""What :meth:`Workbench.resume` can do to a stored run."""
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from master_sdk.config.settings import Settings
+    from master_sdk.experiments.answers import Answers
+    from master_sdk.experiments.compare import Comparison
+    from master_sdk.experiments.experiment import Experiment
     from master_sdk.memory.records import RunRow
+    from master_sdk.memory.store import CommitHook, Reservation, Store
     from master_sdk.memory.transfer import TransferReport
+    from master_sdk.memory.vector_memory import Collection as MemoryCollection
     from master_sdk.models.types import Provider
-    from master_sdk.notebook.views import Form, RunView
-    from master_sdk.orchestrator.engine import Engine, RunContext
+    from master_sdk.orchestrator.context import RunContext
+    from master_sdk.orchestrator.determinism import SeededRunIds, TestClock
+    from master_sdk.orchestrator.engine import Engine
     from master_sdk.products.compiler import CompiledFlow
     from master_sdk.products.loader import ProductCatalog
+    from master_sdk.tracing.otel.hook import TelemetryHook
 
 
+@redacting_errors(lambda wb: wb._redact)  # every error raised leaves redacted
 class Workbench:
     """Products, runs and their data for one project folder.
 
@@ -51,13 +74,18 @@ class Workbench:
     """
 
     def __init__(
-        self, settings: Settings, *, providers: Mapping[str, Provider] | None = None
+        self,
+        settings: Settings,
+        *,
+        providers: Mapping[str, Provider] | None = None,
+        store: Store | None = None,
+        hooks: Sequence[CommitHook] | None = None,
     ) -> None:
         from master_sdk.governance.scrubbing import build_redactor
-        from master_sdk.memory.sqlite import SQLiteStore
+        from master_sdk.memory.open import open_store
         from master_sdk.models.router import Router
         from master_sdk.orchestrator.crashpoints import CrashPoints
-        from master_sdk.orchestrator.engine import Engine, process_identity
+        from master_sdk.orchestrator.engine import Engine
         from master_sdk.orchestrator.templating import TemplateEngine
         from master_sdk.products.loader import ProductCatalog
         from master_sdk.tools.executor import ToolExecutor
@@ -75,16 +103,33 @@ class Workbench:
             file=settings.root / log_file if log_file else None,
             scrub=self._redact,
         )
+        self._telemetry = self._open_telemetry(settings)
         crash = CrashPoints(settings.app.crash_point)
-        self.store = SQLiteStore(
-            settings.store_path,
-            synchronous=settings.app.synchronous,
-            busy_timeout_ms=settings.app.busy_timeout_ms,
+        # store= (a Store object, which its owner closes), else app.store: a path,
+        # sqlite:///path or memory://
+        self._owns_store = store is None
+        self.store: Store = open_store(
+            store,
+            settings.app,
+            settings.root,
             scrub=self._redact,
-            before_commit=(lambda label: crash(f"commit:{label}")) if crash.armed else None,
-            allow_network=settings.app.allow_network_store,
-            sync_step_starts=settings.app.sync_step_starts,
+            password=(
+                None
+                if settings.store_password is None
+                else settings.store_password.get_secret_value()
+            ),
         )
+        # commit hooks: the trace log and crash points (tests) first, then the user's;
+        # each observes every commit of the store once it is durable (see add_hook)
+        self._hooks: list[CommitHook] = []
+        for hook in (
+            self._log if self._log.enabled else None,
+            crash if crash.armed else None,
+            self._telemetry,
+            *(hooks or ()),
+        ):
+            if hook is not None:
+                self.add_hook(hook)
         self.router = Router(
             settings.models, root=settings.root, providers=providers, scrub=self._redact
         )
@@ -95,15 +140,31 @@ class Workbench:
                 max_rendered_chars=policy.max_rendered_chars, max_render_ms=policy.max_render_ms
             ),
             model_names=self.router.names,
+            load_timeout_s=settings.app.load_timeout_s,
         )
+        from master_sdk.orchestrator.services import (
+            StepServiceFactory,
+            build_memory,
+            vector_store_for,
+        )
+
+        self._memory = build_memory(
+            vector_store_for(self.store, crash=crash.hit if crash.armed else None),
+            router=self.router,
+            catalog=self.catalog,
+            redact=self._redact,
+            crash=crash.hit if crash.armed else None,
+        )
+        clock, run_ids = _determinism(self.store) if settings.app.deterministic else (None, None)
         self.engine: Engine = Engine(
             store=self.store,
             router=self.router,
-            tools=ToolExecutor(),
+            tools=ToolExecutor(
+                services=StepServiceFactory(router=self.router, memory=self._memory)
+            ),
             scrub=self._redact,
-            owner=process_identity(),
-            crash=crash,
-            on_commit=self._log.commit if self._log.enabled else None,
+            clock=clock,
+            run_ids=run_ids,
         )
         self._mark_abandoned()
 
@@ -114,33 +175,113 @@ class Workbench:
         retried when its run is opened with :meth:`get_run`). Best effort: a run this
         cannot mark now (store busy, flow broken) is marked when it is next loaded.
         """
-        from master_sdk.orchestrator.engine import owner_alive
+        from master_sdk.orchestrator.ownership import executor_alive, process_identity
 
-        for run_id, owner in self.store.find_runs(status="running"):
-            if not owner_alive(owner):
+        here = process_identity()
+        for run_id, owner in self.store.find_runs(status=RunStatus.RUNNING):
+            if not executor_alive(owner, run_id, here=here):
                 with suppress(MasterError):
-                    self._load(run_id)
+                    self._read(run_id)
 
     @classmethod
     def open(
         cls,
         root: str | Path | None = None,
         *,
-        store: str | Path | None = None,
+        store: str | Path | Store | None = None,
         providers: Mapping[str, Provider] | None = None,
+        hooks: Sequence[CommitHook] | None = None,
+        telemetry: bool | Mapping[str, Any] | None = None,
+        deterministic: bool | None = None,
     ) -> Workbench:
         """Open the workbench of a project folder.
 
         Args:
             root: the folder holding ``products/`` and ``configs/``; default: found upward
                 from the current directory.
-            store: another SQLite file for runs (default ``storage/master.sqlite3``).
+            store: where runs are kept instead of ``app.store``: a SQLite file path,
+                ``sqlite:///relative/path``, ``sqlite:////absolute/path``, ``memory://``,
+                or a Store object (see :mod:`master_sdk.memory.open`).
             providers: model providers by logical name, replacing configured ones (tests
                 pass a scripted model here; see :mod:`master_sdk.testing`).
+            hooks: commit hooks (see :meth:`add_hook`), in order.
+            telemetry: OpenTelemetry export, over ``configs/telemetry.yaml``: ``True`` /
+                ``False`` turns it on or off, a dict sets fields (``endpoint``,
+                ``sample_ratio``, ``semconv``, ...; it turns export on unless it says
+                ``enabled: False``). Needs ``pip install 'master-sdk[otel]'``.
+            deterministic: run ids from a seeded sequence, timestamps and durations from a
+                test clock, so a notebook shows the same values on every execution
+                (default: the ``deterministic`` setting, ``MASTER_DETERMINISTIC``; on
+                under ``master test``). Never for real work: the clock is not the time.
         """
         from master_sdk.config.loader import load_settings
+        from master_sdk.memory.open import is_store
 
-        return cls(load_settings(root, store=store), providers=providers)
+        try:
+            if store is not None and is_store(store):
+                given: Store | None = store  # type: ignore[assignment]  # checked by is_store
+                settings = load_settings(root, telemetry=telemetry)
+            else:
+                given = None
+                named: str | Path | None = store  # type: ignore[assignment]  # not a Store
+                settings = load_settings(root, store=named, telemetry=telemetry)
+        except ConfigError as exc:
+            # no secrets are known yet: the detectors still hide keys and personal data
+            from master_sdk.governance.redaction import Redactor
+
+            raise redact_exception(exc, Redactor().value) from None
+        if deterministic is not None:
+            app = settings.app.model_copy(update={"deterministic": deterministic})
+            settings = settings.model_copy(update={"app": app})
+        return cls(settings, providers=providers, store=given, hooks=hooks)
+
+    # ------------------------------------------------------------------ telemetry
+
+    def _open_telemetry(self, settings: Settings) -> TelemetryHook | None:
+        if not settings.telemetry.enabled:
+            return None
+        from master_sdk.tracing.otel.hook import open_telemetry
+
+        return open_telemetry(settings.telemetry, scrub=self._redact)
+
+    def telemetry_status(self) -> dict[str, Any]:
+        """OpenTelemetry export counters: ``enabled``, ``endpoint``, ``exported``,
+        ``queued``, ``dropped`` (``dropped_queue_full`` + ``dropped_export_failed``: spans
+        lost because the collector was down, slow or refusing), ``failed_requests``,
+        ``last_error``. ``{"enabled": False}`` when telemetry is off."""
+        if self._telemetry is None:
+            return {"enabled": False}
+        return self._telemetry.status()
+
+    def flush_telemetry(self, timeout_s: float | None = None) -> bool:
+        """Send the spans waiting to be exported; wait at most ``timeout_s`` (default: the
+        export timeout plus a second). True when none is left. Runs never wait for this."""
+        return True if self._telemetry is None else self._telemetry.pipeline.flush(timeout_s)
+
+    def export_telemetry(
+        self,
+        endpoint: str | None = None,
+        *,
+        since: datetime | str | None = None,
+        runs: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Send runs already in the store as OpenTelemetry spans (the same spans a live
+        export makes), whether or not telemetry is on.
+
+        Args:
+            endpoint: the OTLP/HTTP traces URL (default: ``configs/telemetry.yaml``).
+            since: only runs with trace events at or after this time.
+            runs: only these run ids.
+
+        Returns:
+            ``{"runs": ..., "spans": ..., "exported": ..., "failed": ...}``.
+
+        Raises:
+            ConfigError: the ``otel`` extra is missing.
+        """
+        from master_sdk.tracing.otel.past import export_runs
+
+        return export_runs(self, endpoint=endpoint, since=since, runs=runs)
 
     @staticmethod
     def spec_schema(kind: str) -> dict[str, Any]:
@@ -157,8 +298,14 @@ class Workbench:
         """Names of the products found (broken ones included)."""
         return self.catalog.names()
 
-    def flows(self, product: str | None = None) -> list[str]:
-        """``product/flow`` references of every loadable flow (of one product if given)."""
+    def flows(self, product: str | None = None, *, isolate: bool = False) -> list[str]:
+        """``product/flow`` references of every loadable flow (of one product if given).
+
+        ``isolate=True``: import the products in a child process first (see
+        :meth:`validate`).
+        """
+        if isolate:
+            self.catalog.isolate(self.root, [product] if product else None)
         refs: list[str] = []
         for name in [product] if product else self.catalog.names():
             try:
@@ -172,11 +319,43 @@ class Workbench:
 
     def flow(self, ref: str) -> FlowView:
         """A flow, which renders itself as a diagram in a notebook."""
-        return FlowView(self.catalog.flow(ref))
+        from master_sdk.governance.inputs import require_ref
 
-    def validate(self) -> list[FlowError]:
-        """Load every product and flow; return every problem (empty when all is well)."""
-        return self.catalog.validate()
+        return FlowView(self.catalog.flow(require_ref(ref)), redact=self._redact)
+
+    def validate(self, *, isolate: bool = False) -> list[FlowError]:
+        """Load every product and flow; return every problem (empty when all is well).
+
+        Args:
+            isolate: first import every product in a child process, so that one that
+                stalls in C code, ignores interrupts, calls ``os._exit`` or crashes the
+                interpreter is reported by name instead of stopping this call (about half
+                a second more; ``master validate`` and ``master flows`` use it).
+        """
+        if isolate:
+            self.catalog.isolate(self.root)
+        # a flow file may hold secrets or personal data: messages leave redacted
+        return [redact_exception(e, self._redact) for e in self.catalog.validate()]
+
+    def new_product(self, name: str) -> Path:
+        """Create a working product ``name`` under ``products/``; return its folder.
+
+        It has a manifest, a product policy, ``flows/draft.yaml`` (a tool, a user input and
+        an agent on the ``default`` model), ``components.py`` and ``notebooks/draft.ipynb``
+        (a starter regression notebook for ``master test``); it runs at once.
+
+        Raises:
+            FlowError: a bad name, or a folder of that name already exists.
+
+        Example:
+            >>> wb.new_product("notes")                                   # doctest: +SKIP
+            >>> run = wb.run("notes/draft", inputs={"topic": "tea"})      # doctest: +SKIP
+            >>> run.submit({"tone": "friendly"}).output                   # doctest: +SKIP
+        """
+        from master_sdk.products.scaffold import new_product
+
+        self.catalog.products_dir.mkdir(parents=True, exist_ok=True)
+        return new_product(self.catalog.products_dir, name)
 
     # ------------------------------------------------------------------ runs
 
@@ -189,10 +368,12 @@ class Workbench:
             InputInvalid: the inputs fail the flow's ``inputs`` schema (nothing is stored).
             FlowError: the product or flow is broken.
         """
-        from master_sdk.governance.inputs import admit_input
+        from master_sdk.governance.identities import check_identity
+        from master_sdk.governance.inputs import admit_input, require_mapping, require_ref
 
-        flow = self.catalog.flow(ref)
-        data = dict(inputs or {})
+        flow = self.catalog.flow(require_ref(ref))
+        data = require_mapping({} if inputs is None else inputs, what=f"inputs for {ref}")
+        check_identity(by or self.user, redact=self._redact)
         if flow.input_validator is None:
             from master_sdk.orchestrator.validation import SchemaValidator
 
@@ -208,6 +389,85 @@ class Workbench:
         ctx = self.engine.start(flow, data, by=by or self.user)
         return Run(self, ctx.run, ctx)
 
+    @overload
+    def fork(
+        self,
+        runs: Sequence[str | Run],
+        *,
+        at: str,
+        name: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        model: str | None = None,
+        by: str | None = None,
+    ) -> list[Run]: ...
+
+    @overload
+    def fork(
+        self,
+        runs: Experiment,
+        *,
+        at: str,
+        name: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        model: str | None = None,
+        by: str | None = None,
+        scorers: Sequence[Callable[..., Any]] = (),
+        answers: Any = None,
+    ) -> Experiment: ...
+
+    def fork(
+        self,
+        runs: Sequence[str | Run] | Experiment,
+        *,
+        at: str,
+        name: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        model: str | None = None,
+        by: str | None = None,
+        scorers: Sequence[Callable[..., Any]] = (),
+        answers: Any = None,
+    ) -> list[Run] | Experiment:
+        """Fork many runs at step ``at`` (see :meth:`Run.fork`).
+
+        Every run is checked before any is forked: one whose upstream no longer fits the
+        flow refuses the whole batch (the error names the run, step and field) and nothing
+        is written.
+
+        Args:
+            runs: run ids or :class:`Run` objects — the forks are returned in that order,
+                ``name`` recorded in each one's ``run_started`` event (``attrs.fork``) —;
+                or an :class:`~master_sdk.experiments.experiment.Experiment`: every case's
+                run is forked into a new experiment called ``name`` with the same case keys
+                (``wb.compare(exp, new)`` pairs them), scored with ``scorers`` and its human
+                steps answered from ``answers`` as in :meth:`evaluate`.
+            at, inputs, model, by: as for :meth:`Run.fork`.
+
+        Example:
+            >>> v3 = wb.fork(wb.experiment("prompt-v2"), at="summary", name="v3")  # doctest: +SKIP
+            >>> wb.compare("prompt-v2", "v3")                                       # doctest: +SKIP
+        """
+        from master_sdk.experiments.experiment import Experiment
+        from master_sdk.forks import fork_many
+
+        if isinstance(runs, Experiment):
+            from master_sdk.forks.batch import fork_experiment
+
+            if name is None:
+                raise MasterError("forking an experiment needs name= for the new experiment")
+            return fork_experiment(
+                self,
+                runs.name,
+                at,
+                name=name,
+                inputs=inputs,
+                model=model,
+                by=by,
+                scorers=scorers,
+                answers=answers,
+            )
+        ids = [r if isinstance(r, str) else r.id for r in runs]
+        return fork_many(self, ids, at, name=name, inputs=inputs, model=model, by=by)
+
     def get_run(self, run_id: str, *, recover: bool = True) -> Run:
         """A stored run, in the same state as in the process that left it.
 
@@ -222,22 +482,108 @@ class Workbench:
             recover: retry an interrupted idempotent tool step now (default); False only
                 reads the run (and marks it interrupted).
         """
-        row, ctx = self._load(run_id)
-        if recover and ctx is not None and row.status == "interrupted":
+        row, ctx = self._read(run_id)
+        if recover and ctx is not None and row.status == RunStatus.INTERRUPTED:
             try:
                 self.engine.recover(ctx)
             except AlreadyResumed:
-                row, ctx = self._load(run_id)  # another process recovered it first
+                row, ctx = self._read(run_id)  # another process recovered it first
             else:
                 row = ctx.run
         return Run(self, row, ctx)
 
-    def _load(self, run_id: str) -> tuple[RunRow, RunContext | None]:
+    def resume(
+        self,
+        run_id: str,
+        action: str,
+        *,
+        by: str | None = None,
+        allow_flow_change: bool | None = False,
+        context: RunContext | None = None,
+        **arguments: Any,
+    ) -> RunContext:
+        """Act on a stored run and continue it until it pauses or ends: what every
+        :class:`~master_sdk.run.Run` action calls (``run.approve(...)`` is
+        ``wb.resume(run.id, "approve", ...)``).
+
+        Args:
+            run_id: the run.
+            action: one of :data:`ACTIONS` — ``approve`` / ``reject`` (``comment``),
+                ``submit`` (``data``), ``retry``, ``skip`` (``output``), ``abort``
+                (``reason``), ``proceed`` (continue a decided run). A decision is
+                committed on its own; ``proceed=False`` leaves the run ``decided`` for
+                any executor to continue (``wb.work()``, ``master work``). Team rules
+                are checked first (:class:`~master_sdk.review.rules.DecisionRefused`).
+            by: who acts (default :attr:`user`).
+            allow_flow_change: resume on a flow changed since the run started (recorded in
+                the trace); ``None`` skips the flow pin check (``abort``).
+            context: the run's context as a handle last saw it; used without reading the
+                store again when it is a pause on the current flow (a run moved meanwhile
+                makes the action's compare-and-set fail: :class:`AlreadyResumed`).
+
+        Returns:
+            The run's context after the action (``.run`` is the stored run record).
+
+        Raises:
+            NotWaiting, AlreadyResumed, FlowChanged, InputInvalid, NotFound: see the
+            :class:`~master_sdk.run.Run` actions.
+        """
+        if action not in ACTIONS:
+            raise NotFound(f"no action '{action}'; choose one of {', '.join(ACTIONS)}")
+        from master_sdk.governance.identities import check_identity
+        from master_sdk.governance.inputs import require_mapping, require_text
+
+        who = check_identity(by or self.user, redact=self._redact, run_id=run_id)
+        limit = self.settings.policy.max_input_bytes
+        for field in ("comment", "reason"):
+            if field in arguments:
+                arguments[field] = require_text(
+                    arguments[field], field=field, limit=limit, run_id=run_id
+                )
+        if action == "submit":
+            arguments["data"] = require_mapping(
+                arguments.get("data"), what="user input", run_id=run_id
+            )
+        if action == "abort":
+            allow_flow_change = None
+        ctx = context
+        if ctx is None or not self._current(ctx):
+            ctx = self._context(run_id, allow_flow_change=allow_flow_change, by=who)
+        engine = self.engine
+        proceed = bool(arguments.get("proceed", True))
+        if action in ("approve", "reject", "submit"):
+            from master_sdk.review.rules import guard_decision
+
+            guard_decision(
+                engine, ctx, action=action, by=who
+            )  # team rules (policy approvers, four_eyes)
+        if action in ("approve", "reject"):
+            engine.decide(
+                ctx,
+                approved=action == "approve",
+                comment=arguments.get("comment"),
+                by=who,
+                proceed=proceed,
+            )
+        elif action == "submit":
+            engine.submit(ctx, arguments.get("data") or {}, by=who, proceed=proceed)
+        elif action == "proceed":
+            engine.proceed(ctx)
+        elif action == "retry":
+            engine.retry(ctx, by=who)
+        elif action == "skip":
+            engine.skip(ctx, output=arguments.get("output"), by=who)
+        else:
+            engine.abort(ctx, reason=arguments.get("reason"), by=who)
+        return ctx
+
+    def _read(self, run_id: str) -> tuple[RunRow, RunContext | None]:
         row, steps = self.store.load(run_id)
         try:
             flow = self.catalog.flow(f"{row.product}/{row.flow}")
         except (FlowError, NotFound):
             return row, None
+        _adopt_code_pin(row, flow)
         ctx = self.engine.load(flow, row, steps)
         return ctx.run, ctx
 
@@ -253,7 +599,7 @@ class Workbench:
         run = ctx.run
         flow = ctx.flow
         return (
-            run.status in _PAUSED
+            run.status in PAUSED
             and run.flow_hash == flow.flow_hash
             and run.product_version == flow.product_version
             and self.catalog.flow(f"{run.product}/{run.flow}") is flow
@@ -267,11 +613,12 @@ class Workbench:
 
         row, steps = self.store.load(run_id)
         flow = self.catalog.flow(f"{row.product}/{row.flow}")
+        _adopt_code_pin(row, flow)
         ctx = self.engine.load(flow, row, steps)
         run = ctx.run
         if (
             allow_flow_change is not None
-            and run.status not in _FINAL
+            and run.status not in ENDED
             and (run.flow_hash != flow.flow_hash or run.product_version != flow.product_version)
         ):
             check_flow_pin(
@@ -282,13 +629,21 @@ class Workbench:
             )
         return ctx
 
+    def redact(self, value: Any) -> Any:
+        """``value`` as this workbench shows it: PII and secrets (see the policy's
+        ``redaction`` and the secrets file) replaced by typed placeholders such as
+        ``<EMAIL>``; containers are walked, other values returned as they are."""
+        return self._redact(value)
+
     # ------------------------------------------------------------------ data
 
     def runs(
         self, *, product: str | None = None, flow: str | None = None, status: str | None = None
     ) -> pd.DataFrame:
         """The run list as a DataFrame, newest first (columns in the README)."""
-        return self._frame(self.store.runs_frame(product=product, flow=flow, status=status))
+        from master_sdk.memory import frames
+
+        return self._frame(frames.runs(self.store, product=product, flow=flow, status=status))
 
     def traces(
         self,
@@ -307,35 +662,197 @@ class Workbench:
                 means UTC).
             run_id: keep one run.
         """
-        since_us = None
-        if since is not None:
-            from datetime import UTC
+        from master_sdk.governance.inputs import since_us as to_us
+        from master_sdk.memory import frames
+        from master_sdk.memory.derived import TRACE_REDACTED
 
-            moment = datetime.fromisoformat(since) if isinstance(since, str) else since
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            since_us = int(moment.timestamp() * 1_000_000)
-        from master_sdk.memory.sqlite import TRACE_REDACTED
-
+        # attrs are redacted as the frame is built, once per distinct value
         return self._frame(
-            self.store.trace_frame(
-                run_id=run_id, product=product, flow=flow, status=status, since_us=since_us
+            frames.traces(
+                self.store,
+                run_id=run_id,
+                product=product,
+                flow=flow,
+                status=status,
+                since_us=to_us(since),
+                redact=self._redact,
             ),
             redacted=TRACE_REDACTED,
         )
 
+    def steps(
+        self,
+        run_id: str | None = None,
+        *,
+        product: str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        since: datetime | str | None = None,
+        attempts: bool = False,
+    ) -> pd.DataFrame:
+        """Steps as a DataFrame: one row per step a run reached (status, attempt, timing,
+        output; redacted), of one run or across runs (columns in ``docs/dataframes.md``).
+
+        Args:
+            run_id: one run (flow order); default: every run kept by the filters, oldest
+                run first.
+            product, flow, status: keep runs with these values (``status``: the run's).
+            since: keep steps that started at or after this time (aware datetime or ISO
+                string; naive means UTC).
+            attempts: one row per attempt of each step (retries, recoveries).
+
+        Example:
+            >>> steps = wb.steps(product="hello_world", since="2026-12-01")  # doctest: +SKIP
+            >>> steps.groupby("step_id")["duration_ms"].median()             # doctest: +SKIP
+        """
+        from master_sdk.governance.inputs import since_us as to_us
+        from master_sdk.memory import frames
+
+        if run_id is not None:
+            return self._frame(frames.steps(self.store, run_id, attempts=attempts))
+        return self._frame(
+            frames.steps_across(
+                self.store,
+                product=product,
+                flow=flow,
+                status=status,
+                since_us=to_us(since),
+                attempts=attempts,
+            )
+        )
+
     def approvals(self, *, product: str | None = None, flow: str | None = None) -> pd.DataFrame:
         """The approval audit: who decided what, when, with which comment."""
-        return self._frame(self.store.approvals_frame(product=product, flow=flow))
+        from master_sdk.memory import frames
+
+        return self._frame(frames.approvals(self.store, product=product, flow=flow))
+
+    # ------------------------------------------------------------------ reviewing
+
+    def pending(
+        self,
+        *,
+        product: str | None = None,
+        flow: str | None = None,
+        step: str | None = None,
+        kind: str | None = None,
+        experiment: str | None = None,
+        older_than: timedelta | float | None = None,
+    ) -> pd.DataFrame:
+        """Every paused run, one row each, oldest wait first: what it waits for (step,
+        ``kind`` approval or input, prompt, the ``show:`` value redacted and truncated),
+        who started it, since when, its experiment and who reserved it (columns in
+        ``docs/dataframes.md``).
+
+        Example:
+            >>> wb.pending(kind="approval", older_than=3600)   # doctest: +SKIP
+        """
+        from master_sdk.review.pending import pending_frame, statuses_for
+
+        rows = self.store.pending_runs(statuses=statuses_for(kind), product=product, flow=flow)
+        frame = pending_frame(
+            rows,
+            prompt=self._prompt,
+            redact=self._redact,
+            step=step,
+            experiment=experiment,
+            older_than=older_than,
+        )
+        return self._frame(frame, redacted=("show",))
+
+    def _prompt(self, product: str, flow: str, step: str) -> str:
+        """A paused step's prompt from its flow file ('' when the flow no longer loads)."""
+        try:
+            compiled = self.catalog.flow(f"{product}/{flow}")
+        except (FlowError, NotFound):
+            return ""
+        for candidate in compiled.steps:
+            if candidate.id == step:
+                return str(getattr(candidate.spec, "prompt", "") or "")
+        return ""
+
+    def inbox(self, **filters: Any) -> Any:
+        """A widget over :meth:`pending` (same filters): sort, page, select many, approve
+        or reject the selection with one comment, open one item to see its form. See
+        :class:`~master_sdk.notebook.inbox.Inbox`."""
+        from master_sdk.notebook.inbox import Inbox
+
+        return Inbox(self, **filters)
+
+    def decide(
+        self,
+        run_ids: Sequence[str],
+        action: str,
+        *,
+        comment: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        by: str | None = None,
+        proceed: bool = True,
+    ) -> pd.DataFrame:
+        """Approve, reject or submit many paused runs with one comment (or one input).
+
+        Every decision is committed first, each on its own (one refused by a team rule,
+        or taken by someone else, does not stop the others); then, with ``proceed``, each
+        decided run is continued here. With ``proceed=False`` the runs stay ``decided``
+        for :meth:`work` or ``master work``. Returns one row per run: ``run_id``,
+        ``outcome`` (decided, continued, taken, refused, invalid, not_waiting, failed),
+        ``status``, ``error``.
+        """
+        from master_sdk.review.decisions import continue_runs, decide_runs, outcomes_frame
+
+        decided = decide_runs(self, run_ids, action, comment=comment, data=data, by=by)
+        if proceed:
+            todo = [
+                o.run_id
+                for o in decided
+                if o.outcome == "decided" and o.status == RunStatus.DECIDED
+            ]
+            continued = {o.run_id: o for o in continue_runs(self, todo)}
+            decided = [continued.get(o.run_id, o) for o in decided]
+        return outcomes_frame(decided)
+
+    def work(
+        self,
+        run_ids: Sequence[str] | None = None,
+        *,
+        limit: int | None = None,
+        on_progress: Callable[[Any, int, int], None] | None = None,
+    ) -> pd.DataFrame:
+        """Continue every decided run (or those of ``run_ids``; at most ``limit``), each
+        exactly once whichever process also works on them: runs decided with
+        ``proceed=False``, in an inbox, or by a kernel that died before continuing them.
+        ``on_progress(outcome, done, total)`` is called after each run (``outcome`` has
+        ``run_id``, ``outcome``, ``status``, ``error``). One row per run, as :meth:`decide`
+        (``taken``: another executor continued it first)."""
+        from master_sdk.review.decisions import continue_runs, outcomes_frame
+        from master_sdk.review.work import decided_runs
+
+        ids = decided_runs(self, limit=limit) if run_ids is None else list(run_ids)[:limit]
+        return outcomes_frame(continue_runs(self, ids, on_progress=on_progress))
+
+    def reserve(
+        self, run_id: str, minutes: float | None = None, *, by: str | None = None
+    ) -> Reservation:
+        """Reserve a paused run for ``minutes`` (default and ceiling: the policy's
+        ``max_reservation_minutes``) so no other reviewer decides it meanwhile;
+        ``minutes=0`` releases it. An expired reservation is free again.
+
+        Raises:
+            DecisionRefused: someone else holds it (rule ``reservation``), or ``minutes``
+                is above the policy's ``max_reservation_minutes``.
+            NotWaiting: the run is not paused.
+        """
+        from master_sdk.review.reservations import reserve
+
+        return reserve(self, run_id, minutes, by=by or self.user)
 
     def _frame(self, frame: pd.DataFrame, *, redacted: Collection[str] = ()) -> pd.DataFrame:
         """Every frame leaves redacted (the store redacts on write; this also covers data
         written before a secret was added to the secrets file). ``redacted``: columns the
-        store redacted while building the frame, skipped when its redactor is this one."""
+        frame redacted with this redactor while it was built (skipped here)."""
         from master_sdk.governance.exports import redact_frame
 
-        done = redacted if self.store.scrub is self._redact else ()
-        return redact_frame(frame, self._redact, redacted=done)
+        return redact_frame(frame, self._redact, redacted=redacted)
 
     # ------------------------------------------------------------------ the store itself
 
@@ -355,9 +872,9 @@ class Workbench:
     ) -> TransferReport:
         """Write runs to one file a colleague can import.
 
-        ``*.sqlite3`` is a standalone SQLite copy made with SQLite's online backup API (a
-        consistent snapshot, even while other processes write); ``*.jsonl`` is JSON Lines,
-        one run per line with its steps, trace, approvals and inputs.
+        ``*.sqlite3`` is a new standalone SQLite store holding only those runs; ``*.jsonl`` is
+        JSON Lines, one run per line with every attempt of its steps, its trace, approvals
+        and inputs. Both are read from one consistent snapshot and redacted on the way out.
 
         Args:
             path: the file to write (refused if it exists, unless ``overwrite``).
@@ -368,9 +885,41 @@ class Workbench:
         Example:
             >>> wb.export_store("shared/review.jsonl", runs=[run.id])  # doctest: +SKIP
         """
-        return self.store.export_runs(
-            Path(path), run_ids=runs, fmt=format, overwrite=overwrite
+        from master_sdk.memory.transfer import export_store
+
+        return export_store(
+            self.store,
+            Path(path),
+            run_ids=runs,
+            fmt=format,
+            overwrite=overwrite,
+            redact=self._redact,
         )
+
+    def copy_store(self, target: str | Path | Store) -> TransferReport:
+        """Copy this store's runs into another store (a SQLite path, ``memory://``,
+        ``postgresql://...`` or a Store), opened with this project's settings, redacted on
+        the way. Runs the target already holds are skipped, so copying again is safe.
+
+        Example:
+            >>> wb.copy_store("postgresql://ana@db.example:5432/master")  # doctest: +SKIP
+        """
+        from master_sdk.memory.open import is_store, open_store
+        from master_sdk.memory.transfer import copy_store
+
+        password = self.settings.store_password
+        other = open_store(
+            target,
+            self.settings.app,
+            self.root,
+            scrub=self._redact,
+            password=None if password is None else password.get_secret_value(),
+        )
+        try:
+            return copy_store(self.store, other, redact=self._redact)
+        finally:
+            if not is_store(target):
+                other.close()
 
     def import_store(
         self,
@@ -386,17 +935,176 @@ class Workbench:
         refuses the import instead). Imported runs that were executing a step show as
         ``interrupted`` here.
         """
-        report = self.store.import_runs(Path(path), fmt=format, on_duplicate=on_duplicate)
+        from master_sdk.memory.transfer import import_store
+
+        report = import_store(
+            self.store, Path(path), fmt=format, on_duplicate=on_duplicate, scrub=self._redact
+        )
         self._mark_abandoned()  # a run imported mid-step has no owner here
         return report
 
+    # ------------------------------------------------------------------ experiments
+
+    def evaluate(
+        self,
+        ref: str,
+        cases: Any,
+        *,
+        name: str,
+        scorers: Sequence[Callable[..., Any]] = (),
+        answers: Answers = None,
+        models: Mapping[str, str] | None = None,
+        concurrency: int = 8,
+        max_cost_usd: float | None = None,
+        backend: str = "threads",
+        wait: bool = True,
+        progress: bool = True,
+    ) -> Experiment:
+        """Run ``product/flow`` over a table of cases, score each one, store it all.
+
+        Every case is an ordinary durable run (same governance, trace and budgets) tagged
+        with the experiment and its case key (the ``case_key`` or ``id`` column, else a
+        hash of the row). Columns named by the flow's ``inputs`` schema are the run's
+        inputs; the others stay with the case for scorers. An invalid row is reported with
+        every failing field (status ``invalid``) and the others run.
+
+        Args:
+            ref: ``product/flow``.
+            cases: a DataFrame or a list of dicts, one per case.
+            name: the experiment's name, unique per store.
+            scorers: ``f(case, output) -> number | bool | dict`` each (see ``ms.scorers``).
+            answers: scripted human steps: ``{step_id: "approve" | "reject" | {data}}`` or
+                ``f(case, step) -> decision``; a step with no answer leaves its run paused.
+            models: logical model overrides for this experiment (``{"default": "gpt"}``);
+                allow-lists apply.
+            concurrency: cases in flight at most (and the ceiling of the model-call window,
+                which halves on rate limits and timeouts and grows back).
+            max_cost_usd: the experiment's cost cap, checked before every model call; once
+                reached no new case starts and the experiment ends ``blocked``.
+            backend: ``"threads"`` (the Ray backend is not available yet).
+            wait: False returns at once and runs in the background (``exp.wait()``,
+                ``exp.cancel()``).
+            progress: show live progress (in place in Jupyter, on stderr elsewhere).
+
+        Example:
+            >>> exp = wb.evaluate("triage/classify", cases_df, name="prompt-v2",  # doctest: +SKIP
+            ...     scorers=[ms.scorers.exact("label", expected="expected_label")])
+        """
+        from master_sdk.experiments.evaluate import evaluate
+
+        return evaluate(
+            self,
+            ref,
+            cases,
+            name=name,
+            scorers=scorers,
+            answers=answers,
+            models=models,
+            concurrency=concurrency,
+            max_cost_usd=max_cost_usd,
+            backend=backend,
+            wait=wait,
+            progress=progress,
+        )
+
+    def experiments(self) -> pd.DataFrame:
+        """Stored experiments, newest first: ``name, ref, status, cases, created_at,
+        updated_at, created_by, flow_hash, product_version, concurrency, max_cost_usd,
+        models, error``."""
+        from master_sdk.experiments.listing import experiments_frame
+
+        return self._frame(experiments_frame(self))
+
+    def experiment(self, name: str) -> Experiment:
+        """A stored experiment by name (after a kernel restart too); raises NotFound."""
+        from master_sdk.experiments.experiment import Experiment
+
+        self.store.get_experiment(name)
+        return Experiment(self, name)
+
+    def compare(
+        self, a: str | Experiment, b: str | Experiment, *, on: str | None = None
+    ) -> Comparison:
+        """Pair two experiments' cases (by case key, or by the case column ``on``):
+        per-case deltas of every score, cost and latency, which outputs changed, and a
+        summary with paired bootstrap CIs and win/tie/loss counts."""
+        from master_sdk.experiments.compare import compare
+
+        return compare(self, a, b, on=on)
+
+    # ------------------------------------------------------------------ commit hooks
+
+    def add_hook(self, hook: CommitHook) -> None:
+        """Observe every commit of this workbench's store from now on.
+
+        A hook is any object with ``before_commit(commit)`` and ``after_commit(commit)``
+        (:class:`~master_sdk.memory.store.CommitHook`); ``commit`` is a
+        :class:`~master_sdk.memory.store.Commit`: the run record, its ``changes`` (step
+        attempts, ``events`` — typed :class:`~master_sdk.memory.store.TraceEvent` with
+        names —, approvals, inputs), the commit's ``label`` and whether it is ``sync``.
+        ``before_commit`` runs inside the transaction just before it is made durable
+        (raising aborts the commit: nothing is written); ``after_commit`` runs once it is
+        durable, in the committing thread — keep it short, hand slow work to a queue. An
+        exception from ``after_commit`` is logged and never fails the run. Values are
+        redacted only in what the store writes: redact what a hook sends elsewhere with
+        :meth:`redact`. Telemetry, progress bars and the trace log are hooks.
+
+        Hooks are called for every commit of the store, whichever workbench made it: a
+        :class:`Store` given to several workbenches calls the hooks of all of them.
+        :meth:`close` removes this workbench's hooks.
+
+        Example:
+            >>> class Progress:
+            ...     def before_commit(self, commit): pass
+            ...     def after_commit(self, commit):
+            ...         print(commit.run.run_id, commit.run.status, len(commit.events))
+            >>> wb.add_hook(Progress())  # doctest: +SKIP
+        """
+        self._hooks.append(hook)
+        self.store.hooks.append(hook)
+
+    @property
+    def hooks(self) -> list[CommitHook]:
+        """The commit hooks this workbench added, in order (a copy)."""
+        return list(self._hooks)
+
     # ------------------------------------------------------------------ lifetime
 
+    # ------------------------------------------------------------------ vector memory
+
+    def memory(self, ref: str) -> MemoryCollection:
+        """A product's vector memory collection, ``"product/collection"``.
+
+        ``.search(query, k=5, where=None)`` returns hits (``.frame()`` for a DataFrame),
+        ``.frame()`` every entry, ``.add(texts, metadata=, ids=)``, ``.delete(ids)``,
+        ``.count()``. Notebook calls embed through the router under the product's policy
+        (allow-lists, redaction) but belong to no run, so they are not traced.
+
+        Raises:
+            NotFound: ``ref`` is not ``product/collection``.
+            CollectionError: the product declares no such collection.
+            PolicyViolation: the product's ``allowed_collections`` does not list it.
+        """
+        product, sep, name = ref.partition("/")
+        if not sep or not product or not name or "/" in name:
+            raise NotFound(f"'{ref}' is not a collection reference; write 'product/collection'")
+        return self._memory.collection(product, name)
+
     def close(self) -> None:
-        """Close the store connection, the trace log and the model providers' connections."""
+        """Close the store connection (unless the store was given to :meth:`open`), the
+        trace log and the model providers' connections."""
+        self.engine.close()
+        for hook in self._hooks:
+            with suppress(ValueError):
+                self.store.hooks.remove(hook)
         self.router.close()
-        self.store.close()
+        self.catalog.close()
+        if self._owns_store:
+            self.store.close()
         self._log.close()
+        if self._telemetry is not None:
+            # bounded: a collector that is down costs at most the export timeout here
+            self._telemetry.close()
 
     def __enter__(self) -> Workbench:
         return self
@@ -405,311 +1113,49 @@ class Workbench:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Workbench(root={str(self.root)!r}, store={str(self.store.path)!r})"
+        return f"Workbench(root={str(self.root)!r}, store={self.store.location!r})"
 
 
-class Run:
-    """A handle on one run. Actions continue the run in place; properties show the state
-    last read (call :meth:`refresh` to re-read the store)."""
+def _adopt_code_pin(row: RunRow, flow: CompiledFlow) -> None:
+    """A run stored before runs pinned their product's code recorded the hash of its flow
+    text alone: if that text is unchanged, it continues on the current code (and records
+    the combined hash at its next commit), as it would have before."""
+    from master_sdk.products.compiler import flow_hash
 
-    def __init__(self, wb: Workbench, row: RunRow, ctx: RunContext | None) -> None:
-        self._wb = wb
-        self._row = row
-        self._ctx = ctx
-        self._view: RunView | None = None
+    if row.flow_hash != flow.flow_hash and row.flow_hash == flow_hash(flow.source):
+        row.flow_hash = flow.flow_hash
 
-    # ------------------------------------------------------------------ state
 
-    @property
-    def id(self) -> str:
-        """The run id."""
-        return self._row.run_id
+def _determinism(store: Store) -> tuple[TestClock, SeededRunIds]:
+    """A test clock and seeded run ids for deterministic mode.
 
-    @property
-    def status(self) -> str:
-        """running, waiting_approval, waiting_input, completed, rejected, failed,
-        blocked or interrupted."""
-        return self._row.status
+    The clock starts at its fixed instant, or just after the latest run the store already
+    holds (a notebook that reopens its store keeps time moving forward); ids the store
+    holds are skipped, so they stay unique.
+    """
+    from master_sdk.orchestrator.determinism import EPOCH_US, SeededRunIds, TestClock
 
-    @property
-    def product(self) -> str:
-        """The product name."""
-        return self._row.product
+    start = EPOCH_US
+    for run_id, _owner in store.find_runs():
+        row, _steps = store.load(run_id)
+        start = max(start, (row.updated_us // 1_000_000 + 1) * 1_000_000)
 
-    @property
-    def flow(self) -> str:
-        """The flow id."""
-        return self._row.flow
-
-    @property
-    def ref(self) -> str:
-        """``product/flow``."""
-        return f"{self._row.product}/{self._row.flow}"
-
-    @property
-    def output(self) -> Any:
-        """The flow's output (redacted), once completed."""
-        return self._wb._redact(self._row.output)
-
-    @property
-    def inputs(self) -> Any:
-        """The inputs the run started with (redacted)."""
-        return self._wb._redact(self._row.inputs)
-
-    @property
-    def error(self) -> str | None:
-        """Why the run failed, was blocked or interrupted (redacted)."""
-        error: str | None = self._wb._redact(self._row.error)
-        return error
-
-    @property
-    def waiting_for(self) -> dict[str, Any] | None:
-        """What a paused run waits for: step, kind, prompt, and ``show`` or ``schema``."""
-        if self._row.status not in ("waiting_approval", "waiting_input"):
-            return None
-        pending = dict(self._row.state.get("pending") or {})
-        ctx = self._ctx
-        if ctx is not None and self._row.cursor < len(ctx.flow.steps):
-            step = ctx.flow.steps[self._row.cursor]
-            spec = step.spec
-            pending["prompt"] = getattr(spec, "prompt", "")
-            if step.schema is not None:
-                pending["schema"] = step.schema
-        # the prompt and schema come from the flow file: template constants are redacted too
-        shown: dict[str, Any] = self._wb._redact(pending)
-        return shown
-
-    @property
-    def ended(self) -> bool:
-        """True once completed, rejected, failed or blocked."""
-        return self._row.status in ENDED
-
-    @property
-    def workbench(self) -> Workbench:
-        """The workbench this run belongs to."""
-        return self._wb
-
-    def refresh(self) -> Run:
-        """Re-read the run from the store (another kernel or the CLI may have moved it).
-
-        Unlike :meth:`Workbench.get_run` this never runs a step: a run interrupted by a
-        crash shows as ``interrupted`` until it is opened with ``get_run`` or retried.
-        """
-        self._row, self._ctx = self._wb._load(self.id)
-        self._changed()
-        return self
-
-    # ------------------------------------------------------------------ actions
-
-    def approve(
-        self, comment: str | None = None, *, by: str | None = None, allow_flow_change: bool = False
-    ) -> Run:
-        """Approve the pending ``hitl`` step and continue until the next pause or the end.
-
-        Raises:
-            NotWaiting: the run is not waiting for approval.
-            AlreadyResumed: another process decided this pause first (nothing changed here).
-            FlowChanged: the flow changed since the run started.
-        """
-        return self._decide(True, comment, by, allow_flow_change)
-
-    def reject(
-        self, comment: str | None = None, *, by: str | None = None, allow_flow_change: bool = False
-    ) -> Run:
-        """Reject the pending ``hitl`` step: the run ends as ``rejected`` or jumps to the
-        step named by ``on_reject``."""
-        return self._decide(False, comment, by, allow_flow_change)
-
-    def _decide(
-        self, approved: bool, comment: str | None, by: str | None, allow_flow_change: bool
-    ) -> Run:
-        who = by or self._wb.user
-        return self._act(
-            lambda ctx: self._wb.engine.decide(ctx, approved=approved, comment=comment, by=who),
-            who,
-            allow_flow_change,
-        )
-
-    def _act(
-        self, action: Callable[[RunContext], None], by: str, allow_flow_change: bool | None
-    ) -> Run:
-        """Run an engine action on a fresh read of the run; on any error, show the stored
-        state again (an action that failed, or lost a race, changed nothing there)."""
+    def taken(run_id: str) -> bool:
         try:
-            ctx = self._ctx
-            if ctx is None or not self._wb._current(ctx):
-                ctx = self._wb._context(self.id, allow_flow_change=allow_flow_change, by=by)
-            action(ctx)
-        except BaseException:
-            with suppress(Exception):
-                self.refresh()
-            raise
-        self._row, self._ctx = ctx.run, ctx
-        self._changed()
-        return self
+            store.load(run_id)
+        except NotFound:
+            return False
+        return True
 
-    def submit(
-        self,
-        data: Mapping[str, Any],
-        *,
-        by: str | None = None,
-        allow_flow_change: bool = False,
-    ) -> Run:
-        """Give the pending ``user_input`` step its data and continue.
-
-        Raises:
-            InputInvalid: ``data`` fails the step's schema or size cap; ``errors`` lists every
-                failing field and the run is unchanged.
-            NotWaiting: the run is not waiting for input.
-        """
-        who = by or self._wb.user
-        payload = dict(data)
-        return self._act(
-            lambda ctx: self._wb.engine.submit(ctx, payload, by=who), who, allow_flow_change
-        )
-
-    def retry(self, *, by: str | None = None, allow_flow_change: bool = False) -> Run:
-        """Run an interrupted or failed step again (a new attempt, same idempotency key).
-
-        Raises:
-            NotWaiting: the run is not interrupted or failed.
-            AlreadyResumed: another process retried, skipped or aborted it first.
-        """
-        who = by or self._wb.user
-        return self._act(lambda ctx: self._wb.engine.retry(ctx, by=who), who, allow_flow_change)
-
-    def skip(
-        self, output: Any = None, *, by: str | None = None, allow_flow_change: bool = False
-    ) -> Run:
-        """Mark an interrupted or failed step done with ``output`` (what later steps see as
-        ``steps.<id>.output``) without running it, and continue."""
-        who = by or self._wb.user
-        return self._act(
-            lambda ctx: self._wb.engine.skip(ctx, output=output, by=who), who, allow_flow_change
-        )
-
-    def abort(self, reason: str | None = None, *, by: str | None = None) -> Run:
-        """End the run as ``failed`` with ``reason`` (any flow change is irrelevant here)."""
-        who = by or self._wb.user
-        return self._act(
-            lambda ctx: self._wb.engine.abort(ctx, reason=reason, by=who), who, None
-        )
-
-    # ------------------------------------------------------------------ data
-
-    def trace(self) -> pd.DataFrame:
-        """This run's trace events (columns in the README)."""
-        from master_sdk.memory.sqlite import TRACE_REDACTED
-
-        return self._wb._frame(self._wb.store.trace_frame(run_id=self.id), redacted=TRACE_REDACTED)
-
-    def steps(self) -> pd.DataFrame:
-        """One row per step reached: status, attempt, timing, output."""
-        return self._wb._frame(self._wb.store.steps_frame(self.id))
-
-    def budget(self) -> pd.DataFrame:
-        """Budget, used, limit, remaining and percent for every budget of the run."""
-        import pandas as pd
-
-        from master_sdk.governance.budgets import RunBudget
-
-        policy = self._ctx.flow.policy if self._ctx is not None else self._wb.settings.policy
-        violation = self._row.state.get("violation") or {}
-        rows = []
-        for name, used, limit in RunBudget(self._row, policy).rows():
-            remaining = None if limit is None else max(0.0, float(limit) - float(used))
-            percent = None if not limit else 100.0 * float(used) / float(limit)
-            blocked = violation.get("rule") in (f"max_{name}", name)
-            rows.append(
-                {
-                    "budget": name,
-                    "used": float(used),
-                    "limit": None if limit is None else float(limit),
-                    "remaining": remaining,
-                    "percent": percent,
-                    "status": "blocked" if blocked else "ok",
-                    "attempted": violation.get("value") if blocked else None,
-                }
-            )
-        frame = pd.DataFrame(rows)
-        for column in ("used", "limit", "remaining", "percent"):
-            frame[column] = frame[column].astype("float64")
-        frame["budget"] = pd.Categorical(frame["budget"], categories=list(frame["budget"]))
-        frame["status"] = pd.Categorical(frame["status"], categories=["ok", "blocked"])
-        # the attempted value can be anything a run tried (a model name an agent built)
-        return self._wb._frame(frame)
-
-    # ------------------------------------------------------------------ display
-
-    def view(self) -> RunView:
-        """The run as a live widget (needs ipywidgets): header, steps, the form it needs.
-
-        The same view on every call; every action on this handle redraws it in place.
-        """
-        if self._view is None:
-            from master_sdk.notebook.views import RunView
-
-            self._view = RunView(self)
-        view: RunView = self._view
-        return view
-
-    def form(self) -> Form:
-        """The form this run needs now, as an object a notebook or a test can drive.
-
-        An :class:`~master_sdk.notebook.forms.ApprovalForm` while waiting for approval
-        (``comment``, ``user``, ``approve_button``, ``reject_button``), a
-        :class:`~master_sdk.notebook.forms.SchemaForm` while waiting for input (``fields``,
-        ``submit_button``), a :class:`~master_sdk.notebook.recovery.RecoveryForm` when
-        interrupted (``retry_button``, ``skip_button``, ``abort_button``). The same object
-        on every call while the run stays at the same pause; clicking it continues the run.
-
-        Raises:
-            NotWaiting: the run needs no form (running or ended).
-
-        Example:
-            >>> form = run.form()
-            >>> form.fields["audience"].value = "the board"
-            >>> form.submit_button.click()
-        """
-        form = self.view().form()
-        if form is None:
-            raise NotWaiting(
-                f"run {self.id} is {self.status}: only a run waiting for approval or input, "
-                "or an interrupted one, has a form",
-                run_id=self.id,
-            )
-        return form
-
-    def _changed(self) -> None:
-        if self._view is not None:
-            self._view.update()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        if _widgets_usable():
-            bundle: dict[str, Any] = self.view()._repr_mimebundle_(**kwargs)
-            return bundle
-        from master_sdk.notebook.summary import RunSummary
-
-        summary = RunSummary.of(self)
-        return {"text/plain": summary.text(), "text/html": summary.html()}
-
-    def __repr__(self) -> str:
-        return f"Run(id={self.id!r}, ref={self.ref!r}, status={self.status!r})"
-
-
-def _widgets_usable() -> bool:
-    """Whether a widget can be shown: inside a Jupyter kernel with ipywidgets installed."""
-    import sys
-    from importlib.util import find_spec
-
-    return "ipykernel" in sys.modules and find_spec("ipywidgets") is not None
+    return TestClock(start), SeededRunIds(seed=0, taken=taken)
 
 
 class FlowView:
     """A compiled flow, for display and inspection."""
 
-    def __init__(self, flow: CompiledFlow) -> None:
+    def __init__(self, flow: CompiledFlow, *, redact: Callable[[Any], Any] = lambda v: v) -> None:
         self._flow = flow
+        self._redact = redact
 
     @property
     def ref(self) -> str:
@@ -730,7 +1176,9 @@ class FlowView:
                     "on_reject": getattr(step.spec, "on_reject", None),
                 }
             )
-        return out
+        # guards and names come from the flow file: shown redacted, like everything else
+        shown: list[dict[str, Any]] = self._redact(out)
+        return shown
 
     def mermaid(self) -> str:
         """The flow as Mermaid ``flowchart`` text: steps, ``when:`` guards, reject branches."""

@@ -20,6 +20,7 @@ def _no_network_models(block_network_models: object) -> Iterator[None]:
     """No test may reach a model beyond loopback (the plugin fails the test if one tries)."""
     yield
 
+
 COMPONENTS = """
 from __future__ import annotations
 
@@ -108,3 +109,13 @@ def wb(hello_root: Path) -> Iterator[ms.Workbench]:
     bench = ms.Workbench.open(hello_root)
     yield bench
     bench.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_server() -> Iterator[None]:
+    """The throwaway PostgreSQL server (tests/support/postgres.py), started on first use
+    by a test that needs it, is stopped when the session ends."""
+    from tests.support import postgres
+
+    yield
+    postgres.stop()

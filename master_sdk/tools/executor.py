@@ -8,12 +8,14 @@ converts the result to JSON data through its output model, and traces the call.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from master_sdk.authoring import ToolContext, ToolSpec
-from master_sdk.errors import RunError
+from master_sdk.authoring import Embeddings, Memory, ToolContext, ToolSpec
+from master_sdk.errors import PolicyViolation, RunError
 
 if TYPE_CHECKING:
     from master_sdk.governance.budgets import RunBudget
@@ -31,6 +33,17 @@ class ToolScope(Protocol):
     trace: TraceBuffer
 
 
+@dataclass(slots=True)
+class StepServices:
+    """What a :class:`ToolContext` offers besides ids: embeddings and vector memory for
+    one step, and the policy violations they raised (re-raised after the tool returns,
+    even when the tool caught them)."""
+
+    embed: Callable[[Sequence[str], str | None], Embeddings]
+    memory: Callable[[str], Memory]
+    violations: list[PolicyViolation] = field(default_factory=list)
+
+
 class ToolFailed(RunError):
     """The tool raised; the step fails with its message."""
 
@@ -43,7 +56,15 @@ def validation_message(exc: ValidationError) -> str:
 
 
 class ToolExecutor:
-    """Calls tools for the engine (stateless; one per workbench)."""
+    """Calls tools for the engine (stateless; one per workbench).
+
+    Args:
+        services: builds a step's :class:`StepServices` (``ctx.embed``, ``ctx.memory``)
+            from its scope; without it a tool's context has neither.
+    """
+
+    def __init__(self, *, services: Callable[[Any], StepServices] | None = None) -> None:
+        self._services = services
 
     def call(self, spec: ToolSpec, raw: Any, scope: ToolScope) -> Any:
         """Run one tool call under governance and return its output as JSON data."""
@@ -56,18 +77,26 @@ class ToolExecutor:
                 step=scope.step_id,
             ) from None
         kwargs = dict(args.__dict__)
+        services: StepServices | None = None
         if spec.context_param is not None:
+            extra: dict[str, Any] = {}
+            if self._services is not None:
+                services = self._services(scope)
+                extra = {"_embed": services.embed, "_memory": services.memory}
             kwargs[spec.context_param] = ToolContext(
                 run_id=scope.run_id,
                 step_id=scope.step_id,
                 attempt=scope.attempt,
                 idempotency_key=f"{scope.run_id}:{scope.step_id}",
+                **extra,
             )
         scope.budget.run.tool_calls += 1
         started = time.perf_counter()
         try:
             result = spec.fn(**kwargs)
         except Exception as exc:
+            if services is not None and services.violations:
+                raise services.violations[0] from None
             scope.trace.emit(
                 "tool_called",
                 step_id=scope.step_id,
@@ -81,6 +110,9 @@ class ToolExecutor:
                 f"tool '{spec.name}' raised {type(exc).__name__}: {exc}", step=scope.step_id
             ) from exc
         duration_ms = (time.perf_counter() - started) * 1000
+        if services is not None and services.violations:
+            # a refusal the tool swallowed still blocks the step
+            raise services.violations[0]
         output = _as_data(spec, result, scope.step_id)
         scope.trace.emit(
             "tool_called",

@@ -23,7 +23,7 @@ import master_sdk as ms
 from tests.conftest import REPO
 from tests.support.openai_server import FakeOpenAIServer
 
-COMPONENTS = '''
+COMPONENTS = """
 from master_sdk.authoring import AgentContext, AgentOutput, agent
 
 
@@ -34,7 +34,7 @@ class Summary(AgentOutput):
 @agent(model="gpt")
 def summarize(ctx: AgentContext, text: str) -> Summary:
     return Summary(summary=ctx.complete(f"Summarise: {text}").text)
-'''
+"""
 
 FLOW = """
 id: brief

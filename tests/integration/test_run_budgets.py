@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import master_sdk as ms
-from master_sdk.models.router import prompt_tokens_upper_bound
+from master_sdk.models.tokens import estimate_prompt_tokens
 from master_sdk.models.types import Message, ModelResponse, Usage
 from master_sdk.testing import ScriptedModel
 from tests.conftest import Project
@@ -35,7 +35,7 @@ def stubborn(ctx: AgentContext, text: str) -> Summary:
     return Summary(summary="carried on regardless")
 """
 
-PROMPT_BOUND = prompt_tokens_upper_bound((Message("user", "Summarise: hello"),))
+PROMPT_BOUND = estimate_prompt_tokens((Message("user", "Summarise: hello"),))
 
 
 @pytest.fixture

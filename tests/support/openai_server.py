@@ -39,6 +39,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "default_text",
+    "embedding_of",
     "main",
     "schema_instance",
 ]
@@ -159,6 +160,14 @@ class RecordedRequest:
 def default_text(last_user_message: str) -> str:
     """The content of the default reply: deterministic from the last user message."""
     return f"echo: {last_user_message}"
+
+
+def embedding_of(text: str, dims: int) -> list[float]:
+    """A deterministic vector for ``text``: byte sums per slot, so tests can predict it."""
+    slots = [0.0] * dims
+    for i, byte in enumerate(text.encode("utf-8")):
+        slots[i % dims] += byte / 255
+    return slots
 
 
 def _estimate_tokens(text: str) -> int:
@@ -405,6 +414,44 @@ class FakeOpenAIServer:
             return json.dumps(schema_instance(schema, default_text(last_user)))
         return default_text(last_user)
 
+    @property
+    def embeddings(self) -> list[RecordedRequest]:
+        """Only the ``POST .../embeddings`` requests."""
+        return [r for r in self.requests if r.path.endswith("/embeddings")]
+
+    def embeddings_body(
+        self, reply: Reply | None, request_body: Mapping[str, Any]
+    ) -> tuple[int, bytes]:
+        """The status and JSON body answering an embeddings request: a scripted error or
+        raw body, else one deterministic vector per input (``dimensions`` long, default
+        8), listed in reverse order so clients must sort by ``index``."""
+        if reply is not None and reply.body is not None:
+            return reply.status, reply.body
+        if reply is not None and reply.status >= 400:
+            return self.completion_body(reply, request_body)
+        texts = request_body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list):
+            texts = []
+        dims = request_body.get("dimensions") or 8
+        data = [
+            {"object": "embedding", "index": i, "embedding": embedding_of(str(text), int(dims))}
+            for i, text in enumerate(texts)
+        ]
+        tokens = sum(_estimate_tokens(str(t)) for t in texts)
+        usage: dict[str, Any] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        if reply is not None and reply.prompt_tokens is not None:
+            usage = {"prompt_tokens": reply.prompt_tokens, "total_tokens": reply.prompt_tokens}
+        body: dict[str, Any] = {
+            "object": "list",
+            "data": list(reversed(data)),
+            "model": request_body.get("model") or self.model,
+        }
+        if reply is None or reply.usage:
+            body["usage"] = usage
+        return 200, json.dumps(body).encode()
+
     def models_body(self) -> bytes:
         """The ``GET /v1/models`` listing."""
         entry = {"id": self.model, "object": "model", "created": _CREATED, "owned_by": "fake"}
@@ -468,6 +515,13 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self._record(self._read_body())
+            if self.path.rstrip("/").endswith("/embeddings"):
+                reply = server._next_reply()
+                status, payload = server.embeddings_body(
+                    reply, body if isinstance(body, dict) else {}
+                )
+                self._send(status, payload, headers=reply.headers if reply else None)
+                return
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._not_found()
                 return

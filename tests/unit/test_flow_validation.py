@@ -334,3 +334,78 @@ def test_unknown_flow_and_product_name_what_exists(project: Project) -> None:
     with pytest.raises(ms.NotFound, match="product/flow"):
         wb.run("justaname")
     wb.close()
+
+
+def test_a_mistyped_key_names_the_closest_valid_key(project: Project) -> None:
+    """`promt:` is reported as an unknown field with a suggestion, as one problem."""
+    project.flow("f", "id: f\nsteps:\n  - {id: ask, type: hitl, promt: ok}\n")
+    wb = project.open()
+    (problem,) = wb.validate()
+    assert "step 'ask'" in str(problem) and "field 'promt'" in str(problem)
+    assert "did you mean 'prompt'?" in str(problem)
+    assert "more problem" not in str(problem)
+    wb.close()
+
+
+def test_every_problem_of_a_flow_file_is_listed(project: Project) -> None:
+    """Several mistakes are listed one per line, never summarised as 'N more'."""
+    project.flow(
+        "f",
+        "id: f\ndescripton: x\nsteps:\n  - {id: ask, type: hitl, promt: ok}\n"
+        "  - {id: get, type: user_input, prompt: p, shema: {}}\n",
+    )
+    wb = project.open()
+    (problem,) = wb.validate()
+    text = str(problem)
+    assert "3 problems" in text
+    assert "field 'descripton': unknown field; did you mean 'description'?" in text
+    assert "step 'ask', field 'promt'" in text
+    assert "step 'get', field 'shema': unknown field; did you mean 'schema'?" in text
+    wb.close()
+
+
+def test_a_mistyped_manifest_key_is_named_with_a_suggestion(project: Project) -> None:
+    """Manifest keys get the same suggestions as flow keys."""
+    (project.root / "products/demo/manifest.yaml").write_text(
+        "name: demo\nversoin: '1'\n", encoding="utf-8"
+    )
+    wb = project.open()
+    (problem,) = wb.validate()
+    assert "field 'versoin': unknown field; did you mean 'version'?" in str(problem)
+    wb.close()
+
+
+@pytest.mark.parametrize(
+    ("schema", "field"),
+    [
+        ("inputs: {type: object, properties: {n: {type: int}}}", "inputs"),
+        ("inputs: {type: object, required: text}", "inputs"),
+    ],
+)
+def test_run_refuses_an_invalid_inputs_schema_as_validate_does(
+    project: Project, schema: str, field: str
+) -> None:
+    """A JSON Schema that is not valid stops run() with the same error validate() gives."""
+    project.flow("f", f"id: f\n{schema}\nsteps:\n  - {{id: a, type: hitl, prompt: x}}\n")
+    wb = project.open()
+    (problem,) = wb.validate()
+    with pytest.raises(ms.FlowError) as caught:
+        wb.run("demo/f", {})
+    assert str(caught.value) == str(problem)
+    assert f"field '{field}'" in str(problem)
+    assert wb.runs().empty
+    wb.close()
+
+
+def test_run_refuses_a_user_input_schema_with_an_unknown_type(project: Project) -> None:
+    """`type: int` in a user_input schema is refused before the run starts, not at the form."""
+    project.flow(
+        "f",
+        "id: f\nsteps:\n  - id: ask\n    type: user_input\n    prompt: how many?\n"
+        "    schema: {type: object, properties: {n: {type: int}}}\n",
+    )
+    wb = project.open()
+    with pytest.raises(ms.FlowError, match=r"step 'ask', field 'schema'.*'int' is not valid"):
+        wb.run("demo/f", {})
+    assert wb.runs().empty
+    wb.close()

@@ -49,7 +49,7 @@ def test_invalid_user_input_lists_every_field_and_changes_nothing(wb: ms.Workben
     with pytest.raises(ms.InputInvalid) as caught:
         run.submit({"audience": ""})
     assert [e.path for e in caught.value.errors] == ["audience"]
-    assert "at least 1 character" in caught.value.errors[0].message
+    assert caught.value.errors[0].message == "must not be blank"
     with pytest.raises(ms.InputInvalid) as missing:
         run.submit({})
     assert [e.path for e in missing.value.errors] == ["audience"]
@@ -151,3 +151,15 @@ def test_get_run_in_a_new_workbench_shows_the_same_paused_state(wb: ms.Workbench
     finally:
         other.close()
     assert run.refresh().status == "completed"
+
+
+def test_an_audience_of_spaces_is_refused_in_plain_words(wb: ms.Workbench) -> None:
+    """hello_world's audience must hold a non-space character; the error says so plainly."""
+    run = wb.run("hello_world/greet", inputs={"text": "Hi"}).approve()
+    with pytest.raises(ms.InputInvalid) as caught:
+        run.submit({"audience": "   "})
+    assert [(e.path, e.message) for e in caught.value.errors] == [
+        ("audience", "must not be blank")
+    ]
+    assert run.status == "waiting_input"
+    assert run.submit({"audience": " the board "}).status == "completed"

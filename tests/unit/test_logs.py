@@ -41,7 +41,7 @@ def test_nothing_is_set_up_by_default(project: Project) -> None:
     before = structlog.get_config()
     project.flow("f", FLOW)
     wb = project.open()
-    assert wb.engine.on_commit is None
+    assert wb.hooks == [] and wb.store.hooks == []
     wb.run("demo/f", inputs={"text": "x"})
     assert structlog.get_config() == before
     assert not list(project.root.rglob("*.log"))
