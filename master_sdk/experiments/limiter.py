@@ -68,6 +68,8 @@ class ExperimentGate:
         congestion_attempts: int = 8,
     ) -> None:
         self.limit = max(1, int(concurrency))
+        # every reply is committed as soon as it is seen: a killed case's retry reuses it
+        self.keep_replies = True
         self.max_cost_usd = max_cost_usd
         self.models: Mapping[str, str] = dict(models or {})
         self.congestion_attempts = congestion_attempts

@@ -26,6 +26,10 @@ class CallGate(Protocol):
     congestion_attempts: int
     """How many tries a call that keeps hitting rate limits or timeouts gets in all."""
 
+    # Optional: a gate with ``keep_replies = True`` has every agent reply committed as soon
+    # as it is seen, so a step retried after a kill reuses it (orchestrator/replies.py);
+    # read with getattr, so a gate without it keeps replies with the step's result only.
+
     def admit(self, *, step_id: str, model: str, worst_cost: float | None) -> float:
         """Before a call: raise ``PolicyViolation`` when the batch's cost cap could be
         passed; else reserve the call's worst-case cost and return the reservation."""

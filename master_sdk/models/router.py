@@ -13,6 +13,7 @@ model's validation is a ``model_called`` error event too — with the tokens it 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -37,6 +38,7 @@ from master_sdk.models.types import (
     ModelRequest,
     ModelResponse,
     Provider,
+    Usage,
 )
 
 if TYPE_CHECKING:
@@ -423,9 +425,6 @@ class Router:
         worst_cost = (
             cost_usd(model.price, prompt_bound, worst_out or 0) if model.price is not None else None
         )
-        budget.check_model(
-            scope.step_id, model.name, worst_tokens=worst_tokens, worst_cost=worst_cost
-        )
         request = ModelRequest(
             model=model.provider_model,
             messages=messages,
@@ -433,6 +432,20 @@ class Router:
             temperature=temperature if temperature is not None else entry.temperature,
             output_schema=schema,
             output_name=output.__name__ if output is not None else None,
+        )
+        # a retried step's call that an earlier attempt already had answered: the kept
+        # reply, not a second request (orchestrator/replies.py)
+        journal = getattr(scope, "replies", None)
+        key: str | None = None
+        if journal is not None:
+            key = _request_key(model.name, request)
+            kept = journal.reuse(key)
+            if kept is not None:
+                return _reused(kept, model, output, scope)
+            if gate is None or not getattr(gate, "keep_replies", False):
+                journal = None
+        budget.check_model(
+            scope.step_id, model.name, worst_tokens=worst_tokens, worst_cost=worst_cost
         )
         worst = Reservation(
             step=scope.step_id,
@@ -505,6 +518,18 @@ class Router:
             cost_usd=cost,
             attrs=attrs,
         )
+        if journal is not None:
+            # committed (with the counters charging it) before the agent sees it
+            journal.keep(
+                {
+                    "key": key,
+                    "text": response.text,
+                    "model": model.name,
+                    "tokens_in": usage.tokens_in,
+                    "tokens_out": usage.tokens_out,
+                    "cost_usd": cost,
+                }
+            )
         budget.check_after_model(scope.step_id)
         if problem is not None:
             raise problem
@@ -816,6 +841,65 @@ class Router:
             duration_ms=elapsed,
             attrs=attrs,
         )
+
+
+def _request_key(model: str, request: ModelRequest) -> str:
+    """What identifies a request for reuse: the logical model, the messages, the
+    temperature and the output schema (not the reply cap, which follows the budget left)."""
+    body = json.dumps(
+        [
+            model,
+            request.model,
+            [[m.role, m.content] for m in request.messages],
+            request.temperature,
+            request.output_schema,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.blake2b(body.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def _reused(
+    kept: Mapping[str, Any], model: ResolvedModel, output: type[BaseModel] | None, scope: ModelScope
+) -> Reply:
+    """A reply an earlier attempt of the step kept: parsed again, traced as
+    ``model_call_reused``, not counted or charged a second time."""
+    text = str(kept.get("text") or "")
+    tokens_in = int(kept.get("tokens_in") or 0)
+    tokens_out = int(kept.get("tokens_out") or 0)
+    cost = kept.get("cost_usd")
+    parsed: Any = None
+    problem: ModelCallError | None = None
+    if output is not None:
+        try:
+            reply = ModelResponse(text, Usage(tokens_in, tokens_out), model.provider_model)
+            parsed = _parse(output, reply)
+        except ModelCallError as exc:
+            problem = exc
+    scope.trace.emit(
+        "model_call_reused",
+        step_id=scope.step_id,
+        step_type=scope.step_type,
+        name=model.name,
+        status="ok" if problem is None else "error",
+        attrs={
+            "model": model.provider_model,
+            "kept_tokens_in": tokens_in,
+            "kept_tokens_out": tokens_out,
+            "kept_cost_usd": cost,
+        },
+    )
+    if problem is not None:
+        raise problem
+    return Reply(
+        text=text,
+        output=parsed,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        model=model.name,
+    )
 
 
 def _reported_tokens(response: EmbedResponse, bound: int) -> int:

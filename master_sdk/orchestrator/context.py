@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from master_sdk.governance.budgets import RunBudget
 from master_sdk.memory.records import Changes, RunRow, StepRow
+from master_sdk.orchestrator.replies import REPLIES
 from master_sdk.tracing.events import TraceBuffer, now_us
 
 if TYPE_CHECKING:
     from master_sdk.contracts.policy import Policy
+    from master_sdk.orchestrator.replies import ReplyJournal
     from master_sdk.products.compiler import CompiledFlow, CompiledStep
 
 __all__ = ["RunContext", "StepScope"]
@@ -33,6 +35,8 @@ class StepScope:
     policy: Policy
     durable: Callable[[], None]
     flow: CompiledFlow | None = None  # the product and model aliases (ctx.embed, ctx.memory)
+    # an agent step's kept replies (orchestrator/replies.py); None for tools and judges
+    replies: ReplyJournal | None = None
 
 
 class RunContext:
@@ -130,6 +134,9 @@ class RunContext:
     ) -> None:
         """Record a step's outcome, keeping the attempt and start time it already has."""
         row = self.step_rows.get(step.index)
+        if status != "interrupted":
+            # the step is over: the replies its attempts kept are of no further use
+            self.run.state.pop(REPLIES, None)
         self.set_step(
             step,
             StepRow(

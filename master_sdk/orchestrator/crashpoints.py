@@ -33,6 +33,8 @@ POINTS: tuple[str, ...] = (
     "commit:end",  # inside the transaction ending a run, before COMMIT
     "commit:interrupted",  # inside the transaction marking a run interrupted, before COMMIT
     "commit:reservation",  # inside the transaction reserving a further model request
+    "commit:reply",  # inside the transaction keeping a model reply just seen (in a batch)
+    "after_reply",  # a kept model reply is durable; the agent has not seen it yet
     "after_decision",  # an approval, rejection or input is durable; the run not continued
     "commit:vectors",  # inside the transaction writing vector memory entries, before COMMIT
     "after_vectors",  # vector memory entries were committed; the step has not returned
@@ -91,6 +93,8 @@ class CrashPoints:
             self.hit("after_step_start")
         if commit.label in ("approval", "input"):
             self.hit("after_decision")
+        elif commit.label == "reply":
+            self.hit("after_reply")
         self.hit("after_commit")
 
     def hit(self, point: str) -> None:

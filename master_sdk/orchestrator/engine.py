@@ -47,6 +47,7 @@ from master_sdk.orchestrator.ownership import (
     process_identity,
 )
 from master_sdk.orchestrator.releases import Releases
+from master_sdk.orchestrator.replies import ReplyJournal
 from master_sdk.orchestrator.templating import TemplateError
 
 if TYPE_CHECKING:
@@ -608,6 +609,9 @@ class Engine:
         )
         if step.tool is not None:
             return self.tools.call(step.tool, raw, scope)
+        scope.replies = ReplyJournal(
+            run, step.id, lambda: self._commit(ctx, "reply", sync=False)
+        )
         assert step.agent is not None and step.model is not None  # noqa: S101  # compiler invariant
         fork = run.state.get(MODEL_OVERRIDE)  # set by forks/copying.py
         return run_agent(

@@ -44,6 +44,7 @@ EVENTS: tuple[str, ...] = (
     "memory_searched",
     "memory_deleted",
     "step_copied",
+    "model_call_reused",
 )
 EVENT_CODE: dict[str, int] = {name: code for code, name in enumerate(EVENTS)}
 

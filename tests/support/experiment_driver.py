@@ -3,8 +3,10 @@
     python -m tests.support.experiment_driver ROOT NAME N CALL_LOG [--resume] [--latency S]
 
 The model answers like :class:`tests.support.experiments.LabelModel` after ``latency``
-seconds, and appends each answered prompt to CALL_LOG (one line, flushed at once, so a
-killed process leaves every answered call in the file).
+seconds. It counts every call twice, each as one line flushed at once (a killed process
+leaves every counted call in the file): the prompt is appended to CALL_LOG + ".requests"
+when the request arrives, and to CALL_LOG when the reply is handed back (after its
+latency). A prompt in the first file but not the second was cut mid-flight by a kill.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from tests.support.triage import label_of
 SCORERS = [ms.scorers.exact("label", expected="expected_label")]
 
 
+def requests_log(log: Path) -> Path:
+    """Where the model counts requests as they arrive (``log`` counts replies)."""
+    return log.with_name(log.name + ".requests")
+
+
 class LoggingModel:
     """Answers after a delay and logs each answered prompt to a file."""
 
@@ -29,14 +36,18 @@ class LoggingModel:
 
     def __init__(self, log: Path, latency: float) -> None:
         self._file = log.open("a", encoding="utf-8", buffering=1)
+        self._requests = requests_log(log).open("a", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
         self.latency = latency
 
     def complete(self, request: ModelRequest) -> ModelResponse:
-        prompt = request.messages[-1].content
+        prompt = request.messages[-1].content.replace("\n", " ")
+        with self._lock:
+            self._requests.write(prompt + "\n")
+            self._requests.flush()
         time.sleep(self.latency)
         with self._lock:
-            self._file.write(prompt.replace("\n", " ") + "\n")
+            self._file.write(prompt + "\n")
             self._file.flush()
         return ModelResponse(
             text=f"Label: {label_of(prompt)}", usage=Usage(12, 3), model=request.model
