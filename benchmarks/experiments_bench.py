@@ -16,11 +16,17 @@ Rows (each measured in a fresh process, so peak RSS is that row's own):
   project's default retry policy; reports throughput, failed cases, backoffs.
 * ``compare``: ``wb.compare`` of the two N-case experiments above (median of 3).
 * ``kill-resume``: the ``master`` experiment in a child process killed with SIGKILL at
-  about half of its model calls, then ``resume()`` in another process; reports lost cases,
-  model calls repeated for committed steps (must be 0), calls repeated for steps that were
-  in flight at the kill, and whether the results frame equals the uninterrupted one's
+  about half of its model calls, then ``resume()`` in another process. The fake counts each
+  call when its request arrives and when its reply is handed back; reports lost cases, and
+  the calls asked again on resume, classed: replies the store held at the kill (must be 0),
+  replies handed back but not yet written when the kill came (the window between the
+  model's return and the kept reply's write), requests in flight (no reply to keep); the
+  kept replies reused; and whether the results frame equals the uninterrupted one's
   (outputs, statuses, scores, errors for every case; usage for every case but those whose
-  model call the kill cut short, which stays counted at its worst case).
+  request was reserved when the process died, which stay counted at their worst case).
+  ``master`` also reports how long a reply waits from the fake's return until its kept
+  record is durable (the window above; a kill at a random moment finds about
+  cases/s x that mean repeated).
 
 The machine is shared: run it more than once and read medians.
 """
@@ -90,19 +96,67 @@ class _CommitClock:
         group._transaction = transaction
 
 
-def _logging_fake(log: Path | None, latency: float, rate: float = 0.0) -> Any:
+class _ReplyClock:
+    """How long a model reply waits, after the fake hands it back, until its kept record
+    is durable: the window in which a kill makes its step ask again on resume. The fake
+    stamps the time in its thread; the journal's ``keep`` reads it in the same thread."""
+
+    def __init__(self) -> None:
+        from master_sdk.orchestrator import replies
+
+        self.stamp = threading.local()
+        self.waits_ms: list[float] = []
+        keep = replies.ReplyJournal.keep
+        clock = self
+
+        def timed(journal: Any, entry: dict[str, Any]) -> None:
+            keep(journal, entry)
+            seen = getattr(clock.stamp, "at", None)
+            if seen is not None:
+                clock.waits_ms.append((time.perf_counter() - seen) * 1000)
+
+        replies.ReplyJournal.keep = timed  # type: ignore[method-assign]  # benchmark probe
+
+    def summary(self) -> dict[str, float]:
+        waits = sorted(self.waits_ms)
+        if not waits:
+            return {}
+        at = lambda q: waits[int(q * (len(waits) - 1))]  # noqa: E731
+        return {
+            "reply_to_durable_ms_mean": statistics.fmean(waits),
+            "reply_to_durable_ms_p50": at(0.5),
+            "reply_to_durable_ms_p90": at(0.9),
+            "reply_to_durable_ms_p99": at(0.99),
+        }
+
+
+def _logging_fake(
+    log: Path | None, latency: float, rate: float = 0.0, stamp: Any = None
+) -> Any:
     from master_sdk.models.providers.fake import FakeProvider
 
     class LoggingFake(FakeProvider):
-        """The fake, appending each answered prompt to ``log`` (flushed per line)."""
+        """The fake, appending each prompt to ``log`` + ".requests" when the request
+        arrives and to ``log`` when its reply is handed back (flushed per line)."""
 
         def __init__(self) -> None:
             super().__init__(latency_s=latency, rate_limit_rate=rate, seed=1)
             self._log = log.open("a", encoding="utf-8", buffering=1) if log else None
+            self._requests = (
+                log.with_name(log.name + ".requests").open("a", encoding="utf-8", buffering=1)
+                if log
+                else None
+            )
             self._log_lock = threading.Lock()
 
         def complete(self, request: Any) -> Any:
+            if self._requests is not None:
+                with self._log_lock:
+                    self._requests.write(request.messages[-1].content + "\n")
+                    self._requests.flush()
             response = super().complete(request)
+            if stamp is not None:
+                stamp.at = time.perf_counter()
             if self._log is not None:
                 with self._log_lock:
                     self._log.write(request.messages[-1].content + "\n")
@@ -131,7 +185,8 @@ def row_master(
     root = work / "master"
     if not root.exists():
         write_project(root)
-    fake = _logging_fake(log, latency, rate)
+    replies = _ReplyClock()
+    fake = _logging_fake(log, latency, rate, replies.stamp)
     wb = ms.Workbench.open(root, providers={"default": fake})
     clock = _CommitClock(wb.store)
     store_path = Path(wb.store_info()["path"])
@@ -166,6 +221,7 @@ def row_master(
         "rate_limited": fake.rate_limited,
         "backoffs": gate.backoffs if gate else 0,
         "status": exp.status,
+        **replies.summary(),
     }
     wb.close()
     return out
@@ -229,45 +285,60 @@ def row_kill(work: Path, n: int, concurrency: int, latency: float) -> dict[str, 
         time.sleep(0.005)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    before = Counter(log.read_text().splitlines())
+    requests = log.with_name(log.name + ".requests")
+    replied = Counter(log.read_text().splitlines())
+    requested = Counter(requests.read_text().splitlines())
+    by_prompt = {f"Classify: {' '.join(case_text(i).split())}": f"c{i}" for i in range(n)}
+    # what the store holds after the kill: a reply's model_called event is committed with
+    # the kept reply (or with the step's result)
+    with ms.Workbench.open(kill_work / "master") as wb:
+        tagged = wb.store.tagged_runs("bench")
+        trace = wb.traces(product="bench")
+        called = set(trace.loc[trace["event"] == "model_called", "run_id"])
+        kept = {key for key, run_id in tagged.items() if run_id in called}
     started = time.perf_counter()
     resumed = subprocess.run([*base, "--resume"], stdout=subprocess.PIPE, check=True, text=True)
     resume_s = time.perf_counter() - started
-    calls = Counter(log.read_text().splitlines())
+    calls = Counter(requests.read_text().splitlines())
     repeated = [p for p, k in calls.items() if k > 1]
     with ms.Workbench.open(kill_work / "master") as wb:
         results = wb.experiment("bench").results
-        attempts: dict[str, int] = {}
-        by_prompt = {f"Classify: {' '.join(case_text(i).split())}": f"c{i}" for i in range(n)}
-        keyed = results.set_index("case_key")["run_id"]
-        for prompt in repeated:
-            steps = wb.get_run(keyed[by_prompt[prompt]]).steps().set_index("step_id")
-            attempts[prompt] = int(steps.loc["classify", "attempt"])
-        cut_short = {
-            key
-            for key, run_id in keyed.items()
-            if wb.get_run(run_id).steps().set_index("step_id").loc["classify", "attempt"] > 1
-        }
+        trace = wb.traces(product="bench")
+        reused = int((trace["event"] == "model_call_reused").sum())
+    # asked twice, or charged at the worst case because a request was reserved (maybe
+    # sent) when the process died: such usage counts more than the uninterrupted run's
+    unconfirmed = set(trace.loc[trace["event"] == "model_call_unconfirmed", "run_id"])
+    keyed = results.set_index("case_key")["run_id"]
+    cut_short = {by_prompt[p] for p in repeated}
+    cut_short |= {key for key, run_id in keyed.items() if run_id in unconfirmed}
     with ms.Workbench.open(work / "master") as wb:
         reference = wb.experiment("bench").results
     usage = ["tokens_in", "tokens_out", "cost_usd"]
     outcome = [c for c in STABLE if c not in usage]
     same = results[outcome].reset_index(drop=True).equals(reference[outcome].reset_index(drop=True))
-    kept = ~results["case_key"].isin(cut_short)
+    once = ~results["case_key"].isin(cut_short)
     same_usage = (
-        results.loc[kept, usage]
+        results.loc[once, usage]
         .reset_index(drop=True)
-        .equals(reference.loc[kept, usage].reset_index(drop=True))
+        .equals(reference.loc[once, usage].reset_index(drop=True))
     )
     del pd
     return {
-        "killed_after_calls": sum(before.values()),
+        "killed_after_requests": sum(requested.values()),
+        "killed_after_replies": sum(replied.values()),
         "lost_cases": int(n - (results["status"] == "completed").sum()),
-        "repeated_for_committed_steps": sum(1 for p in repeated if attempts[p] < 2),
-        "repeated_for_steps_in_flight": sum(1 for p in repeated if attempts[p] >= 2),
+        # a reply the store held at the kill, asked again (must be 0)
+        "repeated_kept_replies": sum(1 for p in repeated if by_prompt[p] in kept),
+        # handed back by the model before the kill, not yet written when it came
+        "repeated_replied_unwritten": sum(
+            1 for p in repeated if replied[p] and by_prompt[p] not in kept
+        ),
+        # requests in flight at the kill: no reply to keep
+        "repeated_mid_flight": sum(1 for p in repeated if not replied[p]),
+        "kept_replies_reused": reused,
         "results_equal_uninterrupted": bool(same),
-        "usage_equal_except_cut_short": bool(same_usage),
-        "cases_cut_short": len(cut_short),
+        "cases_charged_worst_case": len(cut_short),
+        "usage_equal_for_the_others": bool(same_usage),
         "resume_s": resume_s,
         "resume_row": json.loads(resumed.stdout.strip().splitlines()[-1]),
     }

@@ -51,8 +51,9 @@ class ReplyJournal:
 
     def __init__(self, run: RunRow, step_id: str, commit: Callable[[], None]) -> None:
         kept = run.state.get(REPLIES)
-        ours = isinstance(kept, dict) and kept.get("step") == step_id
-        calls = kept.get("calls") if ours else None
+        calls = None
+        if isinstance(kept, dict) and kept.get("step") == step_id:
+            calls = kept.get("calls")
         self._calls: list[dict[str, Any]] = list(calls) if isinstance(calls, list) else []
         self._position = 0
         self._run = run

@@ -122,11 +122,15 @@ def test_a_killed_experiment_resumes_without_losing_cases_or_asking_a_kept_reply
 
     expected = _clean_results(tmp_path)
     # the same outputs, statuses, scores and errors for every case; the same usage for every
-    # case but those whose call was asked twice: a call that may have been sent stays
-    # counted at its worst case (budgets hold across crashes), so those count more
+    # case but those whose request was reserved (maybe sent) when the process died: it
+    # stays counted at its worst case (budgets hold across crashes), so those count more;
+    # every case asked twice is one of them
     same = [c for c in STABLE if c not in USAGE]
     pd.testing.assert_frame_equal(results[same], expected[same])
-    twice = results["case_key"].isin({_case_of(p) for p in repeated})
+    unconfirmed = set(trace.loc[trace["event"] == "model_call_unconfirmed", "run_id"])
+    charged = set(results.loc[results["run_id"].isin(unconfirmed), "case_key"])
+    assert {_case_of(p) for p in repeated} <= charged
+    twice = results["case_key"].isin(charged)
     pd.testing.assert_frame_equal(results.loc[~twice, USAGE], expected.loc[~twice, USAGE])
     assert (results.loc[twice, "tokens_in"] >= expected.loc[twice, "tokens_in"]).all()
 
