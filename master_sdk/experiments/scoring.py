@@ -16,7 +16,10 @@ from master_sdk.experiments.scorers import Judge, scorer_name
 if TYPE_CHECKING:
     from master_sdk.authoring import Reply
     from master_sdk.models.router import Router
+    from master_sdk.orchestrator.context import RunContext
     from master_sdk.products.compiler import CompiledFlow
+    from master_sdk.tracing.events import TraceBuffer
+    from master_sdk.workbench import Workbench
 
 
 def number(value: Any) -> float:
@@ -37,13 +40,26 @@ class JudgeRouter:
 
     Each call gets a budget of its own under the flow's effective policy (allowed models,
     token and cost limits per call) and passes the experiment's gate (cost cap, backoff)
-    like an agent's call.
+    like an agent's call. With ``trace`` (the case's run's buffer, see
+    :class:`JudgeTrace`) the call is traced in that run like an agent step's: a
+    ``judge:<scorer>`` step of type ``agent`` holding its ``model_called`` event with
+    tokens and cost; the run's own usage counters are not changed (the judge's usage has
+    its own columns in the results).
     """
 
-    def __init__(self, router: Router, flow: CompiledFlow, case_key: str) -> None:
+    def __init__(
+        self,
+        router: Router,
+        flow: CompiledFlow,
+        case_key: str,
+        *,
+        trace: TraceBuffer | None = None,
+    ) -> None:
         self.router = router
         self.flow = flow
         self.case_key = case_key
+        self.trace = trace
+        self.scorer = "judge"  # the scorer calling: set by score_case
 
     def complete(self, model: str, *, prompt: str, system: str, output: type[Any]) -> Reply:
         """One governed call (see the class docstring)."""
@@ -66,21 +82,53 @@ class JudgeRouter:
             product_version=flow.product_version,
         )
         budget = RunBudget(row, flow.policy, flow.allow)
-        # a judge's call belongs to no run: there is no run record to make durable first
-        scope = StepScope(
-            row.run_id, "judge", "agent", 1, budget, TraceBuffer(0, []), flow.policy, _nothing
-        )
-        budget.check_model_name("judge", model, self.router.names)
-        return self.router.complete(
-            model,
-            prompt=prompt,
-            system=system,
-            output=output,
-            max_tokens=None,
-            temperature=0.0,
-            aliases=flow.model_aliases,
-            scope=scope,
-        )
+        step_id = f"judge:{self.scorer}"
+        trace = self.trace if self.trace is not None else TraceBuffer(0, [])
+        # a judge's call is no step of the run: there is no start to make durable first
+        scope = StepScope(row.run_id, step_id, "agent", 1, budget, trace, flow.policy, _nothing)
+        trace.emit("step_started", step_id=step_id, step_type="agent", name=model)
+        status = "failed"
+        try:
+            budget.check_model_name(step_id, model, self.router.names)
+            reply = self.router.complete(
+                model,
+                prompt=prompt,
+                system=system,
+                output=output,
+                max_tokens=None,
+                temperature=0.0,
+                aliases=flow.model_aliases,
+                scope=scope,
+            )
+            status = "completed"
+            return reply
+        finally:
+            trace.emit(
+                "step_completed" if status == "completed" else "step_failed",
+                step_id=step_id,
+                step_type="agent",
+                name=model,
+                status=status,
+            )
+
+
+class JudgeTrace:
+    """Where the judges of one finished case trace their calls: the case's run, reopened
+    (its stored trace sequence continues), committed once every scorer has run."""
+
+    def __init__(self, wb: Workbench, flow: CompiledFlow, run_id: str) -> None:
+        self._wb = wb
+        row, steps = wb.store.load(run_id)
+        self._ctx: RunContext = wb.engine.load(flow, row, steps)
+
+    @property
+    def trace(self) -> TraceBuffer:
+        """The run's buffer of events for the next commit."""
+        return self._ctx.trace
+
+    def commit(self) -> None:
+        """Commit the judges' events to the run (nothing if none was emitted)."""
+        self._wb.engine.commit_events(self._ctx)
 
 
 def score_case(
@@ -98,7 +146,10 @@ def score_case(
         name = scorer_name(scorer, index)
         try:
             if isinstance(scorer, Judge):
-                graded = scorer.grade(case, output, judge_router())
+                router = judge_router()
+                if isinstance(router, JudgeRouter):
+                    router.scorer = name
+                graded = scorer.grade(case, output, router)
                 values[name] = number(graded["score"])
                 meta[f"{name}.reason"] = graded["reason"]
                 meta[f"{name}.tokens"] = graded["tokens"]

@@ -463,6 +463,13 @@ class Engine:
         ctx.trace.emit("run_aborted", status="aborted", attrs={"by": by, "reason": reason})
         self._commit(ctx, "end", resume=True)
 
+    def commit_events(self, ctx: RunContext, *, label: str = "judge") -> None:
+        """Commit the trace events added to ``ctx``'s buffer after the run moved on (an
+        experiment judge's model calls on a finished run): its status, steps and usage
+        stay as they are. Unsynced: the events survive a killed process."""
+        if ctx.changes.events:
+            self._commit(ctx, label, sync=False)
+
     # ------------------------------------------------------------------ the loop
 
     def advance(

@@ -380,3 +380,90 @@ def test_a_judge_is_governed_by_the_flows_allow_list(tmp_path: Path) -> None:
         results = exp.results
         assert results["exact_label"].tolist() == [1.0, 1.0]
         assert results["error"].str.contains("scorer judge:.*allowed_models", regex=True).all()
+
+
+class _Events:
+    """A commit hook keeping every committed event (what telemetry sees)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str | None, int | None, float | None]] = []
+        self._lock = threading.Lock()
+
+    def before_commit(self, commit: object) -> None:
+        pass
+
+    def after_commit(self, commit: object) -> None:
+        with self._lock:
+            self.events.extend(
+                (e.event, e.step_id, e.tokens_in, e.cost_usd)
+                for e in commit.events  # type: ignore[attr-defined]
+            )
+
+
+def test_a_judges_calls_are_traced_in_the_case_run_with_tokens_and_cost(tmp_path: Path) -> None:
+    """Each judge call is a model_called event of a `judge:<scorer>` step in the case's
+    run, with its tokens and cost, committed through the hooks like any model call; the
+    run's own usage is the flow's (the judge's has its own columns)."""
+    from master_sdk.testing import FunctionModel
+
+    judge = FunctionModel(lambda request: {"score": 1.0, "reason": "right"})
+    hook = _Events()
+    providers = {"default": LabelModel(), "priced": judge}
+    with open_triage(tmp_path / "proj", providers=providers, hooks=[hook]) as wb:
+        rubric = ms.scorers.llm_judge("Right?", model="priced", name="quality")
+        exp = wb.evaluate(
+            "triage/classify", triage_cases(4), name="traced", scorers=[rubric], progress=False
+        )
+        results = exp.results
+        trace = wb.traces(product="triage")
+    calls = trace[(trace["event"] == "model_called") & (trace["step_id"] == "judge:quality")]
+    assert sorted(calls["run_id"]) == sorted(results["run_id"])
+    assert (calls["tokens_in"] > 0).all() and (calls["cost_usd"] > 0).all()
+    by_run = calls.set_index("run_id")
+    for _, row in results.iterrows():
+        judged = by_run.loc[row["run_id"]]
+        assert judged["tokens_in"] + judged["tokens_out"] == row["quality.tokens"]
+        assert judged["cost_usd"] == pytest.approx(row["quality.cost_usd"])
+    assert results["total_tokens"].tolist() == [15] * 4  # the flow's own call only
+    steps = trace[trace["step_id"] == "judge:quality"]["event"].tolist()
+    assert steps.count("step_started") == steps.count("step_completed") == 4
+    seen = [e for e in hook.events if e[0] == "model_called" and e[1] == "judge:quality"]
+    assert len(seen) == 4 and all(e[3] for e in seen)
+
+
+def test_a_judges_calls_count_against_the_experiment_cost_cap(tmp_path: Path) -> None:
+    """The cap covers judges: with a cheap flow and a priced judge, the experiment ends
+    blocked by its cap once the judges' spending reaches it, never past it."""
+    from master_sdk.testing import FunctionModel
+    from tests.support.triage import write_triage
+
+    root = write_triage(
+        tmp_path / "proj",
+        models="""
+        models:
+          default: {provider: fake}
+          priced: {provider: fake, model: priced-fake, max_tokens: 20}
+        prices:
+          priced-fake: {input: 1000.0, output: 1000.0}
+        """,
+    )
+    judge = FunctionModel(lambda request: {"score": 1.0, "reason": "ok"})
+    with open_triage(root, providers={"default": LabelModel(), "priced": judge}) as wb:
+        rubric = ms.scorers.llm_judge("Right?", model="priced", name="quality")
+        exp = wb.evaluate(
+            "triage/classify",
+            triage_cases(30),
+            name="judged-cap",
+            scorers=[rubric],
+            max_cost_usd=0.5,
+            concurrency=2,
+            progress=False,
+        )
+        results = exp.results
+        assert exp.status == "blocked"
+        assert "max_cost_usd=$0.5" in (exp.error or "")
+    assert results["cost_usd"].fillna(0).sum() == 0  # the flow's model has no price
+    spent = results["quality.cost_usd"].fillna(0).sum()
+    assert 0 < spent <= 0.5 + 1e-9
+    assert results["error"].fillna("").str.contains("scorer quality: .*cost cap").any()
+    assert (results["status"] == "pending").sum() > 0
