@@ -18,6 +18,11 @@ passes through the importing store's redaction, and a run that was executing a s
 its owner, so the importing side sees it as interrupted rather than as running on somebody
 else's machine. Files from schema versions 1 and 2 import too (their trace events carry
 integer codes, and only the latest attempt of each step).
+
+Experiments travel too (:mod:`.experiment_transfer`): an export holds every experiment
+with at least one of its runs exported, with all its cases (JSON Lines: one ``experiment``
+line each, after the runs); an import adds those the store does not hold yet, after the
+runs, so ``wb.experiments()``, results and ``wb.compare`` read the same on both sides.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from master_sdk.errors import NotFound, StoreError
+from master_sdk.memory.experiment_transfer import (
+    Exported,
+    experiment_line,
+    parse_experiment,
+    read_experiments,
+    write_experiments,
+)
 from master_sdk.memory.schema import SCHEMA_VERSION, refuse_newer
 from master_sdk.memory.store import (
     ApprovalRecord,
@@ -95,6 +107,8 @@ class TransferReport:
         fmt: ``jsonl`` or ``sqlite``.
         runs: ids of the runs written (export) or added to the store (import).
         skipped: ids of runs the store already held, left as they were (import).
+        experiments: names of the experiments written or added.
+        skipped_experiments: names of experiments the store already held (import, copy).
     """
 
     action: str
@@ -102,19 +116,32 @@ class TransferReport:
     fmt: str
     runs: tuple[str, ...]
     skipped: tuple[str, ...] = ()
+    experiments: tuple[str, ...] = ()
+    skipped_experiments: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         if self.action == "copy":
             text = f"copied {len(self.runs)} run(s) to {self.path}"
             if self.skipped:
                 text += f"; skipped {len(self.skipped)} already there"
-            return text
+            return text + self._experiments_said()
         if self.action == "export":
-            return f"exported {len(self.runs)} run(s) to {self.path} ({self.fmt})"
+            text = f"exported {len(self.runs)} run(s) to {self.path} ({self.fmt})"
+            return text + self._experiments_said()
         text = f"imported {len(self.runs)} run(s) from {self.path} ({self.fmt})"
         if self.skipped:
             text += f"; skipped {len(self.skipped)} already in the store: " + ", ".join(
                 self.skipped
+            )
+        return text + self._experiments_said()
+
+    def _experiments_said(self) -> str:
+        text = ""
+        if self.experiments:
+            text += f"; {len(self.experiments)} experiment(s): " + ", ".join(self.experiments)
+        if self.skipped_experiments:
+            text += "; experiment(s) already there, left as they were: " + ", ".join(
+                self.skipped_experiments
             )
         return text
 
@@ -167,18 +194,20 @@ def export_store(
     runs = [_redacted(stored, clean) for stored in store.read_runs(ids)]
     hashes = sorted({stored.run.flow_hash for stored in runs})
     flows = [replace(f, source=clean(f.source)) for f in store.flow_sources(hashes)]
+    experiments = read_experiments(store, ids if run_ids is not None else None, clean)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     try:
         if kind == "sqlite":
-            _write_sqlite(temp, runs, flows)
+            _write_sqlite(temp, runs, flows, experiments)
         else:
-            _write_jsonl(temp, runs, flows)
+            _write_jsonl(temp, runs, flows, experiments)
         os.replace(temp, target)
     finally:
         for leftover in (temp, Path(f"{temp}-journal"), Path(f"{temp}-wal"), Path(f"{temp}-shm")):
             leftover.unlink(missing_ok=True)
-    return TransferReport("export", str(target), kind, tuple(ids))
+    names = tuple(record.name for record, _ in experiments)
+    return TransferReport("export", str(target), kind, tuple(ids), experiments=names)
 
 
 def copy_store(
@@ -205,7 +234,10 @@ def copy_store(
         added.extend(target.write_runs(part, flows, on_duplicate="skip"))
     done = set(added)
     skipped = tuple(r for r in ids if r not in done)
-    return TransferReport("copy", target.location, "store", tuple(added), skipped)
+    made, kept = write_experiments(target, read_experiments(source, None, clean))
+    return TransferReport(
+        "copy", target.location, "store", tuple(added), skipped, tuple(made), tuple(kept)
+    )
 
 
 def _redacted(stored: StoredRun, clean: Redact) -> StoredRun:
@@ -234,12 +266,15 @@ def _redacted(stored: StoredRun, clean: Redact) -> StoredRun:
     )
 
 
-def _write_sqlite(temp: Path, runs: list[StoredRun], flows: list[FlowSource]) -> None:
+def _write_sqlite(
+    temp: Path, runs: list[StoredRun], flows: list[FlowSource], experiments: list[Exported]
+) -> None:
     from master_sdk.memory.sqlite import SQLiteStore
 
     copy = SQLiteStore(temp, synchronous="NORMAL")
     try:
         copy.write_runs(runs, flows)
+        write_experiments(copy, experiments)
     finally:
         copy.close()
     try:
@@ -252,7 +287,9 @@ def _write_sqlite(temp: Path, runs: list[StoredRun], flows: list[FlowSource]) ->
         raise StoreError(f"{temp}: could not finish the SQLite export ({exc})") from None
 
 
-def _write_jsonl(temp: Path, runs: list[StoredRun], flows: list[FlowSource]) -> None:
+def _write_jsonl(
+    temp: Path, runs: list[StoredRun], flows: list[FlowSource], experiments: list[Exported]
+) -> None:
     with temp.open("w", encoding="utf-8") as out:
         header = {
             "format": FORMAT_NAME,
@@ -265,6 +302,8 @@ def _write_jsonl(temp: Path, runs: list[StoredRun], flows: list[FlowSource]) -> 
             out.write(_line({"kind": "flow", **_fields(flow, FLOW_FIELDS)}))
         for stored in runs:
             out.write(_line({"kind": "run", **_run_record(stored)}))
+        for record, cases in experiments:
+            out.write(_line({"kind": "experiment", **experiment_line(record, cases)}))
         out.flush()
         os.fsync(out.fileno())
 
@@ -325,15 +364,20 @@ def import_store(
     from master_sdk.governance.imports import ImportAdmission
 
     admit = ImportAdmission(scrub)  # untrusted input: validated and redacted before writing
+    experiments: list[Exported] = []
     if kind == "jsonl":
-        flows, runs = _read_jsonl(source, admit)
+        flows, runs = _read_jsonl(source, admit, experiments, scrub)
     else:
         try:
-            flows, runs = _read_sqlite(source)
+            flows, runs, found = _read_sqlite(source)
         except RecursionError:
             raise StoreError(f"{source}: a stored value is nested too deeply") from None
         flows = [admit.flow(f, f"{source}, flow {i + 1}") for i, f in enumerate(flows)]
         runs = [admit.stored(r, f"{source}, run {i + 1}") for i, r in enumerate(runs)]
+        experiments = [
+            parse_experiment(experiment_line(*item), f"{source}, experiment {i + 1}", scrub)
+            for i, item in enumerate(found)
+        ]
     for stored in runs:
         stored.run.owner = None  # the process that ran it is not on this machine's store
         stored.run.pk = None
@@ -348,11 +392,14 @@ def import_store(
         raise
     done = set(added)
     skipped = tuple(s.run.run_id for s in runs if s.run.run_id not in done)
-    return TransferReport("import", str(source), kind, tuple(added), skipped)
+    made, kept = write_experiments(store, experiments)
+    return TransferReport(
+        "import", str(source), kind, tuple(added), skipped, tuple(made), tuple(kept)
+    )
 
 
 def _read_jsonl(
-    source: Path, admit: ImportAdmission
+    source: Path, admit: ImportAdmission, experiments: list[Exported], scrub: Redact
 ) -> tuple[list[FlowSource], list[StoredRun]]:
     flows: list[FlowSource] = []
     runs: list[StoredRun] = []
@@ -380,6 +427,8 @@ def _read_jsonl(
                 flows.append(admit.flow(FlowSource(*(flow[k] for k in FLOW_FIELDS)), where))
             elif kind == "run":
                 runs.append(admit.stored(_stored(record, source, number), where))
+            elif kind == "experiment":
+                experiments.append(parse_experiment(record, where, scrub))
             else:
                 raise StoreError(f"{source}, line {number}: unknown record kind {kind!r}")
     if not header:
@@ -468,7 +517,7 @@ def _require(record: Any, fields: Sequence[str], source: Path, number: int, what
     return {f: record[f] for f in fields}
 
 
-def _read_sqlite(source: Path) -> tuple[list[FlowSource], list[StoredRun]]:
+def _read_sqlite(source: Path) -> tuple[list[FlowSource], list[StoredRun], list[Exported]]:
     """The runs of another store file, read from a private copy (migrated there when
     older): the file being imported stays exactly as it is."""
     from master_sdk.memory.schema import stored_version
@@ -496,6 +545,7 @@ def _read_sqlite(source: Path) -> tuple[list[FlowSource], list[StoredRun]]:
         try:
             runs = list(other.read_runs())
             flows = other.flow_sources()
+            experiments = read_experiments(other, None, _same)
         finally:
             other.close()
-    return flows, runs
+    return flows, runs, experiments
