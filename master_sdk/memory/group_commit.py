@@ -13,6 +13,12 @@ Every caller returns only after the transaction holding its writes is durable, s
 promise of a single commit is kept: a step's result is on disk before its run goes on.
 A commit that arrives while one is being synced joins the next group, which is why the
 groups grow with the load and a lone caller pays no extra latency.
+
+Waiting costs each caller one wake-up: a caller that finds a leader parks on a lock of its
+own; the leader releases the locks of the commits it made durable, then hands leadership
+to the first caller still queued (if any) by releasing that one's lock. With dozens of
+runs in flight, waking every waiter after every group (a shared condition) would make
+each of them take the lock and the interpreter in turn, slowing the leader.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ class Pending:
     error: BaseException | None = None
     group: int = 0
     _savepoint: str = field(default="", repr=False)
+    # held while its caller waits: released once the commit is done, or to make the
+    # caller the next leader
+    _wake: threading.Lock | None = field(default=None, repr=False)
 
 
 WriteOne = Callable[[sqlite3.Connection, "Pending"], None]
@@ -58,7 +67,7 @@ class GroupCommit:
 
     def __init__(self, transaction: Transaction) -> None:
         self._transaction = transaction
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[Pending] = []
         self._leading = False
         self.groups = 0
@@ -67,30 +76,61 @@ class GroupCommit:
     def commit(self, pending: Pending) -> None:
         """Write ``pending`` in the next group and return once it is durable; raise its
         error (nothing of it written) otherwise."""
-        cond = self._cond
-        with cond:
+        with self._lock:
             self._queue.append(pending)
-            while not pending.done and self._leading:
-                cond.wait()
-            if not pending.done:
+            wake: threading.Lock | None = None
+            if self._leading:
+                wake = threading.Lock()
+                wake.acquire()
+                pending._wake = wake
+            else:
                 self._leading = True
-                batch, self._queue = self._queue, []
-        if not pending.done:
+        if wake is not None:
             try:
-                # commits that need no sync (a step's start) go first, in their own
-                # transaction: they never wait for another commit's fsync
-                quick = [p for p in batch if not p.sync]
-                if quick and len(quick) < len(batch):
-                    self._run(quick)
-                    self._run([p for p in batch if p.sync])
-                else:
-                    self._run(batch)
-            finally:
-                with cond:
-                    self._leading = False
-                    cond.notify_all()
+                wake.acquire()  # released when done, or when this caller is to lead
+            except BaseException:
+                self._left(pending, wake)
+                raise
+        if not pending.done:
+            self._lead()
         if pending.error is not None:
             raise pending.error
+
+    def _left(self, pending: Pending, wake: threading.Lock) -> None:
+        """The caller stopped waiting (a KeyboardInterrupt): a commit still queued is
+        taken out (nothing of it written); one just made leader leads all the same, so
+        the callers queued behind it are not left waiting for a leader that is gone."""
+        with self._lock:
+            queued = any(p is pending for p in self._queue)
+            if queued and pending._wake is wake:
+                self._queue.remove(pending)
+                pending._wake = None
+                return
+        if queued and not pending.done:
+            self._lead()
+
+    def _lead(self) -> None:
+        """Write every queued commit, then hand leadership on (or give it up)."""
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            # commits that need no sync (a step's start) go first, in their own
+            # transaction: they never wait for another commit's fsync
+            quick = [p for p in batch if not p.sync]
+            if quick and len(quick) < len(batch):
+                self._run(quick)
+                self._run([p for p in batch if p.sync])
+            else:
+                self._run(batch)
+        finally:
+            with self._lock:
+                following = self._queue[0] if self._queue else None
+                if following is None:
+                    self._leading = False
+                else:
+                    wake, following._wake = following._wake, None
+            if following is not None and wake is not None:
+                wake.release()  # the first caller queued meanwhile leads the next group
 
     def _run(self, batch: list[Pending]) -> None:
         sync = any(p.sync for p in batch)
@@ -119,13 +159,16 @@ class GroupCommit:
         self._finish(batch)
 
     def _finish(self, batch: list[Pending]) -> None:
-        with self._cond:
+        with self._lock:
             self.groups += 1
             self.commits += len(batch)
-            for p in batch:
-                p.done = True
-                p.group = self.groups
-            self._cond.notify_all()  # their callers may return now
+            group = self.groups
+        for p in batch:
+            p.group = group
+            p.done = True
+            wake, p._wake = p._wake, None
+            if wake is not None:
+                wake.release()  # its caller may return now
 
 
 def _write_one(conn: sqlite3.Connection, pending: Pending) -> None:

@@ -160,3 +160,32 @@ def test_commits_that_need_no_sync_do_not_wait_for_one(tmp_path: Path) -> None:
     assert False in store.syncs and True in store.syncs
     assert len(store.keys(tmp_path / "q.sqlite3")) == 12
     store.conn.close()
+
+
+def test_a_caller_interrupted_while_waiting_is_taken_out_and_the_others_go_on(
+    tmp_path: Path,
+) -> None:
+    """A KeyboardInterrupt in a caller waiting behind a leader: its commit is not written,
+    the leader's is, and later commits find a leader (nobody waits for the one that left)."""
+    import os
+    import signal
+
+    store = Store(tmp_path / "g.sqlite3", commit_delay=0.4)
+    leading = threading.Thread(target=store.insert, args=("a",))
+    leading.start()
+    deadline = time.monotonic() + 5
+    while not store.group._leading:  # the leader is inside its transaction
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        store.insert("main")
+    store.commit_delay = 0.0
+    after = [threading.Thread(target=store.insert, args=(f"b{i}",)) for i in range(4)]
+    for t in after:
+        t.start()
+    for t in [leading, *after]:
+        t.join(5)
+        assert not t.is_alive()
+    assert store.keys(tmp_path / "g.sqlite3") == {"a", "b0", "b1", "b2", "b3"}
+    store.conn.close()
