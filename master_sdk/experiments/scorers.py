@@ -11,7 +11,9 @@ Example:
     ...            ms.scorers.contains("summary", value="board")]
 
 ``llm_judge`` asks a model through the router, with the experiment's policy, allow-lists
-and cost cap, like any other model call; its tokens and cost get their own columns.
+and cost cap, like any other model call; its tokens and cost get their own columns, and
+the call is traced in the case's run (a ``judge:<scorer>`` step with its ``model_called``
+event), so trace frames and telemetry see it like any other.
 """
 
 from __future__ import annotations
