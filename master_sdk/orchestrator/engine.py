@@ -47,7 +47,7 @@ from master_sdk.orchestrator.ownership import (
     process_identity,
 )
 from master_sdk.orchestrator.releases import Releases
-from master_sdk.orchestrator.replies import ReplyJournal
+from master_sdk.orchestrator.replies import REPLIES, ReplyJournal
 from master_sdk.orchestrator.templating import TemplateError
 
 if TYPE_CHECKING:
@@ -435,6 +435,7 @@ class Engine:
         )
         ctx.has_results = True
         run.state.pop("interrupted", None)
+        run.state.pop(REPLIES, None)  # replies kept by the skipped step's attempts
         run.cursor += 1
         run.status = "running"
         run.error = None
