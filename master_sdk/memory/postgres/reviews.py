@@ -44,6 +44,8 @@ class PostgresReviews:
 
         def _read(self, doing: str, read: Callable[[Conn], T]) -> T: ...
 
+        def _one(self, doing: str, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None: ...
+
         def _write(self, body: Callable[[Conn], T]) -> T: ...
 
         def _pk(self, conn: Conn, run_id: str) -> int: ...
@@ -115,12 +117,10 @@ class PostgresReviews:
     def reservation(self, run_id: str) -> Reservation | None:
         """The lease stored on a run (possibly expired), or None."""
 
-        def read(conn: Conn) -> Reservation | None:
-            row = conn.execute(
-                "SELECT v.reserved_by, v.until_us FROM reservations v "
-                "JOIN runs r ON r.pk = v.run_pk WHERE r.run_id = %s",
-                (run_id,),
-            ).fetchone()
-            return None if row is None else Reservation(run_id, str(row[0]), int(row[1]))
-
-        return self._read("while reading a reservation", read)
+        row = self._one(
+            "while reading a reservation",
+            "SELECT v.reserved_by, v.until_us FROM reservations v "
+            "JOIN runs r ON r.pk = v.run_pk WHERE r.run_id = %s",
+            (run_id,),
+        )
+        return None if row is None else Reservation(run_id, str(row[0]), int(row[1]))
