@@ -21,6 +21,7 @@ from master_sdk.errors import NotFound, StoreError
 from master_sdk.memory.derived import Derived, identity
 from master_sdk.memory.encoding import Encoder
 from master_sdk.memory.inmemory_experiments import InMemoryExperiments
+from master_sdk.memory.retention import PruneReport
 from master_sdk.memory.schema import SCHEMA_VERSION
 from master_sdk.memory.store import (
     ApprovalRecord,
@@ -489,6 +490,45 @@ class InMemoryStore(InMemoryExperiments, Derived):
         with self._lock:
             self._check()
             return self._reservations.get(run_id)
+
+    def prune(
+        self, *, before_us: int, statuses: Sequence[str], dry_run: bool = False
+    ) -> PruneReport:
+        """Remove old runs (see ``memory/retention.py``)."""
+        from master_sdk.memory.retention import report
+
+        with self._lock:
+            self._check()
+            held = {
+                case.run_id
+                for kept in self._experiments().values()
+                for case in kept.cases.values()
+                if case.run_id is not None
+            }
+            matching = [
+                s
+                for s in self._runs.values()
+                if s.run.updated_us < before_us and s.run.status in statuses
+            ]
+            doomed = [s for s in matching if s.run.run_id not in held]
+            by_status: dict[str, int] = {}
+            for s in doomed:
+                by_status[s.run.status] = by_status.get(s.run.status, 0) + 1
+            if not dry_run:
+                for s in doomed:
+                    del self._runs[s.run.run_id]
+                    self._reservations.pop(s.run.run_id, None)
+            return report(
+                dry_run=dry_run,
+                before_us=before_us,
+                statuses=statuses,
+                by_status=by_status,
+                attempts=sum(len(s.attempts) for s in doomed),
+                events=sum(len(events) for s in doomed for events, _ in s.blocks),
+                approvals=sum(len(s.approvals) for s in doomed),
+                inputs=sum(len(s.inputs) for s in doomed),
+                kept=len(matching) - len(doomed),
+            )
 
     def close(self) -> None:
         """Forget nothing, but refuse further use (idempotent)."""

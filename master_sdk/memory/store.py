@@ -41,6 +41,8 @@ from master_sdk.memory.experiments import ExperimentStore
 if TYPE_CHECKING:
     import numpy as np
 
+    from master_sdk.memory.retention import PruneReport
+
 __all__ = [
     "ApprovalRecord",
     "Changes",
@@ -560,6 +562,16 @@ class Store(ExperimentStore, Protocol):
 
     def reservation(self, run_id: str) -> Reservation | None:
         """The lease stored on a run (possibly expired), or None."""
+        ...
+
+    # retention (memory/retention.py)
+
+    def prune(
+        self, *, before_us: int, statuses: Sequence[str], dry_run: bool = False
+    ) -> PruneReport:
+        """Remove the runs last updated before ``before_us`` whose status is one of
+        ``statuses``, with all their rows, in one transaction; a run an experiment holds is
+        kept and counted. ``dry_run``: count what would go, write nothing."""
         ...
 
     # Experiments (named groups of runs with parameters): see memory/experiments.py.

@@ -34,6 +34,7 @@ from master_sdk.memory.postgres.connecting import (
 )
 from master_sdk.memory.postgres.experiments import PostgresExperiments
 from master_sdk.memory.postgres.reads import RUN_COLS, PostgresReads
+from master_sdk.memory.postgres.retention import PostgresRetention
 from master_sdk.memory.postgres.reviews import PostgresReviews
 from master_sdk.memory.postgres.schema import ensure_schema
 from master_sdk.memory.postgres.traces import Block, encode, insert_blocks, name_codes
@@ -78,7 +79,9 @@ def _modules() -> tuple[Any, Any]:
     return psycopg, psycopg_pool
 
 
-class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived):
+class PostgresStore(
+    PostgresReads, PostgresExperiments, PostgresReviews, PostgresRetention, Derived
+):
     """Runs in a PostgreSQL database (see the module docstring).
 
     Args:

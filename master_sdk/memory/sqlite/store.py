@@ -56,6 +56,7 @@ from master_sdk.memory.store import (
 )
 
 if TYPE_CHECKING:
+    from master_sdk.memory.retention import PruneReport
     from master_sdk.memory.store import RunTable, TraceTable
 
 Scrub = Callable[[Any], Any]
@@ -533,6 +534,17 @@ class SQLiteStore(SQLiteExperiments, Derived):
         return added
 
     # ------------------------------------------------------------------ about the store
+
+    def prune(
+        self, *, before_us: int, statuses: Sequence[str], dry_run: bool = False
+    ) -> PruneReport:
+        """Remove old runs in one write transaction (see ``memory/retention.py``)."""
+        from master_sdk.memory.sqlite.retention import prune
+
+        def body(conn: sqlite3.Connection) -> PruneReport:
+            return prune(conn, before_us=before_us, statuses=statuses, dry_run=dry_run)
+
+        return self._reading(body) if dry_run else self._write(body)
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``: ``"ok"`` when healthy, else its findings joined.
