@@ -45,8 +45,9 @@ def prune(
         "SELECT (SELECT count(*) FROM steps WHERE run_pk IN (SELECT value FROM json_each(?1))) "
         "+ (SELECT count(*) FROM step_attempts a WHERE a.run_pk IN (SELECT value FROM "
         "json_each(?1)) AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_pk = a.run_pk AND "
-        "s.step_id = a.step_id AND s.attempt = a.attempt)), (SELECT coalesce(sum(n), 0) FROM trace_chunks WHERE run_pk IN "
-        "(SELECT value FROM json_each(?1))), (SELECT count(*) FROM approvals WHERE run_pk IN "
+        "s.step_id = a.step_id AND s.attempt = a.attempt)), (SELECT coalesce(sum(n), 0) "
+        "FROM trace_chunks WHERE run_pk IN (SELECT value FROM json_each(?1))), "
+        "(SELECT count(*) FROM approvals WHERE run_pk IN "
         "(SELECT value FROM json_each(?1))), (SELECT count(*) FROM user_inputs WHERE run_pk "
         "IN (SELECT value FROM json_each(?1)))",
         (doomed,),
