@@ -11,10 +11,12 @@ written by a background thread while the graph goes on) and with ``durability="s
 (each checkpoint written before the next step, as master_sdk always does). The three are
 measured in turn within each repetition, so a change in the machine's load touches all.
 
-    .venv/bin/python -m benchmarks.postgres_bench [RUNS] [REPEATS]
+    .venv/bin/python -m benchmarks.postgres_bench [RUNS] [ROUNDS]
 
-Prints one JSON object: medians of REPEATS measurements, each side's CPU per run (client
-process and server backend), and the load average before and after.
+Prints one JSON object: for the flow, medians over ROUNDS rounds of RUNS runs a side (the
+sides take turns within each round), each side's CPU per run (client process and server
+backend) and the median of the per-round ratios; for the writers, 1, 2, 4 and 8 processes
+of RUNS runs each (after a few untimed runs), medians of 3; the load average throughout.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +78,17 @@ def _timed(url: str, n: int, one: Any) -> dict[str, float]:
     }
 
 
-def master_runs(root: Path, url: str, n: int) -> dict[str, float]:
+@contextmanager
+def master_side(root: Path, url: str) -> Iterator[Callable[[int], Any]]:
     wb = open_workbench(root, url)  # type: ignore[arg-type]  # a store name
     try:
-        for i in range(10):  # warm: prepared statements, trace name codes
-            one_run(wb, -1 - i)
-        return _timed(url, n, lambda i: one_run(wb, i))
+        yield lambda i: one_run(wb, i)
     finally:
         wb.close()
 
 
-def langgraph_runs(url: str, n: int, durability: str | None) -> dict[str, float]:
+@contextmanager
+def langgraph_side(url: str, durability: str | None) -> Iterator[Callable[[int], Any]]:
     from langgraph.checkpoint.postgres import PostgresSaver
 
     from benchmarks.peers import run_text
@@ -99,34 +103,49 @@ def langgraph_runs(url: str, n: int, durability: str | None) -> dict[str, float]
             start(graph, f"t{i}", text, durability)  # type: ignore[arg-type]
             resume(graph, f"t{i}", text, durability)  # type: ignore[arg-type]
 
-        for i in range(10):
-            one(-1 - i)
-        return _timed(url, n, one)
+        yield one
 
 
 SIDES = ("master_sdk", "langgraph_async", "langgraph_sync")
 
 
-def compare(root: Path, server: Any, n: int, repeats: int) -> dict[str, Any]:
-    """The three sides in turn, ``repeats`` times; medians and every sample."""
+def compare(root: Path, server: Any, n: int, rounds: int) -> dict[str, Any]:
+    """The three sides, each on its own database of one server and opened once, take turns:
+    ``rounds`` rounds of ``n`` runs each, so a change in the machine's load falls on all
+    three alike. Medians over rounds, and the median of the per-round ratios."""
     samples: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
-    for _ in range(repeats):
-        samples["master_sdk"].append(master_runs(root, server.fresh_database(), n))
-        samples["langgraph_async"].append(langgraph_runs(server.fresh_database(), n, None))
-        samples["langgraph_sync"].append(langgraph_runs(server.fresh_database(), n, "sync"))
+    with ExitStack() as stack:
+        urls = {side: server.fresh_database() for side in SIDES}
+        ones = {
+            "master_sdk": stack.enter_context(master_side(root, urls["master_sdk"])),
+            "langgraph_async": stack.enter_context(langgraph_side(urls["langgraph_async"], None)),
+            "langgraph_sync": stack.enter_context(langgraph_side(urls["langgraph_sync"], "sync")),
+        }
+        for side in SIDES:  # warm: imports, prepared statements, trace name codes
+            for i in range(10):
+                ones[side](-1 - i)
+        for r in range(rounds):
+            for side in SIDES:
+                samples[side].append(
+                    _timed(urls[side], n, lambda i, s=side, base=r * n: ones[s](base + i))
+                )
     out: dict[str, Any] = {}
     for side, got in samples.items():
         out[side] = {k: statistics.median(s[k] for s in got) for k in got[0]}
         out[side]["all_runs_per_s"] = [round(s["runs_per_s"], 1) for s in got]
-    ours = out["master_sdk"]["runs_per_s"]
-    out["ratio_vs_langgraph_async"] = ours / out["langgraph_async"]["runs_per_s"]
-    out["ratio_vs_langgraph_sync"] = ours / out["langgraph_sync"]["runs_per_s"]
+    for peer in ("langgraph_async", "langgraph_sync"):
+        out[f"ratio_vs_{peer}"] = statistics.median(
+            ours["runs_per_s"] / theirs["runs_per_s"]
+            for ours, theirs in zip(samples["master_sdk"], samples[peer], strict=True)
+        )
     return out
 
 
 def _writer(root: str, url: str, n: int, first: int, gate: Any, out: Any) -> None:
     wb = open_workbench(Path(root), url)  # type: ignore[arg-type]
     errors = 0
+    for k in range(5):  # untimed: product loading, prepared statements, trace name codes
+        one_run(wb, -1 - first - k)
     gate.wait()
     for i in range(first, first + n):
         try:
@@ -157,8 +176,8 @@ def writers_runs_per_s(root: Path, url: str, processes: int, n_each: int) -> dic
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 9
     server = postgres.server()
     result: dict[str, Any] = {
         "runs": n,
@@ -170,13 +189,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             root = make_project(Path(folder) / "project")
             result["flow"] = compare(root, server, n, repeats)
+            result["load_between"] = os.getloadavg()
             scaling = {}
             for processes in (1, 2, 4, 8):
                 samples = [
-                    writers_runs_per_s(
-                        root, server.fresh_database(), processes, max(1, n // processes)
-                    )
-                    for _ in range(repeats)
+                    writers_runs_per_s(root, server.fresh_database(), processes, n)
+                    for _ in range(3)
                 ]
                 scaling[processes] = {
                     "runs_per_s": statistics.median(s["runs_per_s"] for s in samples),

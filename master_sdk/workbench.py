@@ -846,6 +846,28 @@ class Workbench:
 
         return reserve(self, run_id, minutes, by=by or self.user)
 
+    def claim(
+        self,
+        ref: str,
+        n: int = 1,
+        minutes: float | None = None,
+        *,
+        by: str | None = None,
+        kind: str | None = None,
+    ) -> list[Reservation]:
+        """Reserve the next ``n`` paused runs of flow ``ref`` (``"product/flow"``) that
+        nobody holds, oldest first, for ``minutes`` (default and ceiling: the policy's
+        ``max_reservation_minutes``); ``kind``: ``"approval"`` or ``"input"`` only.
+        Reviewers claiming at once, in any process, never get the same run.
+
+        Example:
+            >>> mine = wb.claim("hello_world/greet", 5)  # doctest: +SKIP
+            >>> [r.run_id for r in mine]  # doctest: +SKIP
+        """
+        from master_sdk.review.reservations import claim
+
+        return claim(self, ref, n, minutes, by=by or self.user, kind=kind)
+
     def _frame(self, frame: pd.DataFrame, *, redacted: Collection[str] = ()) -> pd.DataFrame:
         """Every frame leaves redacted (the store redacts on write; this also covers data
         written before a secret was added to the secrets file). ``redacted``: columns the

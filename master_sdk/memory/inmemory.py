@@ -485,6 +485,41 @@ class InMemoryStore(InMemoryExperiments, Derived):
                 self._reservations[run_id] = held
             return held
 
+    def claim(
+        self,
+        by: str,
+        until_us: int,
+        *,
+        now_us: int,
+        statuses: Sequence[str],
+        product: str | None = None,
+        flow: str | None = None,
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Lease up to ``limit`` free runs to ``by`` (under the store's lock)."""
+        with self._lock:
+            self._check()
+            candidates = sorted(
+                (
+                    s.run
+                    for s in self._runs.values()
+                    if s.run.status in statuses
+                    and (product is None or s.run.product == product)
+                    and (flow is None or s.run.flow == flow)
+                ),
+                key=lambda r: (r.updated_us, r.pk or 0),
+            )
+            granted: list[Reservation] = []
+            for run in candidates:
+                if len(granted) >= limit:
+                    break
+                held = self._reservations.get(run.run_id)
+                if held is None or held.until_us <= now_us:
+                    lease = Reservation(run.run_id, by, max(until_us, now_us))
+                    self._reservations[run.run_id] = lease
+                    granted.append(lease)
+            return granted
+
     def reservation(self, run_id: str) -> Reservation | None:
         """The lease stored on a run (possibly expired), or None."""
         with self._lock:

@@ -564,6 +564,25 @@ class Store(ExperimentStore, Protocol):
         """The lease stored on a run (possibly expired), or None."""
         ...
 
+    def claim(
+        self,
+        by: str,
+        until_us: int,
+        *,
+        now_us: int,
+        statuses: Sequence[str],
+        product: str | None = None,
+        flow: str | None = None,
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Lease to ``by``, until ``until_us``, up to ``limit`` runs in ``statuses`` that no
+        lease holds (none, or an expired one), oldest update first, atomically: reviewers
+        claiming at once get different runs and none waits for another (PostgreSQL:
+        ``FOR NO KEY UPDATE SKIP LOCKED``). A run ``by`` holds already is not claimed again
+        (``reserve`` renews it). Returns the leases granted, oldest update first (fewer than
+        ``limit`` when fewer are free)."""
+        ...
+
     # retention (memory/retention.py)
 
     def prune(

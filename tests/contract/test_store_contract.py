@@ -761,3 +761,55 @@ def test_prune_keeps_runs_an_experiment_holds_and_counts_them(store: Any) -> Non
     assert (done.runs, done.kept_in_experiments) == (1, 1)
     assert [r for r, _ in store.find_runs()] == ["held"]
     assert [c.run_id for c in store.experiment_cases("exp")] == ["held"]
+
+
+def test_claim_leases_the_oldest_free_runs_and_skips_ones_others_hold(store: Any) -> None:
+    """A claim takes the oldest paused runs no lease holds (none, or expired), up to the
+    limit; a run the claimer holds already is not claimed again; other statuses and flows
+    are left alone."""
+    pause(store, "p1", "waiting_approval", at=1)
+    pause(store, "p2", "waiting_approval", at=2)
+    pause(store, "p3", "waiting_approval", at=3)
+    pause(store, "p4", "waiting_input", at=4)
+    store.reserve("p1", "bo", TS + 1_000, now_us=TS)
+    got = store.claim("ana", TS + 500, now_us=TS, statuses=["waiting_approval"], limit=5)
+    assert [(c.run_id, c.by, c.until_us) for c in got] == [
+        ("p2", "ana", TS + 500), ("p3", "ana", TS + 500),
+    ]  # fmt: skip
+    assert store.reservation("p1").by == "bo"
+    assert store.claim("cy", TS + 500, now_us=TS, statuses=["waiting_approval"]) == []
+    assert store.claim("ana", TS + 900, now_us=TS, statuses=["waiting_approval"]) == []
+    assert store.reservation("p2").until_us == TS + 500
+    later = store.claim("cy", TS + 3_000, now_us=TS + 2_000, statuses=["waiting_approval"])
+    assert [c.run_id for c in later] == ["p1"]  # bo's lease has expired
+    assert store.claim("cy", TS, now_us=TS, statuses=["waiting_input"], flow="other") == []
+
+
+def test_reviewers_claiming_at_once_never_get_the_same_run(store: Any) -> None:
+    """Eight threads claiming two runs each from twelve: every run goes to exactly one of
+    them and no claim fails."""
+    for i in range(12):
+        pause(store, f"p{i}", "waiting_approval", at=i)
+    barrier = threading.Barrier(8)
+    got: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def reviewer(name: str) -> None:
+        barrier.wait()
+        try:
+            claimed = store.claim(name, TS + 10_000, now_us=TS, statuses=["waiting_approval"],
+                                  limit=2)  # fmt: skip
+            got[name] = [c.run_id for c in claimed]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reviewer, args=(f"r{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    taken = [run_id for ids in got.values() for run_id in ids]
+    assert len(taken) == len(set(taken)) == 12
+    for name, ids in got.items():
+        assert all(store.reservation(r).by == name for r in ids)

@@ -474,6 +474,27 @@ class SQLiteStore(SQLiteExperiments, Derived):
 
         return self._write(lambda conn: reserve(conn, run_id, by, until_us, now_us, str(self.path)))
 
+    def claim(
+        self,
+        by: str,
+        until_us: int,
+        *,
+        now_us: int,
+        statuses: Sequence[str],
+        product: str | None = None,
+        flow: str | None = None,
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Lease up to ``limit`` free runs to ``by`` in one write transaction."""
+        from master_sdk.memory.sqlite.claims import claim
+
+        return self._write(
+            lambda conn: claim(
+                conn, by, until_us, now_us=now_us, statuses=statuses, product=product,
+                flow=flow, limit=limit,
+            )
+        )  # fmt: skip
+
     def reservation(self, run_id: str) -> Reservation | None:
         """The lease stored on a run (possibly expired), or None."""
         from master_sdk.memory.sqlite.reviews import read_reservation
