@@ -10,7 +10,7 @@ waits for them twice.
 
 A frame reads the blocks of the runs asked for with one binary-format query (``bytea``
 comes back as ``bytes``, no text decoding), joins them once and decodes them with numpy,
-exactly as the SQLite store does (``memory/sqlite/traces.py``), so a million events are a
+as the SQLite store does (``memory/trace_decoding.py``), so a million events are a
 few hundred thousand values, never a million Python objects.
 """
 
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from master_sdk.memory.chunks import MAX_CHUNK, attrs_text, coded, named, pack, unpack
-from master_sdk.memory.sqlite.traces import _Chunks, _decode, empty_trace_table
 from master_sdk.memory.store import TraceEvent, TraceTable
+from master_sdk.memory.trace_decoding import Chunks, decode, empty_trace_table
 
 if TYPE_CHECKING:
     import psycopg
@@ -119,7 +119,7 @@ def read_trace_table(
     if not rows:
         return empty_trace_table()
     pks, data, metrics, attrs = zip(*rows, strict=True)
-    chunks = _Chunks(
+    chunks = Chunks(
         pk=np.fromiter(pks, dtype="int64", count=len(pks)),
         data=b"".join(data),
         data_sizes=np.fromiter(map(len, data), dtype="int64", count=len(data)),
@@ -142,7 +142,7 @@ def read_trace_table(
         [str(r[3]) for r in run_rows],
     )
     names = {int(c): str(t) for c, t in conn.execute("SELECT code, text FROM trace_names")}
-    return _decode(chunks, runs, names, since_us)
+    return decode(chunks, runs, names, since_us)
 
 
 def read_run_events(conn: Conn, pk: int) -> list[TraceEvent]:
