@@ -232,14 +232,7 @@ def _add_prune_parser(store_sub: Any) -> None:
 
 
 def _prune(wb: ms.Workbench, args: argparse.Namespace) -> int:
-    from master_sdk.memory.retention import parse_duration, prune_statuses
-    from master_sdk.tracing.events import now_us
-
-    seconds = parse_duration(args.older_than)
-    statuses = prune_statuses(args.status)
-    report = wb.store.prune(
-        before_us=now_us() - seconds * 1_000_000, statuses=statuses, dry_run=args.dry_run
-    )
+    report = wb.prune_store(args.older_than, statuses=args.status, dry_run=args.dry_run)
     print(f"{wb.store.location}: {report.summary()}")
     return 0
 

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from master_sdk.errors import NotFound, StoreError
-from master_sdk.memory.derived import Derived, identity
+from master_sdk.memory import derived
+from master_sdk.memory.derived import Derived
 from master_sdk.memory.encoding import Encoder
 from master_sdk.memory.postgres.connecting import (
     PREPARE_THRESHOLD,
@@ -33,6 +34,7 @@ from master_sdk.memory.postgres.connecting import (
     pooler_hint,
 )
 from master_sdk.memory.postgres.experiments import PostgresExperiments
+from master_sdk.memory.postgres.identity import as_role, session_role
 from master_sdk.memory.postgres.reads import RUN_COLS, PostgresReads
 from master_sdk.memory.postgres.retention import PostgresRetention
 from master_sdk.memory.postgres.reviews import PostgresReviews
@@ -91,6 +93,8 @@ class PostgresStore(
         hooks: observers of every commit.
         pool_size: the most connections this store holds open at once.
         connect_timeout_s: how long to wait for the server when connecting.
+        identity: ``"database"``: the role the store signs in as (``role``) is recorded
+            as the starter of every new run and the actor of every decision it commits.
     """
 
     kind = "postgresql"
@@ -104,11 +108,12 @@ class PostgresStore(
         hooks: Sequence[CommitHook] = (),
         pool_size: int = 8,
         connect_timeout_s: float = 10.0,
+        identity: Literal["given", "database"] = "given",
     ) -> None:
         psycopg, psycopg_pool = _modules()
         self._psycopg = psycopg
         self.location = url
-        self.scrub: Scrub = scrub or identity
+        self.scrub: Scrub = scrub or derived.identity
         self.hooks: list[CommitHook] = list(hooks)
         self._enc = Encoder(self.scrub)
         self._closed = False
@@ -117,6 +122,7 @@ class PostgresStore(
         # known to be stored
         self._names: dict[str, int] = {}
         self._flows: set[str] = set()
+        self.role: str | None = None
         conninfo, self.prepared = connection_options(url)
         kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -145,6 +151,10 @@ class PostgresStore(
         try:
             with self._pool.connection() as conn:
                 self.schema_version = ensure_schema(conn, location=url)
+                # identity: database - the role this store signs in as acts, whatever a
+                # caller says (see memory/postgres/identity.py)
+                if identity == "database":
+                    self.role = session_role(conn)
         except StoreError:
             self._pool.close()
             raise
@@ -328,6 +338,8 @@ class PostgresStore(
     ) -> None:
         """Write ``run`` and ``changes`` in one transaction, one round trip (see
         ``memory/postgres/writes.py``)."""
+        if self.role is not None:
+            changes = as_role(self.role, run, changes, new=expect_version is None)
         done = Commit(run, changes, label, sync)
         source = changes.flow_source
         if source is not None and source.flow_hash in self._flows:
