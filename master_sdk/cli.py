@@ -204,9 +204,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     copy.add_argument("source", metavar="SRC")
     copy.add_argument("target", metavar="DST")
+    _add_prune_parser(store_sub)
     _experiment_parsers(sub)
     _add_test_command(sub)
     return parser
+
+
+def _add_prune_parser(store_sub: Any) -> None:
+    prune = store_sub.add_parser(
+        "prune",
+        help="remove runs last updated longer ago than DURATION (ended runs unless --status "
+        "says otherwise); runs held by experiments are kept",
+    )
+    prune.add_argument(
+        "--older-than", required=True, metavar="DURATION", help="e.g. 90d, 12h, 2w, 30m"
+    )
+    prune.add_argument(
+        "--status",
+        action="append",
+        metavar="S",
+        help="prune runs in this status (repeat, or separate with commas); default: "
+        "completed, rejected, blocked, aborted. Paused or running runs only when named",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="show what would be removed, remove nothing"
+    )
+
+
+def _prune(wb: ms.Workbench, args: argparse.Namespace) -> int:
+    report = wb.prune_store(args.older_than, statuses=args.status, dry_run=args.dry_run)
+    print(f"{wb.store.location}: {report.summary()}")
+    return 0
 
 
 def _add_test_command(sub: Any) -> None:
@@ -645,6 +673,8 @@ def _store(wb: ms.Workbench, args: argparse.Namespace) -> int:
             shown = json.dumps(value) if isinstance(value, dict) else value
             print(f"{key}: {shown}")
         return 0 if info["integrity"] == "ok" else 1
+    if action == "prune":
+        return _prune(wb, args)
     if action == "copy":
         import master_sdk as ms
 

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from master_sdk.experiments.compare import Comparison
     from master_sdk.experiments.experiment import Experiment
     from master_sdk.memory.records import RunRow
+    from master_sdk.memory.retention import PruneReport
     from master_sdk.memory.store import CommitHook, Reservation, Store
     from master_sdk.memory.transfer import TransferReport
     from master_sdk.memory.vector_memory import Collection as MemoryCollection
@@ -119,6 +120,8 @@ class Workbench:
                 else settings.store_password.get_secret_value()
             ),
         )
+        if getattr(self.store, "role", None) is not None:
+            self.user = str(self.store.role)  # type: ignore[attr-defined]  # identity: database
         # commit hooks: the trace log and crash points (tests) first, then the user's;
         # each observes every commit of the store once it is durable (see add_hook)
         self._hooks: list[CommitHook] = []
@@ -373,7 +376,7 @@ class Workbench:
 
         flow = self.catalog.flow(require_ref(ref))
         data = require_mapping({} if inputs is None else inputs, what=f"inputs for {ref}")
-        check_identity(by or self.user, redact=self._redact)
+        self._actor(check_identity(by or self.user, redact=self._redact))
         if flow.input_validator is None:
             from master_sdk.orchestrator.validation import SchemaValidator
 
@@ -533,7 +536,7 @@ class Workbench:
         from master_sdk.governance.identities import check_identity
         from master_sdk.governance.inputs import require_mapping, require_text
 
-        who = check_identity(by or self.user, redact=self._redact, run_id=run_id)
+        who = self._actor(check_identity(by or self.user, redact=self._redact, run_id=run_id))
         limit = self.settings.policy.max_input_bytes
         for field in ("comment", "reason"):
             if field in arguments:
@@ -844,7 +847,71 @@ class Workbench:
         """
         from master_sdk.review.reservations import reserve
 
-        return reserve(self, run_id, minutes, by=by or self.user)
+        return reserve(self, run_id, minutes, by=self._actor(by or self.user))
+
+    def claim(
+        self,
+        ref: str,
+        n: int = 1,
+        minutes: float | None = None,
+        *,
+        by: str | None = None,
+        kind: str | None = None,
+    ) -> list[Reservation]:
+        """Reserve the next ``n`` paused runs of flow ``ref`` (``"product/flow"``) that
+        nobody holds, oldest first, for ``minutes`` (default and ceiling: the policy's
+        ``max_reservation_minutes``); ``kind``: ``"approval"`` or ``"input"`` only.
+        Reviewers claiming at once, in any process, never get the same run.
+
+        Example:
+            >>> mine = wb.claim("hello_world/greet", 5)  # doctest: +SKIP
+            >>> [r.run_id for r in mine]  # doctest: +SKIP
+        """
+        from master_sdk.review.reservations import claim
+
+        return claim(self, ref, n, minutes, by=self._actor(by or self.user), kind=kind)
+
+    def prune_store(
+        self,
+        older_than: str,
+        *,
+        statuses: Sequence[str] | None = None,
+        dry_run: bool = False,
+    ) -> PruneReport:
+        """Remove runs last updated longer ago than ``older_than`` (``"90d"``, ``"12h"``,
+        ``"2w"``), with all their rows, in one transaction. By default only ended runs go
+        (completed, rejected, blocked, aborted); a paused, running, failed or interrupted
+        run only when its status is in ``statuses``. Runs an experiment holds are kept.
+        ``dry_run``: count what would go and remove nothing.
+
+        Example:
+            >>> wb.prune_store("90d", dry_run=True).summary()  # doctest: +SKIP
+            'would remove 12 run(s) (12 completed) with ...'
+        """
+        from master_sdk.memory.retention import parse_duration, prune_statuses
+        from master_sdk.tracing.events import now_us
+
+        cutoff = now_us() - parse_duration(older_than) * 1_000_000
+        return self.store.prune(
+            before_us=cutoff, statuses=prune_statuses(statuses), dry_run=dry_run
+        )
+
+    def _actor(self, who: str) -> str:
+        """``who``, unless the store names the actor (``identity: database``) and ``who``
+        is someone else: then refused."""
+        role: str | None = getattr(self.store, "role", None)
+        if role is None or who == role:
+            return who
+        from master_sdk.errors import DecisionRefused
+
+        raise DecisionRefused(
+            "identity",
+            limit=role,
+            value=who,
+            message=f"{who} may not act here: this store records the database role {role} as "
+            "the actor (identity: database in configs/app.yaml); sign in as the role you "
+            "act as",
+        )
 
     def _frame(self, frame: pd.DataFrame, *, redacted: Collection[str] = ()) -> pd.DataFrame:
         """Every frame leaves redacted (the store redacts on write; this also covers data

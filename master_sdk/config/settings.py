@@ -31,6 +31,12 @@ class AppSettings(BaseModel):
     default_user: str | None = Field(
         default=None, description="Who approves/submits when no `by=` is given; default: OS user."
     )
+    identity: Literal["given", "database"] = Field(
+        default="given",
+        description="Who acts: `given` (by= or default_user) or `database`: on a PostgreSQL "
+        "store, the role the store signs in as; it is recorded as the starter of runs and the "
+        "actor of decisions, and a by= naming anyone else is refused.",
+    )
     synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL",
         description="FULL: a completed step, a pause and the end of a run survive power loss "

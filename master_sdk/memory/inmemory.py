@@ -21,6 +21,7 @@ from master_sdk.errors import NotFound, StoreError
 from master_sdk.memory.derived import Derived, identity
 from master_sdk.memory.encoding import Encoder
 from master_sdk.memory.inmemory_experiments import InMemoryExperiments
+from master_sdk.memory.retention import PruneReport
 from master_sdk.memory.schema import SCHEMA_VERSION
 from master_sdk.memory.store import (
     ApprovalRecord,
@@ -484,11 +485,85 @@ class InMemoryStore(InMemoryExperiments, Derived):
                 self._reservations[run_id] = held
             return held
 
+    def claim(
+        self,
+        by: str,
+        until_us: int,
+        *,
+        now_us: int,
+        statuses: Sequence[str],
+        product: str | None = None,
+        flow: str | None = None,
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Lease up to ``limit`` free runs to ``by`` (under the store's lock)."""
+        with self._lock:
+            self._check()
+            candidates = sorted(
+                (
+                    s.run
+                    for s in self._runs.values()
+                    if s.run.status in statuses
+                    and (product is None or s.run.product == product)
+                    and (flow is None or s.run.flow == flow)
+                ),
+                key=lambda r: (r.updated_us, r.pk or 0),
+            )
+            granted: list[Reservation] = []
+            for run in candidates:
+                if len(granted) >= limit:
+                    break
+                held = self._reservations.get(run.run_id)
+                if held is None or held.until_us <= now_us:
+                    lease = Reservation(run.run_id, by, max(until_us, now_us))
+                    self._reservations[run.run_id] = lease
+                    granted.append(lease)
+            return granted
+
     def reservation(self, run_id: str) -> Reservation | None:
         """The lease stored on a run (possibly expired), or None."""
         with self._lock:
             self._check()
             return self._reservations.get(run_id)
+
+    def prune(
+        self, *, before_us: int, statuses: Sequence[str], dry_run: bool = False
+    ) -> PruneReport:
+        """Remove old runs (see ``memory/retention.py``)."""
+        from master_sdk.memory.retention import report
+
+        with self._lock:
+            self._check()
+            held = {
+                case.run_id
+                for kept in self._experiments().values()
+                for case in kept.cases.values()
+                if case.run_id is not None
+            }
+            matching = [
+                s
+                for s in self._runs.values()
+                if s.run.updated_us < before_us and s.run.status in statuses
+            ]
+            doomed = [s for s in matching if s.run.run_id not in held]
+            by_status: dict[str, int] = {}
+            for s in doomed:
+                by_status[s.run.status] = by_status.get(s.run.status, 0) + 1
+            if not dry_run:
+                for s in doomed:
+                    del self._runs[s.run.run_id]
+                    self._reservations.pop(s.run.run_id, None)
+            return report(
+                dry_run=dry_run,
+                before_us=before_us,
+                statuses=statuses,
+                by_status=by_status,
+                attempts=sum(len(s.attempts) for s in doomed),
+                events=sum(len(events) for s in doomed for events, _ in s.blocks),
+                approvals=sum(len(s.approvals) for s in doomed),
+                inputs=sum(len(s.inputs) for s in doomed),
+                kept=len(matching) - len(doomed),
+            )
 
     def close(self) -> None:
         """Forget nothing, but refuse further use (idempotent)."""

@@ -195,7 +195,16 @@ def open_store(
     if url is not None:
         from master_sdk.memory.postgres import PostgresStore
 
-        return PostgresStore(url, password=password, scrub=scrub, hooks=hooks)
+        return PostgresStore(
+            url, password=password, scrub=scrub, hooks=hooks, identity=app.identity
+        )
+    if app.identity == "database":
+        raise ConfigError(
+            f"identity: database needs a PostgreSQL store (the database role is the "
+            f"identity); store {named!s} is not one: set store: postgresql://... or "
+            "identity: given in configs/app.yaml",
+            key="identity",
+        )
     location = store_location(named, root)
     if location is None:
         from master_sdk.memory.inmemory import InMemoryStore

@@ -41,6 +41,8 @@ from master_sdk.memory.experiments import ExperimentStore
 if TYPE_CHECKING:
     import numpy as np
 
+    from master_sdk.memory.retention import PruneReport
+
 __all__ = [
     "ApprovalRecord",
     "Changes",
@@ -560,6 +562,35 @@ class Store(ExperimentStore, Protocol):
 
     def reservation(self, run_id: str) -> Reservation | None:
         """The lease stored on a run (possibly expired), or None."""
+        ...
+
+    def claim(
+        self,
+        by: str,
+        until_us: int,
+        *,
+        now_us: int,
+        statuses: Sequence[str],
+        product: str | None = None,
+        flow: str | None = None,
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Lease to ``by``, until ``until_us``, up to ``limit`` runs in ``statuses`` that no
+        lease holds (none, or an expired one), oldest update first, atomically: reviewers
+        claiming at once get different runs and none waits for another (PostgreSQL:
+        ``FOR NO KEY UPDATE SKIP LOCKED``). A run ``by`` holds already is not claimed again
+        (``reserve`` renews it). Returns the leases granted, oldest update first (fewer than
+        ``limit`` when fewer are free)."""
+        ...
+
+    # retention (memory/retention.py)
+
+    def prune(
+        self, *, before_us: int, statuses: Sequence[str], dry_run: bool = False
+    ) -> PruneReport:
+        """Remove the runs last updated before ``before_us`` whose status is one of
+        ``statuses``, with all their rows, in one transaction; a run an experiment holds is
+        kept and counted. ``dry_run``: count what would go, write nothing."""
         ...
 
     # Experiments (named groups of runs with parameters): see memory/experiments.py.

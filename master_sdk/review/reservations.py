@@ -48,3 +48,39 @@ def reserve(wb: Workbench, run_id: str, minutes: float | None, *, by: str) -> Re
             run_id=run_id,
         )
     return held
+
+
+def claim(
+    wb: Workbench,
+    ref: str,
+    n: int,
+    minutes: float | None,
+    *,
+    by: str,
+    kind: str | None = None,
+) -> list[Reservation]:
+    """Reserve for ``by`` up to ``n`` paused runs of flow ``ref`` that nobody holds,
+    oldest first; reviewers claiming at once get different runs."""
+    from master_sdk.review.pending import statuses_for
+
+    ceiling = wb.catalog.flow(ref).policy.max_reservation_minutes
+    wanted = ceiling if minutes is None else minutes
+    if not 0 < wanted <= ceiling:
+        raise DecisionRefused(
+            "max_reservation_minutes",
+            limit=ceiling,
+            value=wanted,
+            message=f"{by} may not claim runs of {ref} for {wanted:g} minutes: give more than "
+            f"0 and at most {ceiling} (the policy's max_reservation_minutes)",
+        )
+    product, _, flow = ref.partition("/")
+    now = now_us()
+    return wb.store.claim(
+        by,
+        now + int(wanted * 60_000_000),
+        now_us=now,
+        statuses=statuses_for(kind),
+        product=product,
+        flow=flow,
+        limit=n,
+    )

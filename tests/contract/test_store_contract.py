@@ -19,6 +19,7 @@ import master_sdk as ms
 from master_sdk.memory import frames
 from master_sdk.memory.inmemory import InMemoryStore
 from master_sdk.memory.postgres import PostgresStore
+from master_sdk.memory.retention import PRUNED_BY_DEFAULT
 from master_sdk.memory.sqlite import SQLiteStore
 from master_sdk.memory.store import (
     ApprovalRecord,
@@ -675,3 +676,140 @@ def test_lineage_survives_export_and_import_into_every_kind_of_store(
             assert other.load("r2")[0].parent_run_id == "r1"
             assert other.load("r2")[0].forked_at == "summary"
             other.close()
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def aged(store: Store, run_id: str, status: str, *, days_old: int) -> RunRecord:
+    """A run with a step, two events and an approval, last updated ``days_old`` days
+    before TS, now in ``status``."""
+    run = start(store, run_id, events=2)
+    at = TS - days_old * 86_400_000_000
+    advance(
+        store,
+        run,
+        Changes(
+            steps={0: StepAttempt(0, "echo", "tool", "completed", 1, at, at, {"ok": 1})},
+            approvals=[ApprovalRecord("ok", "approved", "bo", None, at)],
+        ),
+        status=status,
+        updated_us=at,
+    )
+    return run
+
+
+def test_prune_removes_old_ended_runs_with_their_rows_and_keeps_the_rest(store: Any) -> None:
+    """By default prune removes only ended runs last updated before the cutoff, with their
+    attempts, events and approvals; paused, running, failed and recent runs stay."""
+    aged(store, "old-done", "completed", days_old=100)
+    aged(store, "old-rejected", "rejected", days_old=100)
+    aged(store, "old-paused", "waiting_approval", days_old=100)
+    aged(store, "old-running", "running", days_old=100)
+    aged(store, "old-failed", "failed", days_old=100)
+    aged(store, "new-done", "completed", days_old=10)
+    cutoff = TS - 90 * 86_400_000_000
+
+    dry = store.prune(before_us=cutoff, statuses=PRUNED_BY_DEFAULT, dry_run=True)
+    assert (dry.dry_run, dry.runs, dry.by_status) == (
+        True, 2, {"completed": 1, "rejected": 1},
+    )  # fmt: skip
+    assert (dry.attempts, dry.events, dry.approvals, dry.inputs) == (2, 4, 2, 0)
+    assert len(store.find_runs()) == 6  # a dry run writes nothing
+
+    done = store.prune(before_us=cutoff, statuses=PRUNED_BY_DEFAULT)
+    assert (done.dry_run, done.runs, done.by_status) == (False, 2, dry.by_status)
+    assert (done.attempts, done.events, done.approvals) == (2, 4, 2)
+    assert sorted(r for r, _ in store.find_runs()) == [
+        "new-done", "old-failed", "old-paused", "old-running",
+    ]  # fmt: skip
+    for gone in ("old-done", "old-rejected"):
+        with pytest.raises(ms.NotFound):
+            store.load(gone)
+        assert store.step_attempts(gone) == []
+    assert store.count_events() == 4 * 2
+    assert {a.run_id for a in store.approvals()} == {
+        "new-done", "old-failed", "old-paused", "old-running",
+    }  # fmt: skip
+    assert store.flow_source("h1") is not None  # flow texts are kept
+    again = store.prune(before_us=cutoff, statuses=PRUNED_BY_DEFAULT)
+    assert again.runs == 0
+
+
+def test_prune_takes_paused_or_running_runs_only_when_their_status_is_named(store: Any) -> None:
+    """A paused or running run goes only when its status is asked for explicitly."""
+    aged(store, "old-paused", "waiting_approval", days_old=100)
+    aged(store, "old-done", "completed", days_old=100)
+    cutoff = TS - 90 * 86_400_000_000
+    done = store.prune(before_us=cutoff, statuses=("waiting_approval",))
+    assert done.by_status == {"waiting_approval": 1}
+    assert [r for r, _ in store.find_runs()] == ["old-done"]
+
+
+def test_prune_keeps_runs_an_experiment_holds_and_counts_them(store: Any) -> None:
+    """A run that is a case of an experiment is kept (its results read it) and counted."""
+    from master_sdk.memory.experiments import CaseRecord, CaseUpdate, ExperimentRecord
+
+    aged(store, "held", "completed", days_old=100)
+    aged(store, "free", "completed", days_old=100)
+    store.create_experiment(
+        ExperimentRecord("exp", "demo/f", "h1", "1.0", "running", TS, TS),
+        [CaseRecord("c0", 0, {"text": "t"})],
+    )
+    store.update_cases("exp", [CaseUpdate("c0", run_id="held")])
+    done = store.prune(before_us=TS, statuses=PRUNED_BY_DEFAULT)
+    assert (done.runs, done.kept_in_experiments) == (1, 1)
+    assert [r for r, _ in store.find_runs()] == ["held"]
+    assert [c.run_id for c in store.experiment_cases("exp")] == ["held"]
+
+
+def test_claim_leases_the_oldest_free_runs_and_skips_ones_others_hold(store: Any) -> None:
+    """A claim takes the oldest paused runs no lease holds (none, or expired), up to the
+    limit; a run the claimer holds already is not claimed again; other statuses and flows
+    are left alone."""
+    pause(store, "p1", "waiting_approval", at=1)
+    pause(store, "p2", "waiting_approval", at=2)
+    pause(store, "p3", "waiting_approval", at=3)
+    pause(store, "p4", "waiting_input", at=4)
+    store.reserve("p1", "bo", TS + 1_000, now_us=TS)
+    got = store.claim("ana", TS + 500, now_us=TS, statuses=["waiting_approval"], limit=5)
+    assert [(c.run_id, c.by, c.until_us) for c in got] == [
+        ("p2", "ana", TS + 500), ("p3", "ana", TS + 500),
+    ]  # fmt: skip
+    assert store.reservation("p1").by == "bo"
+    assert store.claim("cy", TS + 500, now_us=TS, statuses=["waiting_approval"]) == []
+    assert store.claim("ana", TS + 900, now_us=TS, statuses=["waiting_approval"]) == []
+    assert store.reservation("p2").until_us == TS + 500
+    later = store.claim("cy", TS + 3_000, now_us=TS + 2_000, statuses=["waiting_approval"])
+    assert [c.run_id for c in later] == ["p1"]  # bo's lease has expired
+    assert store.claim("cy", TS, now_us=TS, statuses=["waiting_input"], flow="other") == []
+
+
+def test_reviewers_claiming_at_once_never_get_the_same_run(store: Any) -> None:
+    """Eight threads claiming two runs each from twelve: every run goes to exactly one of
+    them and no claim fails."""
+    for i in range(12):
+        pause(store, f"p{i}", "waiting_approval", at=i)
+    barrier = threading.Barrier(8)
+    got: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def reviewer(name: str) -> None:
+        barrier.wait()
+        try:
+            claimed = store.claim(name, TS + 10_000, now_us=TS, statuses=["waiting_approval"],
+                                  limit=2)  # fmt: skip
+            got[name] = [c.run_id for c in claimed]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reviewer, args=(f"r{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    taken = [run_id for ids in got.values() for run_id in ids]
+    assert len(taken) == len(set(taken)) == 12
+    for name, ids in got.items():
+        assert all(store.reservation(r).by == name for r in ids)

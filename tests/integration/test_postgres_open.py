@@ -166,3 +166,32 @@ def test_many_processes_opening_a_new_database_migrate_it_once() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_prepare_off_in_the_url_runs_flows_without_prepared_statements(project: Path) -> None:
+    """``?prepare=off`` (for a pooler that does not track prepared statements) is taken out
+    of the URL before connecting; flows run as usual, repeated statements included."""
+    url = postgres.fresh_url() + "?prepare=off"
+    with ms.Workbench.open(project, store=url) as wb:
+        assert wb.store.prepared is False
+        runs = [greet(wb) for _ in range(6)]  # past psycopg's prepare threshold
+        assert {r.status for r in runs} == {"completed"}
+    with ms.Workbench.open(project, store=url.removesuffix("?prepare=off")) as wb:
+        assert wb.store.prepared is True
+        assert len(wb.runs()) == 6
+
+
+def test_a_bad_prepare_option_is_a_config_error_naming_the_values(project: Path) -> None:
+    """``prepare=`` takes on or off; anything else is refused, saying what to give."""
+    with pytest.raises(ms.ConfigError, match="prepare=on or prepare=off"):
+        ms.Workbench.open(project, store=postgres.fresh_url() + "?prepare=maybe")
+
+
+def test_a_lost_prepared_statement_says_to_turn_prepare_off() -> None:
+    """The error a pooler causes when it hands this client another server connection names
+    the remedy."""
+    from master_sdk.memory.postgres.connecting import pooler_hint
+
+    hint = pooler_hint(RuntimeError('prepared statement "_pg3_0" does not exist'))
+    assert "?prepare=off" in hint and "max_prepared_statements" in hint
+    assert pooler_hint(RuntimeError("relation does not exist")) == ""

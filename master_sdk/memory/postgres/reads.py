@@ -41,6 +41,17 @@ _STEP_COLS = (
 )
 
 
+# a run and its latest attempts as one row: the attempts' columns as arrays in step order
+_LOAD = (
+    f"SELECT {RUN_COLS}, latest.* FROM runs LEFT JOIN LATERAL (SELECT "
+    + ", ".join(
+        f"array_agg({c} ORDER BY s.idx)" for c in _STEP_COLS.replace("a.idx", "s.idx").split(", ")
+    )
+    + " FROM steps s JOIN attempts a ON a.run_pk = s.run_pk AND a.step_id = s.step_id "
+    "AND a.attempt = s.attempt WHERE s.run_pk = runs.pk) latest ON true WHERE run_id = %s"
+)
+
+
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -56,6 +67,8 @@ class PostgresReads:
         def _conn(self, doing: str) -> AbstractContextManager[Conn]: ...
 
         def _read(self, doing: str, read: Callable[[Conn], T]) -> T: ...
+
+        def _one(self, doing: str, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None: ...
 
     # ------------------------------------------------------------------ reading
 
@@ -94,13 +107,21 @@ class PostgresReads:
         ]  # fmt: skip
 
     def load(self, run_id: str) -> tuple[RunRecord, list[StepAttempt]]:
-        """A run and the latest attempt of each of its steps."""
-
-        def read(conn: Conn) -> tuple[RunRecord, list[StepAttempt]]:
-            run = self._run(conn, run_id)
-            return run, self._steps(conn, run.pk or 0, every=False)
-
-        return self._read(f"while loading run {run_id}", read)
+        """A run and the latest attempt of each of its steps, in one statement (one
+        snapshot, one round trip)."""
+        row = self._one(f"while loading run {run_id}", _LOAD, (run_id,))
+        if row is None:
+            raise NotFound(f"no run '{run_id}' in {self.location}")
+        steps = [
+            StepAttempt(
+                idx=idx, step_id=step_id, type=type_, status=status, attempt=attempt,
+                started_us=started, ended_us=ended, output=_loads(output), error=error,
+            )
+            for idx, step_id, type_, status, attempt, started, ended, output, error in zip(
+                *(row[25 + i] or () for i in range(9)), strict=True
+            )
+        ]  # fmt: skip
+        return _run_record(row), steps
 
     def attempts(self, run_id: str) -> list[StepAttempt]:
         """Every attempt of every step of a run."""

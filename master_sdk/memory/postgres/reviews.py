@@ -4,6 +4,7 @@ The pending list reads paused and decided runs through the ``runs_status`` index
 only the ``pending`` part and the experiment name out of each run's state, in SQL. A
 reservation is one row per run in ``reservations``, changed by one conditional upsert: two
 reviewers reserving at once cannot both win (the row lock of ``ON CONFLICT`` orders them).
+Claiming the next free runs locks them ``FOR NO KEY UPDATE SKIP LOCKED`` (see ``_CLAIM``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,25 @@ _PENDING = (
     "v.reserved_by, v.until_us "
     "FROM runs r LEFT JOIN reservations v ON v.run_pk = r.pk "
 )
+# Claiming the next free runs: the candidates' run rows are locked FOR NO KEY UPDATE SKIP
+# LOCKED, so a reviewer claiming at the same time skips them instead of waiting and takes
+# the next ones (the engine's commits, which take the same lock on a run, are skipped too:
+# such a run is changing right now). The lease is then the same conditional upsert as
+# reserve(): a lease committed in between is never taken over.
+_CLAIM = (
+    "WITH free AS (SELECT r.pk FROM runs r WHERE r.status = ANY(%(statuses)s) "
+    "AND (%(product)s::text IS NULL OR r.product = %(product)s) "
+    "AND (%(flow)s::text IS NULL OR r.flow = %(flow)s) "
+    "AND NOT EXISTS (SELECT 1 FROM reservations v WHERE v.run_pk = r.pk "
+    "AND v.until_us > %(now)s) "
+    "ORDER BY r.updated_us, r.pk LIMIT %(limit)s FOR NO KEY UPDATE OF r SKIP LOCKED), "
+    "got AS (INSERT INTO reservations (run_pk, reserved_by, until_us) "
+    "SELECT pk, %(by)s, %(until)s FROM free ON CONFLICT (run_pk) DO UPDATE "
+    "SET reserved_by = EXCLUDED.reserved_by, until_us = EXCLUDED.until_us "
+    "WHERE reservations.until_us <= %(now)s RETURNING run_pk, until_us) "
+    "SELECT r.run_id, got.until_us FROM got JOIN runs r ON r.pk = got.run_pk "
+    "ORDER BY r.updated_us, r.pk"
+)
 # the show value as the SQLite store gives it: a string as it is, anything else as the
 # compact JSON text the stores write
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -43,6 +63,8 @@ class PostgresReviews:
         location: str
 
         def _read(self, doing: str, read: Callable[[Conn], T]) -> T: ...
+
+        def _one(self, doing: str, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None: ...
 
         def _write(self, body: Callable[[Conn], T]) -> T: ...
 
@@ -112,15 +134,34 @@ class PostgresReviews:
 
         return self._write(body)
 
+    def claim(
+        self,
+        by: str,
+        until_us: int,
+        *,
+        now_us: int,
+        statuses: Sequence[str],
+        product: str | None = None,
+        flow: str | None = None,
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Lease up to ``limit`` free runs to ``by`` in one statement (see ``_CLAIM``)."""
+        if limit <= 0 or not statuses:
+            return []
+        params = {
+            "statuses": list(statuses), "product": product, "flow": flow, "by": by,
+            "until": max(until_us, now_us), "now": now_us, "limit": limit,
+        }  # fmt: skip
+        rows = self._write(lambda conn: conn.execute(_CLAIM, params).fetchall())
+        return [Reservation(str(r[0]), by, int(r[1])) for r in rows]
+
     def reservation(self, run_id: str) -> Reservation | None:
         """The lease stored on a run (possibly expired), or None."""
 
-        def read(conn: Conn) -> Reservation | None:
-            row = conn.execute(
-                "SELECT v.reserved_by, v.until_us FROM reservations v "
-                "JOIN runs r ON r.pk = v.run_pk WHERE r.run_id = %s",
-                (run_id,),
-            ).fetchone()
-            return None if row is None else Reservation(run_id, str(row[0]), int(row[1]))
-
-        return self._read("while reading a reservation", read)
+        row = self._one(
+            "while reading a reservation",
+            "SELECT v.reserved_by, v.until_us FROM reservations v "
+            "JOIN runs r ON r.pk = v.run_pk WHERE r.run_id = %s",
+            (run_id,),
+        )
+        return None if row is None else Reservation(run_id, str(row[0]), int(row[1]))

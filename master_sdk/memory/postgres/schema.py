@@ -172,7 +172,7 @@ def ensure_schema(conn: psycopg.Connection[tuple[object, ...]], *, location: str
                 "(nothing was changed)"
             )
         if version < PG_SCHEMA_VERSION:
-            conn.execute(DDL)
+            conn.execute(DDL, prepare=False)
             conn.execute(
                 "INSERT INTO master_meta (key, value) VALUES ('schema_version', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

@@ -1,16 +1,17 @@
 """The :class:`~master_sdk.memory.store.Store` protocol on a PostgreSQL server.
 
-psycopg 3 with a ``psycopg_pool`` connection pool. Each commit is one transaction on one
-pooled connection: the run row is inserted, or updated with compare-and-set
-(``UPDATE ... WHERE run_id = %s AND version = %s``); steps, attempts, the commit's trace
-block, approvals, inputs and the flow text go in the same transaction, the hooks'
-``before_commit`` runs just before ``COMMIT``. Many processes and hosts may write at once:
-the database serialises what must be serialised (one row per run), nothing else.
+psycopg 3 with a ``psycopg_pool`` connection pool. Each commit is one statement on one
+pooled connection, its own transaction, one round trip (``memory/postgres/writes.py``):
+the run row is inserted, or updated with compare-and-set (``UPDATE ... WHERE run_id = %s
+AND version = %s``), and the steps, attempts, the commit's trace block, approvals, inputs
+and the flow text go with it or not at all; the hooks' ``before_commit`` runs just before
+it is sent. Loading a run is one statement too. Many processes and hosts may write at
+once: the database serialises what must be serialised (one row per run), nothing else.
 
-Behind a transaction-pooling PgBouncer: no session state is used (no ``SET``, no temporary
-tables, no ``LISTEN``; the schema's advisory lock is transaction-scoped) and prepared
-statements are off (``prepare_threshold=None``), so any server connection may serve any
-transaction.
+Behind a transaction-pooling PgBouncer: no session state is used (no session ``SET``, no
+temporary tables, no ``LISTEN``; the schema's advisory lock is transaction-scoped, and a
+step's start relaxes ``synchronous_commit`` for its own transaction only). Prepared
+statements are on unless the URL says ``?prepare=off`` (see ``connecting.py``).
 
 Values are stored as the same redacted JSON texts as in the SQLite store (``memory/
 encoding.py``), so frames, export and import are equal across stores.
@@ -19,22 +20,27 @@ encoding.py``), so frames, export and import are equal across stores.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from master_sdk.errors import NotFound, StoreError
-from master_sdk.memory.derived import Derived, identity
+from master_sdk.memory import derived
+from master_sdk.memory.derived import Derived
 from master_sdk.memory.encoding import Encoder
+from master_sdk.memory.postgres.connecting import (
+    PREPARE_THRESHOLD,
+    connection_options,
+    pooler_hint,
+)
 from master_sdk.memory.postgres.experiments import PostgresExperiments
+from master_sdk.memory.postgres.identity import as_role, session_role
 from master_sdk.memory.postgres.reads import RUN_COLS, PostgresReads
+from master_sdk.memory.postgres.retention import PostgresRetention
 from master_sdk.memory.postgres.reviews import PostgresReviews
 from master_sdk.memory.postgres.schema import ensure_schema
-from master_sdk.memory.postgres.traces import (
-    Block,
-    encode,
-    insert_blocks,
-)
+from master_sdk.memory.postgres.traces import Block, encode, insert_blocks, name_codes
+from master_sdk.memory.postgres.writes import REPLACE_STEPS, Statement, commit_statement
 from master_sdk.memory.store import (
     ApprovalRecord,
     Changes,
@@ -75,7 +81,9 @@ def _modules() -> tuple[Any, Any]:
     return psycopg, psycopg_pool
 
 
-class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived):
+class PostgresStore(
+    PostgresReads, PostgresExperiments, PostgresReviews, PostgresRetention, Derived
+):
     """Runs in a PostgreSQL database (see the module docstring).
 
     Args:
@@ -85,6 +93,8 @@ class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived
         hooks: observers of every commit.
         pool_size: the most connections this store holds open at once.
         connect_timeout_s: how long to wait for the server when connecting.
+        identity: ``"database"``: the role the store signs in as (``role``) is recorded
+            as the starter of every new run and the actor of every decision it commits.
     """
 
     kind = "postgresql"
@@ -98,20 +108,26 @@ class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived
         hooks: Sequence[CommitHook] = (),
         pool_size: int = 8,
         connect_timeout_s: float = 10.0,
+        identity: Literal["given", "database"] = "given",
     ) -> None:
         psycopg, psycopg_pool = _modules()
         self._psycopg = psycopg
         self.location = url
-        self.scrub: Scrub = scrub or identity
+        self.scrub: Scrub = scrub or derived.identity
         self.hooks: list[CommitHook] = list(hooks)
         self._enc = Encoder(self.scrub)
         self._closed = False
         self._close_lock = threading.Lock()
-        # trace name codes known to be durable (names are never renumbered)
+        # trace name codes known to be durable (names are never renumbered), and flow texts
+        # known to be stored
         self._names: dict[str, int] = {}
+        self._flows: set[str] = set()
+        self.role: str | None = None
+        conninfo, self.prepared = connection_options(url)
         kwargs: dict[str, Any] = {
             "autocommit": True,
-            "prepare_threshold": None,  # PgBouncer in transaction mode: no prepared statements
+            # the server keeps the plans of statements run often (see connection_options)
+            "prepare_threshold": PREPARE_THRESHOLD if self.prepared else None,
             "connect_timeout": max(1, int(connect_timeout_s)),
             "application_name": "master_sdk",
         }
@@ -119,7 +135,7 @@ class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived
             kwargs["password"] = password
         try:
             self._pool: ConnectionPool[Any] = psycopg_pool.ConnectionPool(
-                url,
+                conninfo,
                 min_size=1,
                 max_size=max(2, pool_size),
                 kwargs=kwargs,
@@ -135,6 +151,10 @@ class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived
         try:
             with self._pool.connection() as conn:
                 self.schema_version = ensure_schema(conn, location=url)
+                # identity: database - the role this store signs in as acts, whatever a
+                # caller says (see memory/postgres/identity.py)
+                if identity == "database":
+                    self.role = session_role(conn)
         except StoreError:
             self._pool.close()
             raise
@@ -145,7 +165,9 @@ class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived
     # ------------------------------------------------------------------ plumbing
 
     def _error(self, exc: Exception, doing: str) -> StoreError:
-        return StoreError(f"{self.location}: PostgreSQL failed {doing}: {_reason(exc)}")
+        return StoreError(
+            f"{self.location}: PostgreSQL failed {doing}: {_reason(exc)}{pooler_hint(exc)}"
+        )
 
     @contextmanager
     def _conn(self, doing: str) -> Iterator[Conn]:
@@ -169,9 +191,26 @@ class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived
             raise
 
     def _read(self, doing: str, read: Callable[[Conn], T]) -> T:
-        with self._conn(doing) as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            return read(conn)
+        """``read`` inside one repeatable-read, read-only transaction (one snapshot).
+
+        In pipeline mode: ``BEGIN`` travels with the first query and ``COMMIT`` costs no
+        wait, so a read costs a round trip per result it waits for, nothing more.
+        """
+        with self._conn(doing) as conn:
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    got = read(conn)
+                    conn.execute("COMMIT")
+            except BaseException:
+                self._abandon(conn)
+                raise
+            return got
+
+    def _one(self, doing: str, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The first row of one statement (its own snapshot, one round trip)."""
+        with self._conn(doing) as conn:
+            return conn.execute(sql, params).fetchone()
 
     def _reading(self, read: Callable[[Conn], T]) -> T:
         return self._read("while reading", read)
@@ -234,8 +273,7 @@ class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived
     ) -> None:
         enc = self._enc
         if events:
-            blocks: list[Block] = encode(conn, events, self.scrub, enc.dumps, self._names, learned)
-            insert_blocks(conn, pk, blocks)
+            insert_blocks(conn, pk, self._blocks(conn, events, learned))
         with conn.cursor() as cur:
             if approvals:
                 cur.executemany(
@@ -265,6 +303,30 @@ class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived
                     ],
                 )
 
+    def _codes(
+        self, conn: Conn, wanted: set[str], learned: dict[str, int] | None
+    ) -> Mapping[str, int]:
+        """Codes of trace names; names this store has not seen yet cost one statement.
+
+        Outside a transaction (``learned`` None) new codes are durable at once and go
+        straight into the store's cache; inside one (an import) they go into ``learned``,
+        for the caller to add once its transaction is committed.
+        """
+        known = self._names
+        missing = [n for n in wanted if n not in known and (learned is None or n not in learned)]
+        if learned is None:
+            if missing:
+                known.update(name_codes(conn, sorted(missing)))
+            return known
+        if missing:
+            learned.update(name_codes(conn, sorted(missing)))
+        return {**known, **learned}
+
+    def _blocks(
+        self, conn: Conn, events: Sequence[TraceEvent], learned: dict[str, int] | None = None
+    ) -> list[Block]:
+        return encode(events, self.scrub, self._enc.dumps, lambda w: self._codes(conn, w, learned))
+
     def commit(
         self,
         run: RunRecord,
@@ -274,59 +336,92 @@ class PostgresStore(PostgresReads, PostgresExperiments, PostgresReviews, Derived
         label: str,
         sync: bool = True,
     ) -> None:
-        """Write ``run`` and ``changes`` in one transaction (see the protocol)."""
-        values = self._run_values(run)
-        learned: dict[str, int] = {}
+        """Write ``run`` and ``changes`` in one transaction, one round trip (see
+        ``memory/postgres/writes.py``)."""
+        if self.role is not None:
+            changes = as_role(self.role, run, changes, new=expect_version is None)
         done = Commit(run, changes, label, sync)
-        doing = f"while committing run {run.run_id} ({label})"
-        with self._conn(doing) as conn, conn.transaction():
-            if expect_version is None:
-                row = conn.execute(
-                    f"INSERT INTO runs ({_RUN_COLS[: _RUN_COLS.rindex(', pk')]}) VALUES "
-                    f"({', '.join(['%s'] * 24)}) ON CONFLICT (run_id) DO NOTHING "
-                    "RETURNING pk",
-                    values,
-                ).fetchone()
-                if row is None:
+        source = changes.flow_source
+        if source is not None and source.flow_hash in self._flows:
+            source = None  # stored already (flow texts are never deleted)
+        with self._conn(f"while committing run {run.run_id} ({label})") as conn:
+            statement = commit_statement(
+                self._run_values(run),
+                run_id=run.run_id,
+                expect_version=expect_version,
+                enc=self._enc,
+                steps=list(changes.steps.values()),
+                blocks=self._blocks(conn, changes.events) if changes.events else [],
+                approvals=changes.approvals,
+                inputs=changes.inputs,
+                flow=source,
+                flow_text=None if source is None else self.scrub(source.source),
+                sync=sync,
+            )
+            replace = (run.run_id, expect_version) if changes.replace_steps else None
+            row = self._send(conn, statement, done, replace=replace)
+            if row is None:
+                if expect_version is None:
                     raise StoreError(
                         f"{self.location}: run {run.run_id} exists already; nothing was written"
                     )
-            else:
-                row = conn.execute(
-                    "UPDATE runs SET status = %s, version = %s, cursor = %s, updated_us = "
-                    "%s, flow_hash = %s, product_version = %s, owner = %s, steps_used = "
-                    "%s, tool_calls = %s, model_calls = %s, tokens_in = %s, tokens_out = "
-                    "%s, cost_usd = %s, output = %s, state = %s, error = %s "
-                    "WHERE run_id = %s AND version = %s RETURNING pk",
-                    (
-                        *values[3:6], values[7], *values[8:10], *values[11:18],
-                        *values[19:22], run.run_id, expect_version,
-                    ),
-                ).fetchone()  # fmt: skip
-                if row is None:
-                    now = conn.execute(
-                        "SELECT status, version FROM runs WHERE run_id = %s", (run.run_id,)
-                    ).fetchone()
-                    raise VersionConflict(
-                        run.run_id,
-                        None if now is None else now[0],
-                        None if now is None else now[1],
-                    )
-            pk = int(row[0])
-            steps = list(changes.steps.values())
-            if changes.replace_steps:
-                conn.execute("DELETE FROM steps WHERE run_pk = %s", (pk,))
-            self._write_steps(conn, pk, steps)
-            self._point_steps(conn, pk, steps)
-            self._write_rest(conn, pk, changes.events, changes.approvals, changes.inputs, learned)
-            if changes.flow_source is not None:
-                self._write_flows(conn, [changes.flow_source])
+                now = conn.execute(
+                    "SELECT status, version FROM runs WHERE run_id = %s", (run.run_id,)
+                ).fetchone()
+                raise VersionConflict(
+                    run.run_id, None if now is None else now[0], None if now is None else now[1]
+                )
+        if source is not None:
+            self._flows.add(source.flow_hash)
+        if expect_version is None:
+            run.pk = int(row[0])
+        call_after_commit(self.hooks, done)
+
+    def _send(
+        self,
+        conn: Conn,
+        statement: Statement,
+        done: Commit,
+        *,
+        replace: tuple[str, int | None] | None,
+    ) -> tuple[Any, ...] | None:
+        """Run the hooks' ``before_commit``, then the commit's statement; its row, None when
+        it wrote nothing.
+
+        The statement is its own transaction, so the hooks run just before it is sent:
+        nothing of the commit is stored yet, and a hook that raises (or a process that dies
+        there) leaves nothing written. A commit replacing the run's steps is two statements
+        in one transaction, sent as one pipeline.
+        """
+        if replace is None:
             for hook in self.hooks:
                 hook.before_commit(done)
-        self._names.update(learned)
-        if expect_version is None:
-            run.pk = pk
-        call_after_commit(self.hooks, done)
+            return conn.execute(statement.sql, statement.params).fetchone()
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                conn.execute(REPLACE_STEPS, replace)
+                cur = conn.execute(statement.sql, statement.params)
+                try:
+                    for hook in self.hooks:
+                        hook.before_commit(done)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except BaseException:
+            self._abandon(conn)
+            raise
+        return cur.fetchone()
+
+    def _abandon(self, conn: Conn) -> None:
+        """Roll back what a failed pipeline left open (the pool would warn otherwise)."""
+        psycopg = self._psycopg
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+        except psycopg.Error:
+            pass  # a broken connection: the pool discards it
 
     def write_runs(
         self,

@@ -3,13 +3,14 @@
 A commit's events are one ``trace_blocks`` row holding the fixed-width records of
 ``memory/chunks.py`` (``data``: 23 bytes an event, ``metrics``: 36 bytes an event that
 measured something, ``attrs``: one JSON array, NULL when no event has attributes); step ids
-and tool, agent and model names are integer codes into ``trace_names``, given inside the
-committing transaction (``INSERT ... ON CONFLICT DO NOTHING`` then read back) so every
-process and host agrees on them.
+and tool, agent and model names are integer codes into ``trace_names``, given by one
+statement of their own before the commit that first uses them (``INSERT ... ON CONFLICT DO
+NOTHING`` and read back), so every process and host agrees on them and a commit never
+waits for them twice.
 
 A frame reads the blocks of the runs asked for with one binary-format query (``bytea``
 comes back as ``bytes``, no text decoding), joins them once and decodes them with numpy,
-exactly as the SQLite store does (``memory/sqlite/traces.py``), so a million events are a
+as the SQLite store does (``memory/trace_decoding.py``), so a million events are a
 few hundred thousand values, never a million Python objects.
 """
 
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from master_sdk.memory.chunks import MAX_CHUNK, attrs_text, coded, named, pack, unpack
-from master_sdk.memory.sqlite.traces import _Chunks, _decode, empty_trace_table
 from master_sdk.memory.store import TraceEvent, TraceTable
+from master_sdk.memory.trace_decoding import Chunks, decode, empty_trace_table
 
 if TYPE_CHECKING:
     import psycopg
@@ -33,34 +34,41 @@ if TYPE_CHECKING:
 Block = tuple[bytes, bytes | None, str | None, int]  # data, metrics, attrs, n
 
 
-def name_codes(conn: Conn, wanted: set[str], known: Mapping[str, int]) -> dict[str, int]:
-    """Codes of ``wanted`` names, giving new ones inside the caller's transaction."""
-    missing = sorted(wanted - known.keys())
-    codes = {n: known[n] for n in wanted if n in known}
-    if missing:
-        conn.execute(
-            "INSERT INTO trace_names (text) SELECT unnest(%s::text[]) ON CONFLICT (text) "
-            "DO NOTHING",
-            (missing,),
-        )
-        for code, text in conn.execute(
-            "SELECT code, text FROM trace_names WHERE text = ANY(%s)", (missing,)
-        ):
+_NAME_CODES = (
+    "WITH given AS (INSERT INTO trace_names (text) SELECT unnest(%s::text[]) "
+    "ON CONFLICT (text) DO NOTHING RETURNING code, text) "
+    "SELECT code, text FROM given UNION ALL "
+    "SELECT code, text FROM trace_names WHERE text = ANY(%s)"
+)
+
+
+def name_codes(conn: Conn, missing: Sequence[str]) -> dict[str, int]:
+    """Codes of the names ``missing``, given to new names in their own (autocommitted)
+    statement: a name's code is durable before any commit uses it, and never changes.
+
+    One statement adds the new names and reads the known ones; a name another process
+    added while it ran (its insert waited on that one and found it, but the statement's
+    snapshot predates it) is read again.
+    """
+    codes: dict[str, int] = {}
+    wanted = list(missing)
+    for _ in range(3):
+        for code, text in conn.execute(_NAME_CODES, (wanted, wanted)):
             codes[str(text)] = int(code)
-    return codes
+        wanted = [n for n in wanted if n not in codes]
+        if not wanted:
+            return codes
+    raise AssertionError(f"trace names without a code after three reads: {wanted}")
 
 
 def encode(
-    conn: Conn,
     events: Sequence[TraceEvent],
     scrub: Callable[[Any], Any],
     dumps: Callable[[Any], str | None],
-    known: dict[str, int],
-    learned: dict[str, int],
+    codes_of: Callable[[set[str]], Mapping[str, int]],
 ) -> list[Block]:
     """The blocks of ``events`` (at most ``MAX_CHUNK`` events each), names redacted and
-    coded; codes given here are added to ``learned`` (the caller adds them to ``known``
-    once the transaction is durable).
+    coded by ``codes_of`` (a mapping holding at least the names it is given).
 
     Raises:
         StoreError: an event, step type or status outside the trace vocabulary.
@@ -76,8 +84,7 @@ def encode(
         ]
     )
     wanted = {r[3] for r in rows if r[3] is not None} | {r[5] for r in rows if r[5] is not None}
-    codes = name_codes(conn, wanted, known)
-    learned.update({n: c for n, c in codes.items() if n not in known})
+    codes = codes_of(wanted)
     blocks: list[Block] = []
     for at in range(0, len(rows), MAX_CHUNK):
         part = rows[at : at + MAX_CHUNK]
@@ -112,7 +119,7 @@ def read_trace_table(
     if not rows:
         return empty_trace_table()
     pks, data, metrics, attrs = zip(*rows, strict=True)
-    chunks = _Chunks(
+    chunks = Chunks(
         pk=np.fromiter(pks, dtype="int64", count=len(pks)),
         data=b"".join(data),
         data_sizes=np.fromiter(map(len, data), dtype="int64", count=len(data)),
@@ -135,7 +142,7 @@ def read_trace_table(
         [str(r[3]) for r in run_rows],
     )
     names = {int(c): str(t) for c, t in conn.execute("SELECT code, text FROM trace_names")}
-    return _decode(chunks, runs, names, since_us)
+    return decode(chunks, runs, names, since_us)
 
 
 def read_run_events(conn: Conn, pk: int) -> list[TraceEvent]:

@@ -1,4 +1,5 @@
-"""The SQLite store's experiment tables (schema version 4; see ``memory/experiments.py``).
+"""The SQLite store's experiment tables (schema version 4; see ``memory/experiments.py``):
+the statements of ``memory/experiment_tables.py`` in SQLite's dialect.
 
 Writes go through the store's writer (one short transaction, the store's durability);
 reads through its pool of readers, like every other read.
@@ -6,41 +7,12 @@ reads through its pool of readers, like every other read.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from master_sdk.memory.experiments import (
-    SCHEMA,
-    CaseRecord,
-    CaseRun,
-    CaseUpdate,
-    ExperimentRecord,
-    experiment_exists,
-    experiment_not_found,
-)
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from master_sdk.memory.encoding import Encoder
-
-T = TypeVar("T")
-
-_SELECT_EXPERIMENTS = (
-    "SELECT e.name, e.ref, e.flow_hash, e.product_version, e.status, e.created_us, "
-    "e.updated_us, e.created_by, e.params, e.error, "
-    "(SELECT count(*) FROM experiment_cases c WHERE c.experiment_pk = e.pk) "
-    "FROM experiments e"
-)
-_SELECT_CASES = (
-    "SELECT c.case_key, c.idx, c.invalid, c.row, c.scores, c.error, r.run_id, r.status, "
-    "r.output, r.tokens_in, r.tokens_out, r.cost_usd, r.created_us, r.updated_us, r.error, "
-    "CASE WHEN r.status = 'blocked' THEN json_extract(r.state, '$.violation.rule') END "
-    "FROM experiment_cases c LEFT JOIN runs r ON r.run_id = c.run_id "
-    "WHERE c.experiment_pk = ? ORDER BY c.idx"
-)
+from master_sdk.memory.experiment_tables import Dialect, SqlExperiments
+from master_sdk.memory.experiments import SCHEMA
 
 
 def create_tables(conn: sqlite3.Connection) -> None:
@@ -50,179 +22,23 @@ def create_tables(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-def _pk(conn: sqlite3.Connection, name: str) -> int:
-    row = conn.execute("SELECT pk FROM experiments WHERE name = ?", (name,)).fetchone()
-    if row is None:
-        raise experiment_not_found(name)
-    return int(row[0])
+def _json_text(column: str, path: tuple[str, ...]) -> str:
+    return f"json_extract({column}, '$.{'.'.join(path)}')"
 
 
-def _loads(text: str | None) -> Any:
-    return json.loads(text) if text is not None else None
+def _insert_key(conn: sqlite3.Connection, sql: str, values: Sequence[Any]) -> int | None:
+    cursor = conn.execute(sql, values)
+    return cursor.lastrowid if cursor.rowcount == 1 else None
 
 
-def _raw(text: str | None) -> Any:
-    return text
+def _many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    conn.executemany(sql, rows)
 
 
-def _empty(text: str | None) -> Any:
-    return {}
+SQLITE = Dialect(mark="?", json_text=_json_text, insert_key=_insert_key, many=_many, flag=int)
 
 
-def _experiment(row: Sequence[Any]) -> ExperimentRecord:
-    return ExperimentRecord(
-        name=row[0], ref=row[1], flow_hash=row[2], product_version=row[3], status=row[4],
-        created_us=row[5], updated_us=row[6], created_by=row[7],
-        params=json.loads(row[8]) if row[8] else None, error=row[9], cases=int(row[10]),
-    )  # fmt: skip
-
-
-class SQLiteExperiments:
+class SQLiteExperiments(SqlExperiments):
     """The :class:`~master_sdk.memory.experiments.ExperimentStore` half of ``SQLiteStore``."""
 
-    if TYPE_CHECKING:  # provided by SQLiteStore
-        _enc: Encoder
-
-        def _write(self, body: Callable[[sqlite3.Connection], T]) -> T: ...
-
-        def _reading(self, read: Callable[[sqlite3.Connection], T]) -> T: ...
-
-    def create_experiment(self, record: ExperimentRecord, cases: Sequence[CaseRecord]) -> None:
-        """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
-        dumps = self._enc.dumps
-        params = dumps(record.params)
-        rows = [
-            (c.case_key, c.idx, int(c.invalid), dumps(c.row), c.run_id, dumps(c.scores), c.error)
-            for c in cases
-        ]
-
-        def body(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM experiments WHERE name = ?", (record.name,)).fetchone():
-                raise experiment_exists(record.name)
-            cursor = conn.execute(
-                "INSERT INTO experiments (name, ref, flow_hash, product_version, status, "
-                "created_us, updated_us, created_by, params, error) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    record.name, record.ref, record.flow_hash, record.product_version,
-                    record.status, record.created_us, record.updated_us, record.created_by,
-                    params, record.error,
-                ),
-            )  # fmt: skip
-            pk = cursor.lastrowid
-            conn.executemany(
-                "INSERT INTO experiment_cases (experiment_pk, case_key, idx, invalid, row, "
-                "run_id, scores, error) VALUES (?,?,?,?,?,?,?,?)",
-                [(pk, *row) for row in rows],
-            )
-
-        self._write(body)
-
-    def get_experiment(self, name: str) -> ExperimentRecord:
-        """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
-        row = self._reading(
-            lambda conn: conn.execute(f"{_SELECT_EXPERIMENTS} WHERE e.name = ?", (name,)).fetchone()
-        )
-        if row is None:
-            raise experiment_not_found(name)
-        return _experiment(row)
-
-    def experiments(self) -> list[ExperimentRecord]:
-        """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
-        rows = self._reading(
-            lambda conn: conn.execute(
-                f"{_SELECT_EXPERIMENTS} ORDER BY e.created_us DESC, e.pk DESC"
-            ).fetchall()
-        )
-        return [_experiment(r) for r in rows]
-
-    def set_experiment_status(
-        self,
-        name: str,
-        status: str,
-        *,
-        error: str | None,
-        at_us: int,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
-        text = self._enc.text(error)
-        encoded = self._enc.dumps(params) if params is not None else None
-
-        def body(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE experiments SET status = ?, error = ?, updated_us = ?, "
-                "params = coalesce(?, params) WHERE pk = ?",
-                (status, text, at_us, encoded, _pk(conn, name)),
-            )
-
-        self._write(body)
-
-    def update_cases(self, name: str, updates: Sequence[CaseUpdate]) -> None:
-        """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
-        if not updates:
-            return
-        dumps = self._enc.dumps
-        runs = [(u.run_id, u.case_key) for u in updates if u.run_id is not None]
-        scores = [(dumps(u.scores), u.case_key) for u in updates if u.scores is not None]
-        errors = [(self._enc.text(u.error), u.case_key) for u in updates if u.set_error]
-
-        def body(conn: sqlite3.Connection) -> None:
-            pk = _pk(conn, name)
-            where = "WHERE experiment_pk = ? AND case_key = ?"
-            conn.executemany(
-                f"UPDATE experiment_cases SET run_id = ? {where}",  # noqa: S608  # constants
-                [(run_id, pk, key) for run_id, key in runs],
-            )
-            conn.executemany(
-                f"UPDATE experiment_cases SET scores = ? {where}",  # noqa: S608  # constants
-                [(text, pk, key) for text, key in scores],
-            )
-            conn.executemany(
-                f"UPDATE experiment_cases SET error = ? {where}",  # noqa: S608  # constants
-                [(text, pk, key) for text, key in errors],
-            )
-
-        self._write(body)
-
-    def experiment_cases(self, name: str, *, rows: bool = True, raw: bool = False) -> list[CaseRun]:
-        """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
-
-        def read(conn: sqlite3.Connection) -> list[Any]:
-            return conn.execute(_SELECT_CASES, (_pk(conn, name),)).fetchall()
-
-        found = self._reading(read)
-        parse: Any = _raw if raw else _loads
-        parse_row: Any = parse if rows else _empty
-        return [
-            CaseRun(
-                case_key=r[0], idx=r[1], invalid=bool(r[2]), row=parse_row(r[3]),
-                scores=parse(r[4]), case_error=r[5], run_id=r[6], status=r[7],
-                output=parse(r[8]), tokens_in=r[9], tokens_out=r[10], cost_usd=r[11],
-                created_us=r[12], updated_us=r[13], run_error=r[14], blocked_rule=r[15],
-            )
-            for r in found
-        ]  # fmt: skip
-
-    def case_statuses(self, name: str) -> dict[str | None, int]:
-        """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
-
-        def read(conn: sqlite3.Connection) -> list[Any]:
-            return conn.execute(
-                "SELECT r.status, count(*) FROM experiment_cases c "
-                "LEFT JOIN runs r ON r.run_id = c.run_id WHERE c.experiment_pk = ? "
-                "GROUP BY r.status",
-                (_pk(conn, name),),
-            ).fetchall()
-
-        return {status: int(count) for status, count in self._reading(read)}
-
-    def tagged_runs(self, name: str) -> dict[str, str]:
-        """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
-        rows = self._reading(
-            lambda conn: conn.execute(
-                "SELECT json_extract(state, '$.experiment.case'), run_id FROM runs "
-                "WHERE json_extract(state, '$.experiment.name') = ? ORDER BY pk",
-                (name,),
-            ).fetchall()
-        )
-        return {key: run_id for key, run_id in rows if key is not None}
+    dialect = SQLITE

@@ -56,6 +56,7 @@ from master_sdk.memory.store import (
 )
 
 if TYPE_CHECKING:
+    from master_sdk.memory.retention import PruneReport
     from master_sdk.memory.store import RunTable, TraceTable
 
 Scrub = Callable[[Any], Any]
@@ -473,6 +474,27 @@ class SQLiteStore(SQLiteExperiments, Derived):
 
         return self._write(lambda conn: reserve(conn, run_id, by, until_us, now_us, str(self.path)))
 
+    def claim(
+        self,
+        by: str,
+        until_us: int,
+        *,
+        now_us: int,
+        statuses: Sequence[str],
+        product: str | None = None,
+        flow: str | None = None,
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Lease up to ``limit`` free runs to ``by`` in one write transaction."""
+        from master_sdk.memory.sqlite.claims import claim
+
+        return self._write(
+            lambda conn: claim(
+                conn, by, until_us, now_us=now_us, statuses=statuses, product=product,
+                flow=flow, limit=limit,
+            )
+        )  # fmt: skip
+
     def reservation(self, run_id: str) -> Reservation | None:
         """The lease stored on a run (possibly expired), or None."""
         from master_sdk.memory.sqlite.reviews import read_reservation
@@ -533,6 +555,17 @@ class SQLiteStore(SQLiteExperiments, Derived):
         return added
 
     # ------------------------------------------------------------------ about the store
+
+    def prune(
+        self, *, before_us: int, statuses: Sequence[str], dry_run: bool = False
+    ) -> PruneReport:
+        """Remove old runs in one write transaction (see ``memory/retention.py``)."""
+        from master_sdk.memory.sqlite.retention import prune
+
+        def body(conn: sqlite3.Connection) -> PruneReport:
+            return prune(conn, before_us=before_us, statuses=statuses, dry_run=dry_run)
+
+        return self._reading(body) if dry_run else self._write(body)
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``: ``"ok"`` when healthy, else its findings joined.
