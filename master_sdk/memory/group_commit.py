@@ -12,7 +12,10 @@ never wait for an fsync).
 Every caller returns only after the transaction holding its writes is durable, so the
 promise of a single commit is kept: a step's result is on disk before its run goes on.
 A commit that arrives while one is being synced joins the next group, which is why the
-groups grow with the load and a lone caller pays no extra latency.
+groups grow with the load and a lone caller pays no extra latency. A store that makes its
+commits durable after its write lock is released (``memory/sqlite/syncing.py``) returns
+the wait for that from its transaction: the leader hands the lead on first, so the next
+group is written while this one is synced.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ class Pending:
 
 
 WriteOne = Callable[[sqlite3.Connection, "Pending"], None]
-Transaction = Callable[[list["Pending"], WriteOne, bool], None]
+Durable = Callable[[], None]
+"""Waits until a written group is durable; raises if it cannot be made so."""
+Transaction = Callable[[list["Pending"], WriteOne, bool], Durable | None]
 
 
 class GroupCommit:
@@ -53,7 +58,8 @@ class GroupCommit:
             that writes one of them inside a savepoint; it opens the transaction (taking
             whatever locks the store needs), calls that function for each, and commits —
             synced when its argument says so. An exception it raises fails every commit of
-            the group, none of which was written.
+            the group, none of which was written. It may return a function that waits
+            until the group is durable (called after the lead is handed on).
     """
 
     def __init__(self, transaction: Transaction) -> None:
@@ -76,26 +82,77 @@ class GroupCommit:
                 self._leading = True
                 batch, self._queue = self._queue, []
         if not pending.done:
+            written: list[tuple[list[Pending], Durable | None]] = []
             try:
                 # commits that need no sync (a step's start) go first, in their own
                 # transaction: they never wait for another commit's fsync
                 quick = [p for p in batch if not p.sync]
                 if quick and len(quick) < len(batch):
-                    self._run(quick)
-                    self._run([p for p in batch if p.sync])
+                    written.append(self._run(quick))
+                    written.append(self._run([p for p in batch if p.sync]))
                 else:
-                    self._run(batch)
+                    written.append(self._run(batch))
+            except BaseException:
+                # the leader was interrupted: no caller may wait for ever
+                for group, durable in written:
+                    if group and not group[0].done:
+                        if durable is not None:
+                            for p in group:
+                                p.error = p.error or StoreError(
+                                    "the commit is written but was not made durable (the "
+                                    "writer was interrupted); it may not survive a power cut"
+                                )
+                        self._finish(group)
+                self._abandon(batch)
+                raise
             finally:
                 with cond:
                     self._leading = False
                     cond.notify_all()
+            for group, durable in written:
+                self._settle(group, durable)
         if pending.error is not None:
             raise pending.error
 
-    def _run(self, batch: list[Pending]) -> None:
+    def _settle(self, batch: list[Pending], durable: Durable | None) -> None:
+        """Wait until a written group is durable, then let its callers return."""
+        if durable is not None and batch and not batch[0].done:
+            try:
+                durable()
+            except Exception as exc:  # written, but not known to be on disk
+                for p in batch:
+                    if p.error is None:
+                        p.error = exc
+            except BaseException as exc:
+                shared = StoreError(
+                    f"the commit was interrupted ({type(exc).__name__}) before it was made "
+                    "durable; it is written but may not survive a power cut"
+                )
+                for p in batch:
+                    if p.error is None:
+                        p.error = shared
+                self._finish(batch)
+                raise
+        if batch and not batch[0].done:
+            self._finish(batch)
+
+    def _abandon(self, batch: list[Pending]) -> None:
+        left = [p for p in batch if not p.done]
+        for p in left:
+            if p.error is None:
+                p.error = StoreError(
+                    "the commit was interrupted before it was written; nothing of it was "
+                    "written"
+                )
+                if p.undo is not None:
+                    p.undo()
+        if left:
+            self._finish(left)
+
+    def _run(self, batch: list[Pending]) -> tuple[list[Pending], Durable | None]:
         sync = any(p.sync for p in batch)
         try:
-            self._transaction(batch, _write_one, sync)
+            durable = self._transaction(batch, _write_one, sync)
         except BaseException as exc:
             # nothing of the group was written: every commit of it fails; a caller other
             # than the leader gets a store error, never the leader's KeyboardInterrupt
@@ -115,8 +172,8 @@ class GroupCommit:
             self._finish(batch)
             if shared is not exc:
                 raise
-            return
-        self._finish(batch)
+            return batch, None
+        return batch, durable
 
     def _finish(self, batch: list[Pending]) -> None:
         with self._cond:
