@@ -1,5 +1,6 @@
-"""Which commits are fsynced: every step result, pause, decision and end; a bare start
-record rides on the next sync unless sync_step_starts is set."""
+"""Which commits are fsynced: every step result, pause and end; a bare start record, and a
+decision its caller continues at once, ride on the next sync unless sync_step_starts is
+set; a decision left for later is synced on its own."""
 
 from __future__ import annotations
 
@@ -66,13 +67,13 @@ def _run(project: Project, settings: str) -> list[str]:
 
 def test_full_syncs_results_pauses_and_ends_but_not_bare_start_records(project: Project) -> None:
     """Start of a (no result pending) -> written; a's result with b's start, b's result with
-    the pause -> synced; the approval, on its own -> synced; s's start -> written;
-    s's result with the end -> synced."""
+    the pause -> synced; the approval, continued at once -> written; s's start -> written;
+    s's result with the end -> synced (covering the approval and s's start)."""
     assert _run(project, "synchronous: FULL\n") == [
         "step_start:written",
         "step_start:synced",
         "pause:synced",
-        "approval:synced",
+        "approval:written",
         "step_start:written",
         "end:synced",
     ]
