@@ -141,8 +141,7 @@ class GroupCommit:
         for p in left:
             if p.error is None:
                 p.error = StoreError(
-                    "the commit was interrupted before it was written; nothing of it was "
-                    "written"
+                    "the commit was interrupted before it was written; nothing of it was written"
                 )
                 if p.undo is not None:
                     p.undo()
@@ -152,7 +151,13 @@ class GroupCommit:
     def _run(self, batch: list[Pending]) -> tuple[list[Pending], Durable | None]:
         sync = any(p.sync for p in batch)
         try:
-            durable = self._transaction(batch, _write_one, sync)
+            write = _write_alone if len(batch) == 1 else _write_one
+            durable = self._transaction(batch, write, sync)
+        except _Alone:
+            # the one commit failed and its transaction was rolled back: its caller gets
+            # its own error (set by _write_alone), nothing else is affected
+            self._finish(batch)
+            return batch, None
         except BaseException as exc:
             # nothing of the group was written: every commit of it fails; a caller other
             # than the leader gets a store error, never the leader's KeyboardInterrupt
@@ -183,6 +188,24 @@ class GroupCommit:
                 p.done = True
                 p.group = self.groups
             self._cond.notify_all()  # their callers may return now
+
+
+def _write_alone(conn: sqlite3.Connection, pending: Pending) -> None:
+    """Write the one commit of a group: an error rolls the whole transaction back, so it
+    needs no savepoint of its own (two statements fewer under the write lock)."""
+    try:
+        pending.apply(conn)
+        if pending.before_commit is not None:
+            pending.before_commit()
+    except Exception as exc:
+        if pending.undo is not None:
+            pending.undo()
+        pending.error = exc
+        raise _Alone from exc
+
+
+class _Alone(Exception):  # control flow: the group's one commit failed
+    """Raised out of a one-commit group's transaction so that it rolls back."""
 
 
 def _write_one(conn: sqlite3.Connection, pending: Pending) -> None:
