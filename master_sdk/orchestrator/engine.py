@@ -60,6 +60,7 @@ Scrub = Callable[[Any], Any]
 
 MODEL_OVERRIDE = "model_override"  # run.state: a fork's model= {"model", "from": index}
 
+
 def new_run_id() -> str:
     """A 32-hex-digit id that sorts by creation time (48-bit ms clock + 80 random bits)."""
     return random_run_id()
