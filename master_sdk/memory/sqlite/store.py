@@ -6,7 +6,9 @@ pause cannot both win. Everything serialised passes through the redaction ``scru
 callable first: this is the choke point between a run and the disk.
 
 One store may be used from many threads: writes go through one connection behind a lock,
-reads through a pool of connections (``connections.py``). Every error that leaves it is a
+reads through a pool of connections (``connections.py``). With ``FULL``, a commit that must
+survive a power cut is made durable by the store's own sync of the log once the write lock
+is released (``syncing.py``), so no writer waits for another's sync. Every error that leaves it is a
 :class:`~master_sdk.errors.MasterError` (``StoreBusy``, ``StoreError``, ``NotFound``).
 """
 
