@@ -734,7 +734,6 @@ def _trace(wb: ms.Workbench, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``master`` console script."""
-    _skip_pydantic_plugins()
     args = _parser().parse_args(argv)
     from master_sdk.errors import MasterError
 
@@ -757,21 +756,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         out.flush()
-
-
-def _skip_pydantic_plugins() -> None:
-    """Do not look for pydantic plugins in this short-lived process (unless the user
-    says otherwise with ``PYDANTIC_DISABLE_PLUGINS``, which pydantic reads).
-
-    pydantic looks for plugins by reading the entry points of every installed
-    distribution when the first model is built: in an environment with JupyterLab that is
-    hundreds of files, a large share of a command's start-up. The command uses no plugin.
-    """
-    if "pydantic" in sys.modules:
-        return  # called inside a process that already uses pydantic: leave it as it is
-    import os
-
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
 if __name__ == "__main__":
