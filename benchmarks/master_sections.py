@@ -32,10 +32,45 @@ _POLL_S = 0.005
 # --- many writers ------------------------------------------------------------------------
 
 
+class LockMeter:
+    """Time this process holds SQLite's write lock: from ``BEGIN IMMEDIATE`` succeeding to
+    the transaction's function returning with the lock released.
+
+    Wraps the store's ``_acquire`` and the function that runs one transaction under the
+    lock (``_written`` where the store syncs after releasing it, ``_write`` in versions
+    that sync inside ``COMMIT``), so the same meter measures either version of the store.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.held_s = 0.0
+        self.transactions = 0
+        self._got = 0.0
+        acquire = store._acquire
+        name = "_written" if hasattr(store, "_written") else "_write"
+        transaction = getattr(store, name)
+
+        def timed_acquire(conn: Any) -> None:
+            acquire(conn)
+            self._got = time.perf_counter()
+
+        def timed_transaction(*args: Any, **kwargs: Any) -> Any:
+            self._got = 0.0
+            try:
+                return transaction(*args, **kwargs)
+            finally:
+                if self._got:
+                    self.held_s += time.perf_counter() - self._got
+                    self.transactions += 1
+
+        store._acquire = timed_acquire
+        setattr(store, name, timed_transaction)
+
+
 def worker(root: Path, store: Path, n_runs: int, offset: int, go: Path) -> dict[str, Any]:
     """One writer: open the store, say ready, wait for ``go``, run ``n_runs`` runs."""
     wb = open_workbench(root, store)
     one_run(wb, offset - 1)  # warm: imports, compiled flow, prepared statements
+    meter = LockMeter(wb.store)
     print("ready", flush=True)
     while not go.exists():
         time.sleep(_POLL_S)
@@ -50,7 +85,14 @@ def worker(root: Path, store: Path, n_runs: int, offset: int, go: Path) -> dict[
             errors.append(f"{type(exc).__name__}: {exc}")
     ended = time.time()
     wb.close()
-    return {"done": done, "errors": errors, "start": started, "end": ended}
+    return {
+        "done": done,
+        "errors": errors,
+        "start": started,
+        "end": ended,
+        "lock_ms_per_run": meter.held_s * 1000 / max(done, 1),
+        "transactions_per_run": meter.transactions / max(done, 1),
+    }
 
 
 @dataclass(frozen=True)
@@ -61,6 +103,8 @@ class WritersResult:
     runs_per_s: Stats
     errors: int
     runs: int
+    lock_ms_per_run: Stats
+    """Time one process held the write lock per run (median over processes and reps)."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -69,10 +113,13 @@ class WritersResult:
             "runs_per_s": self.runs_per_s.to_json(),
             "errors": self.errors,
             "runs": self.runs,
+            "lock_ms_per_run": self.lock_ms_per_run.to_json(),
         }
 
 
-def _writers_once(workdir: Path, processes: int, n_runs: int) -> tuple[float, int, int]:
+def _writers_once(
+    workdir: Path, processes: int, n_runs: int
+) -> tuple[float, int, int, list[float]]:
     root = make_project(workdir / "project")
     store = workdir / "shared.sqlite3"
     go = workdir / "go"
@@ -114,7 +161,7 @@ def _writers_once(workdir: Path, processes: int, n_runs: int) -> tuple[float, in
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     done = sum(r["done"] for r in results)
     errors = sum(len(r["errors"]) for r in results)
-    return done / wall, errors, done
+    return done / wall, errors, done, [r["lock_ms_per_run"] for r in results]
 
 
 def measure_writers(
@@ -122,22 +169,27 @@ def measure_writers(
 ) -> list[WritersResult]:
     """Aggregate runs/s of 1, 2 and 4 processes on one store file (interleaved repetitions)."""
     rates: dict[int, list[float]] = {count: [] for count in counts}
+    locks: dict[int, list[float]] = {count: [] for count in counts}
     errors = dict.fromkeys(counts, 0)
     runs = dict.fromkeys(counts, 0)
     for rep in range(repeat):
         for count in counts:
             where = workdir / f"writers-{count}-{rep}"
             where.mkdir(parents=True)
-            rate, failed, done = _writers_once(where, count, n_runs)
+            rate, failed, done, held = _writers_once(where, count, n_runs)
             rates[count].append(rate)
+            locks[count].extend(held)
             errors[count] += failed
             runs[count] += done
             print(
-                f"  {count} writer(s) #{rep + 1}: {rate:,.1f} runs/s, {failed} errors",
+                f"  {count} writer(s) #{rep + 1}: {rate:,.1f} runs/s, {failed} errors, "
+                f"write lock held {Stats.of(held).median:.2f} ms/run",
                 file=sys.stderr,
                 flush=True,
             )
-    return [WritersResult(c, Stats.of(rates[c]), errors[c], runs[c]) for c in counts]
+    return [
+        WritersResult(c, Stats.of(rates[c]), errors[c], runs[c], Stats.of(locks[c])) for c in counts
+    ]
 
 
 def format_writers(results: list[WritersResult]) -> str:
@@ -149,7 +201,7 @@ def format_writers(results: list[WritersResult]) -> str:
         lines.append(
             f"  {r.processes} process(es)  {r.runs_per_s.median:>8,.1f} runs/s "
             f"({r.runs_per_s.min:,.1f}-{r.runs_per_s.max:,.1f})  {r.errors} errors in "
-            f"{r.runs:,} runs{ratio}"
+            f"{r.runs:,} runs{ratio}  write lock held {r.lock_ms_per_run.median:.2f} ms/run"
         )
     return "\n".join(lines)
 
@@ -157,6 +209,10 @@ def format_writers(results: list[WritersResult]) -> str:
 # --- cold approve and import time --------------------------------------------------------
 
 COLD_MODELS = "models:\n  default: {provider: fake}\n"
+# a fresh process opening the workbench (as a notebook's first cell does), then exiting
+OPEN_WORKBENCH = (
+    "import sys, master_sdk as ms; ms.Workbench.open(sys.argv[1], store=sys.argv[2]).close()"
+)
 
 
 def measure_cold_approve(workdir: Path, *, runs: int = 5) -> dict[str, Any]:
@@ -173,6 +229,9 @@ def measure_cold_approve(workdir: Path, *, runs: int = 5) -> dict[str, Any]:
     master = str(Path(sys.executable).with_name("master"))
     command = [master] if Path(master).exists() else [sys.executable, "-m", "master_sdk.cli"]
     env = child_env()
+    # an installed program has its bytecode (and Python writes it on first use): a
+    # PYTHONDONTWRITEBYTECODE in the calling shell would time compiling instead
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     times = []
     for index, run_id in enumerate(paused):
         argv = [*command, "--root", str(root), "--store", str(store), "approve", run_id]
@@ -184,10 +243,15 @@ def measure_cold_approve(workdir: Path, *, runs: int = 5) -> dict[str, Any]:
     wb.close()
     if set(finished) != {"completed"}:
         raise AssertionError(f"cold approvals did not complete the runs: {finished}")
-    python_start = [time_once([sys.executable, "-c", "pass"]) for _ in range(runs)]
+    python_start = [time_once([sys.executable, "-c", "pass"], env=env) for _ in range(runs)]
+    opening = [
+        time_once([sys.executable, "-c", OPEN_WORKBENCH, str(root), str(store)], env=env)
+        for _ in range(runs + 1)
+    ][1:]
     imports = import_time_us("master_sdk", runs=3, env=env)
     return {
         "approve_s": Stats.of(times).to_json(),
+        "workbench_open_s": Stats.of(opening).to_json(),
         "python_start_s": Stats.of(python_start).to_json(),
         "import_master_sdk_us": imports.to_json(),
         "argv": command,
@@ -204,6 +268,9 @@ def format_cold(result: dict[str, Any]) -> str:
             f"  master approve RUN (fresh process, finishes the run)  median "
             f"{approve['median']:.3f} s ({approve['min']:.3f}-{approve['max']:.3f}), "
             f"{approve['n']} runs",
+            f"  Workbench.open() (fresh process, open and close)      median "
+            f"{result['workbench_open_s']['median']:.3f} s "
+            f"({result['workbench_open_s']['min']:.3f}-{result['workbench_open_s']['max']:.3f})",
             f"  python -c pass                                        median "
             f"{start['median']:.3f} s",
             f"  import master_sdk (-X importtime, cumulative)          median "

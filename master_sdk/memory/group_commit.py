@@ -19,6 +19,10 @@ own; the leader releases the locks of the commits it made durable, then hands le
 to the first caller still queued (if any) by releasing that one's lock. With dozens of
 runs in flight, waking every waiter after every group (a shared condition) would make
 each of them take the lock and the interpreter in turn, slowing the leader.
+
+A store that makes its commits durable after its write lock is released
+(``memory/sqlite/syncing.py``) returns the wait for that from its transaction: the leader
+hands the lead on first, so the next group is written while this one is synced.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ class Pending:
 
 
 WriteOne = Callable[[sqlite3.Connection, "Pending"], None]
-Transaction = Callable[[list["Pending"], WriteOne, bool], None]
+Durable = Callable[[], None]
+"""Waits until a written group is durable; raises if it cannot be made so."""
+Transaction = Callable[[list["Pending"], WriteOne, bool], Durable | None]
 
 
 class GroupCommit:
@@ -62,7 +68,8 @@ class GroupCommit:
             that writes one of them inside a savepoint; it opens the transaction (taking
             whatever locks the store needs), calls that function for each, and commits —
             synced when its argument says so. An exception it raises fails every commit of
-            the group, none of which was written.
+            the group, none of which was written. It may return a function that waits
+            until the group is durable (called after the lead is handed on).
     """
 
     def __init__(self, transaction: Transaction) -> None:
@@ -110,18 +117,33 @@ class GroupCommit:
             self._lead()
 
     def _lead(self) -> None:
-        """Write every queued commit, then hand leadership on (or give it up)."""
+        """Write every queued commit, hand leadership on (or give it up), then wait until
+        what was written is durable and let its callers return."""
         with self._lock:
             batch, self._queue = self._queue, []
+        written: list[tuple[list[Pending], Durable | None]] = []
         try:
             # commits that need no sync (a step's start) go first, in their own
             # transaction: they never wait for another commit's fsync
             quick = [p for p in batch if not p.sync]
             if quick and len(quick) < len(batch):
-                self._run(quick)
-                self._run([p for p in batch if p.sync])
+                written.append(self._run(quick))
+                written.append(self._run([p for p in batch if p.sync]))
             else:
-                self._run(batch)
+                written.append(self._run(batch))
+        except BaseException:
+            # the leader was interrupted: no caller may wait for ever
+            for group, durable in written:
+                if group and not group[0].done:
+                    if durable is not None:
+                        for p in group:
+                            p.error = p.error or StoreError(
+                                "the commit is written but was not made durable (the "
+                                "writer was interrupted); it may not survive a power cut"
+                            )
+                    self._finish(group)
+            self._abandon(batch)
+            raise
         finally:
             with self._lock:
                 following = self._queue[0] if self._queue else None
@@ -131,11 +153,53 @@ class GroupCommit:
                     wake, following._wake = following._wake, None
             if following is not None and wake is not None:
                 wake.release()  # the first caller queued meanwhile leads the next group
+        for group, durable in written:
+            self._settle(group, durable)
 
-    def _run(self, batch: list[Pending]) -> None:
+    def _settle(self, batch: list[Pending], durable: Durable | None) -> None:
+        """Wait until a written group is durable, then let its callers return."""
+        if durable is not None and batch and not batch[0].done:
+            try:
+                durable()
+            except Exception as exc:  # written, but not known to be on disk
+                for p in batch:
+                    if p.error is None:
+                        p.error = exc
+            except BaseException as exc:
+                shared = StoreError(
+                    f"the commit was interrupted ({type(exc).__name__}) before it was made "
+                    "durable; it is written but may not survive a power cut"
+                )
+                for p in batch:
+                    if p.error is None:
+                        p.error = shared
+                self._finish(batch)
+                raise
+        if batch and not batch[0].done:
+            self._finish(batch)
+
+    def _abandon(self, batch: list[Pending]) -> None:
+        left = [p for p in batch if not p.done]
+        for p in left:
+            if p.error is None:
+                p.error = StoreError(
+                    "the commit was interrupted before it was written; nothing of it was written"
+                )
+                if p.undo is not None:
+                    p.undo()
+        if left:
+            self._finish(left)
+
+    def _run(self, batch: list[Pending]) -> tuple[list[Pending], Durable | None]:
         sync = any(p.sync for p in batch)
         try:
-            self._transaction(batch, _write_one, sync)
+            write = _write_alone if len(batch) == 1 else _write_one
+            durable = self._transaction(batch, write, sync)
+        except _Alone:
+            # the one commit failed and its transaction was rolled back: its caller gets
+            # its own error (set by _write_alone), nothing else is affected
+            self._finish(batch)
+            return batch, None
         except BaseException as exc:
             # nothing of the group was written: every commit of it fails; a caller other
             # than the leader gets a store error, never the leader's KeyboardInterrupt
@@ -155,8 +219,8 @@ class GroupCommit:
             self._finish(batch)
             if shared is not exc:
                 raise
-            return
-        self._finish(batch)
+            return batch, None
+        return batch, durable
 
     def _finish(self, batch: list[Pending]) -> None:
         with self._lock:
@@ -169,6 +233,24 @@ class GroupCommit:
             wake, p._wake = p._wake, None
             if wake is not None:
                 wake.release()  # its caller may return now
+
+
+def _write_alone(conn: sqlite3.Connection, pending: Pending) -> None:
+    """Write the one commit of a group: an error rolls the whole transaction back, so it
+    needs no savepoint of its own (two statements fewer under the write lock)."""
+    try:
+        pending.apply(conn)
+        if pending.before_commit is not None:
+            pending.before_commit()
+    except Exception as exc:
+        if pending.undo is not None:
+            pending.undo()
+        pending.error = exc
+        raise _Alone from exc
+
+
+class _Alone(Exception):  # control flow: the group's one commit failed
+    """Raised out of a one-commit group's transaction so that it rolls back."""
 
 
 def _write_one(conn: sqlite3.Connection, pending: Pending) -> None:

@@ -17,6 +17,7 @@ by :meth:`Engine.recover` within the policy's ``max_recoveries``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 Scrub = Callable[[Any], Any]
 
 MODEL_OVERRIDE = "model_override"  # run.state: a fork's model= {"model", "from": index}
+
 
 def new_run_id() -> str:
     """A 32-hex-digit id that sorts by creation time (48-bit ms clock + 80 random bits)."""
@@ -298,9 +300,26 @@ class Engine:
         run = ctx.run
         run.status = RunStatus.DECIDED
         run.owner = None
-        self._commit(ctx, "approval", resume=True)
+        # Continued here at once, the decision needs no sync of its own: it is written now
+        # (it survives this process dying) and the continuation's next synced commit (a
+        # pause, the end, a step's result) covers it before this call returns. Nothing
+        # the sync would protect happens in between: the next step's start record rides
+        # on that same sync (see sync_step_starts, which syncs both at once).
+        self._commit(ctx, "approval", resume=True, sync=not proceed)
         if proceed:
-            self.proceed(ctx)
+            try:
+                self.proceed(ctx)
+            except BaseException:
+                self._settle_decision()
+                raise
+
+    def _settle_decision(self) -> None:
+        """A continuation stopped before a synced commit: make the decision written
+        before it durable (best effort; the error being raised says what happened)."""
+        sync = getattr(self.store, "sync", None)
+        if sync is not None:
+            with suppress(MasterError):
+                sync()
 
     def proceed(self, ctx: RunContext) -> None:
         """Continue a ``decided`` run until it pauses or ends: exactly once.

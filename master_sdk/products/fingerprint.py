@@ -36,16 +36,31 @@ class Fingerprinter:
 
     def __init__(self) -> None:
         self._hashes: dict[str, tuple[tuple[int, int, int], str]] = {}
+        # per folder: the stats of its files and the code hash they gave, so an unchanged
+        # product (the usual case, checked on every use) costs its stats and no hashing
+        self._last: dict[tuple[str, str | None], tuple[tuple[object, ...], str]] = {}
         self._lock = threading.Lock()
 
     def of(self, folder: Path, flows_dir: Path | None) -> Fingerprint:
         """The fingerprint of ``folder``; ``flows_dir`` (resolved) is listed, not hashed."""
         root = str(folder)
         skip = str(flows_dir) if flows_dir is not None else None
-        digest = hashlib.sha256()
-        for relative, path, stat in _code_files(root, skip):
-            digest.update(relative.encode("utf-8", "surrogateescape") + b"\0")
-            digest.update(self._hash(path, stat).encode("ascii") + b"\0")
+        files = _code_files(root, skip)
+        stats = tuple(
+            (relative, None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino))
+            for relative, _, st in files
+        )
+        last = self._last.get((root, skip))
+        if last is not None and last[0] == stats:
+            code = last[1]
+        else:
+            digest = hashlib.sha256()
+            for relative, path, stat in files:
+                digest.update(relative.encode("utf-8", "surrogateescape") + b"\0")
+                digest.update(self._hash(path, stat).encode("ascii") + b"\0")
+            code = digest.hexdigest()[:16]
+            with self._lock:
+                self._last[(root, skip)] = (stats, code)
         names: tuple[str, ...] = ()
         if skip is not None:
             try:
@@ -59,7 +74,7 @@ class Fingerprinter:
                     )
             except OSError:
                 names = ()
-        return Fingerprint(code=digest.hexdigest()[:16], flows=names)
+        return Fingerprint(code=code, flows=names)
 
     def _hash(self, path: str, stat: os.stat_result | None) -> str:
         if stat is None:

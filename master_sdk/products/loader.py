@@ -23,6 +23,7 @@ import itertools
 import re
 import threading
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from master_sdk.products.imports import (
     new_package,
 )
 from master_sdk.products.registry import Registry
+from master_sdk.products.schema_cache import SchemaCache
 from master_sdk.products.spec_errors import spec_error
 
 DEFAULT_LOAD_TIMEOUT_S = 10.0
@@ -162,6 +164,7 @@ class ProductCatalog:
         self._entries: dict[str, _Entry] = {}
         self._stamps: dict[str, tuple[int, int]] = {}
         self._prints = Fingerprinter()
+        self._schemas: dict[str, SchemaCache] = {}
         self._lock = threading.RLock()
 
     def names(self) -> list[str]:
@@ -482,8 +485,15 @@ class ProductCatalog:
         compiled = product.compiler.compile(spec, file=str(path), source=source)
         # a schema the validator cannot use must stop the run before it starts, not at
         # the form; validate() and run() see the same check
-        _check_schemas(compiled)
+        _check_schemas(compiled, self._schema_cache(product.path))
         return compiled
+
+    def _schema_cache(self, folder: Path) -> SchemaCache:
+        key = str(folder)
+        cache = self._schemas.get(key)
+        if cache is None:
+            cache = self._schemas[key] = SchemaCache(folder)
+        return cache
 
 
 @dataclass
@@ -506,18 +516,29 @@ def _where(exc: BaseException, root: Path) -> str:
     return ""
 
 
-def _check_schemas(flow: CompiledFlow) -> None:
-    """Check every JSON Schema of a flow against its metaschema (slow import; validate only)."""
-    from master_sdk.orchestrator.validation import schema_problem
-
-    problem = schema_problem(flow.spec.inputs)
+def _check_schemas(flow: CompiledFlow, cache: SchemaCache) -> None:
+    """Check every JSON Schema of a flow against its metaschema (a slow import: schemas
+    found valid before are remembered, see :mod:`~master_sdk.products.schema_cache`)."""
+    problem = _schema_problem(flow.spec.inputs, cache)
     if problem:
         raise FlowError(problem, file=flow.file, flow=flow.id, field="inputs")
     for step in flow.steps:
         if step.schema is not None:
-            problem = schema_problem(step.schema)
+            problem = _schema_problem(step.schema, cache)
             if problem:
                 raise FlowError(problem, file=flow.file, flow=flow.id, step=step.id, field="schema")
+
+
+def _schema_problem(schema: Mapping[str, Any], cache: SchemaCache) -> str | None:
+    key = cache.key(schema)
+    if key is not None and cache.known(key):
+        return None
+    from master_sdk.orchestrator.validation import schema_problem
+
+    problem = schema_problem(schema)
+    if problem is None and key is not None:
+        cache.remember(key)
+    return problem
 
 
 def _identifier(name: str) -> str:

@@ -6,7 +6,9 @@ pause cannot both win. Everything serialised passes through the redaction ``scru
 callable first: this is the choke point between a run and the disk.
 
 One store may be used from many threads: writes go through one connection behind a lock,
-reads through a pool of connections (``connections.py``). Every error that leaves it is a
+reads through a pool of connections (``connections.py``). With ``FULL``, a commit that must
+survive a power cut is made durable by the store's own sync of the log once the write lock
+is released (``syncing.py``), so no writer waits for another's sync. Every error that leaves it is a
 :class:`~master_sdk.errors.MasterError` (``StoreBusy``, ``StoreError``, ``NotFound``).
 """
 
@@ -31,6 +33,7 @@ from master_sdk.memory.schema import PAGE_SIZE, ensure_schema, refuse_newer, sto
 from master_sdk.memory.sqlite import reads
 from master_sdk.memory.sqlite.connections import Connections
 from master_sdk.memory.sqlite.experiments import SQLiteExperiments
+from master_sdk.memory.sqlite.syncing import WalSync
 from master_sdk.memory.sqlite.writes import (
     RUN_FIELDS,
     insert_flows,
@@ -122,6 +125,8 @@ class SQLiteStore(SQLiteExperiments, Derived):
             self.hooks.append(LabelHook(before_commit))
         self._known_flows: set[str] = set()
         self._group = GroupCommit(self._group_transaction)
+        # FULL: the store syncs the log itself, after the write lock (see syncing.py)
+        self._wal = WalSync(self.path) if synchronous == "FULL" else None
         # trace name codes this process has seen committed (see memory/chunks.py)
         self._names: dict[str, int] = {}
         if synchronous not in ("FULL", "NORMAL"):
@@ -173,9 +178,11 @@ class SQLiteStore(SQLiteExperiments, Derived):
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: could not switch the store to WAL (got {mode})")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        # FULL is NORMAL plus a sync of the log at each commit, which the store makes
+        # itself once the write lock is released (memory/sqlite/syncing.py)
+        conn.execute("PRAGMA synchronous = NORMAL")
         level = conn.execute("PRAGMA synchronous").fetchone()[0]
-        if int(level) != {"NORMAL": 1, "FULL": 2}[self.synchronous]:
+        if int(level) != 1:
             raise StoreError(f"{self.path}: PRAGMA synchronous did not take ({level})")
         waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
         if int(waits) != int(self.busy_timeout_ms):
@@ -229,18 +236,29 @@ class SQLiteStore(SQLiteExperiments, Derived):
         sync: bool = True,
     ) -> T:
         """Run ``body`` in one write transaction on the writer connection (under the write
-        lock); the hooks' ``before_commit`` get ``commit`` just before ``COMMIT``. Any
-        failure rolls back: nothing was written."""
+        lock) and return once it is durable; the hooks' ``before_commit`` get ``commit``
+        just before ``COMMIT``. Any failure rolls back: nothing was written."""
+        result, durable = self._written(body, commit, sync=sync)
+        if durable is not None:
+            durable()
+        return result
+
+    def _written(
+        self,
+        body: Callable[[sqlite3.Connection], T],
+        commit: Commit | None,
+        *,
+        sync: bool,
+    ) -> tuple[T, Callable[[], None] | None]:
+        """:meth:`_write` without the wait: the result, and the wait for the sync the
+        commit needs (None when it needs none), to call once the write lock is free."""
         pool = self._pool
+        wal = self._wal
         with pool.write_lock:
             if pool.closed:
                 raise StoreError(f"{self.path}: the store was closed; open the workbench again")
             conn = pool.writer
-            # The safety level can only change outside a transaction: set it around this one.
-            relaxed = not sync and self.synchronous == "FULL" and not self.sync_step_starts
             try:
-                if relaxed:
-                    conn.execute("PRAGMA synchronous = NORMAL")
                 self._acquire(conn)
                 try:
                     result = body(conn)
@@ -248,7 +266,6 @@ class SQLiteStore(SQLiteExperiments, Derived):
                         for hook in self.hooks:
                             hook.before_commit(commit)
                     conn.execute("COMMIT")
-                    return result
                 except sqlite3.Error as exc:  # disk full, I/O error, constraint
                     _rollback(conn)
                     raise StoreError(
@@ -257,23 +274,38 @@ class SQLiteStore(SQLiteExperiments, Derived):
                 except BaseException:
                     _rollback(conn)
                     raise
-            except sqlite3.Error as exc:  # the PRAGMA before the transaction
+            except sqlite3.Error as exc:  # BEGIN
                 raise self._error(exc, "while starting a write") from None
-            finally:
-                if relaxed:
-                    try:
-                        conn.execute("PRAGMA synchronous = FULL")
-                    except sqlite3.Error as exc:
-                        raise self._error(exc, "while restoring synchronous=FULL") from None
+            ticket = wal.written() if wal is not None else 0
+        # a commit that only records a step's start rides on the next sync, unless every
+        # commit is to be synced at once (sync_step_starts)
+        if wal is None or not (sync or self.sync_step_starts):
+            return result, None
+        return result, lambda: wal.wait(ticket)
 
-    def _group_transaction(self, batch: list[Pending], write_one: WriteOne, sync: bool) -> None:
-        """One transaction for a group of commits (see :meth:`commit`)."""
+    def sync(self) -> None:
+        """Make every commit written so far durable now (with ``FULL``; a no-op with
+        ``NORMAL``)."""
+        wal = self._wal
+        if wal is not None:
+            wal.wait(wal.written())
+
+    @property
+    def log_syncs(self) -> int:
+        """How many times this store synced its log (0 with ``NORMAL``)."""
+        return 0 if self._wal is None else self._wal.syncs
+
+    def _group_transaction(
+        self, batch: list[Pending], write_one: WriteOne, sync: bool
+    ) -> Callable[[], None] | None:
+        """One transaction for a group of commits (see :meth:`commit`); returns the wait
+        for its sync."""
 
         def body(conn: sqlite3.Connection) -> None:
             for pending in batch:
                 write_one(conn, pending)
 
-        self._write(body, None, sync=sync)
+        return self._written(body, None, sync=sync)[1]
 
     def transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``body`` in one synced write transaction on the writer connection (under the
@@ -592,6 +624,8 @@ class SQLiteStore(SQLiteExperiments, Derived):
                 mode = str(writer.execute("PRAGMA journal_mode").fetchone()[0])
             except sqlite3.Error as exc:
                 raise self._error(exc, "while reading its settings") from None
+        if level == 1 and self._wal is not None:
+            level = 2  # FULL: NORMAL plus the store's own sync of the log at each commit
         got = self._reading(read)
         counts = got["counts"]
         return {
@@ -608,6 +642,9 @@ class SQLiteStore(SQLiteExperiments, Derived):
 
     def close(self) -> None:
         """Close every connection (idempotent)."""
+        if self._wal is not None:
+            with suppress(StoreError):  # a failing disk: closing goes on
+                self._wal.close()
         self._pool.close()
 
     def __repr__(self) -> str:
