@@ -256,9 +256,6 @@ def _server_command(wb: ms.Workbench | None, args: argparse.Namespace) -> int:
         return 0
     from master_sdk.server.serve import serve
 
-    # to stderr as it is: stdout is redacted, which would hide the address
-    print(f"serving {wb.root} on http://{args.host}:{args.port} (Ctrl-C stops)",
-          file=sys.stderr, flush=True)  # fmt: skip
     serve(wb, host=args.host, port=args.port, workers=args.workers,
           work_interval_s=args.work_interval, log_level="warning")  # fmt: skip
     return 0

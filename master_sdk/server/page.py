@@ -121,6 +121,8 @@ def _arrive(state: ServerState, request: Request, path: str, run_id: str) -> Res
         return _refused(state, str(exc))
     if not link.covers(run_id):
         return _refused(state, "this link does not open this page; ask for a link to it")
+    if not state.tokens.roles_of(link.user):
+        return _refused(state, f"{link.user} has no API token any more; ask an admin")
     response = RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(
         COOKIE,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from master_sdk.errors import ConfigError
@@ -34,10 +35,10 @@ def check_bind(host: str, *, tokens_configured: bool) -> None:
     """Refuse a non-loopback ``host`` when no token is configured."""
     if not is_loopback(host) and not tokens_configured:
         raise ConfigError(
-            f"refusing to serve on {host}: no API token is configured, so every caller "
-            "would act as the workbench user. Add tokens under `server:` in "
+            "refusing to serve on a non-loopback --host: no API token is configured, so "
+            "every caller would act as the workbench user. Add tokens under `server:` in "
             "secrets/secrets.yaml (`master token USER --role reviewer` makes one), or "
-            "serve on 127.0.0.1",
+            "serve on loopback (the default)",
             key="server.tokens",
         )
 
@@ -80,6 +81,9 @@ def serve(
         limit_concurrency=1024,
         timeout_graceful_shutdown=30,
     )
+    # to stderr as it is (a command's stdout is redacted, which would hide the address)
+    print(f"serving {wb.root} on http://{shown}:{port} (Ctrl-C stops)", file=sys.stderr,
+          flush=True)  # fmt: skip
     try:
         uvicorn.Server(config).run()
     finally:
