@@ -58,7 +58,8 @@ def test_by_comes_from_the_token_never_from_the_body(
         refused = rita.post(f"/api/v1/runs/{run_id}/approve", json={"comment": "x", "by": "ada"})
         assert refused.status_code == 422
         assert refused.json()["error"]["errors"][0]["path"] == "body.by"
-        assert rita.post(f"/api/v1/runs/{run_id}/approve", json={"comment": "ok"}).status_code == 202
+        approved = rita.post(f"/api/v1/runs/{run_id}/approve", json={"comment": "ok"})
+        assert approved.status_code == 202
     audit = notebook.approvals()
     row = audit[audit["run_id"] == run_id].iloc[0]
     assert row["by"] == "rita"
@@ -128,8 +129,8 @@ def test_refusals_are_stable_json_errors(server: Server, paused: Callable[..., s
         query = ada.get("/api/v1/runs", params={"limit": "many"})
         assert query.status_code == 422
         assert query.json()["error"]["errors"][0]["path"] == "query.limit"
-        not_json = ada.post("/api/v1/runs", content=b"{not json", headers={"content-type":
-                                                                            "application/json"})  # fmt: skip
+        json_type = {"content-type": "application/json"}
+        not_json = ada.post("/api/v1/runs", content=b"{not json", headers=json_type)
         assert not_json.status_code == 422
         for response in (bad, query, not_json, wrong):
             assert "Traceback" not in response.text
@@ -149,8 +150,8 @@ def test_responses_are_redacted(server: Server) -> None:
             ada.get(f"/api/v1/runs/{run['run_id']}/trace").text,
             ada.get(f"/api/v1/runs/{run['run_id']}/trace", params={"format": "csv"}).text,
         ]
-        invalid = ada.post("/api/v1/runs", json={"flow": "hello_world/greet",
-                                                 "inputs": {TOKENS["rita"]: 1, "text": "x"}})  # fmt: skip
+        inputs = {TOKENS["rita"]: 1, "text": "x"}
+        invalid = ada.post("/api/v1/runs", json={"flow": "hello_world/greet", "inputs": inputs})
         bodies.append(invalid.text)
     assert "<EMAIL>" in bodies[0] and "<SECRET>" in bodies[0]
     for body in bodies:

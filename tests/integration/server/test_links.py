@@ -67,8 +67,7 @@ def test_bad_links_are_refused(server: Server, paused: Callable[..., str], how: 
     tokens = {
         "expired": SIGNER.link("rita", run_id, minutes=1, now=time.time() - 3600),
         "tampered": SIGNER.link("ada", run_id, minutes=10).partition(".")[0] + "." + mac,
-        "forged": Signer(b"another key of the right length....").link("rita", run_id,
-                                                                        minutes=10),  # fmt: skip
+        "forged": Signer(b"another key, same length.........").link("rita", run_id, minutes=10),
         "other_run": SIGNER.link("rita", paused(), minutes=10),
         "no_token_user": SIGNER.link("mallory", run_id, minutes=10),
         "garbage": "x" + body[1:] + ".zz",
