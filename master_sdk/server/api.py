@@ -184,10 +184,17 @@ def get_run(
     who: Authenticated,
     run_id: RunId,
     steps: Annotated[bool, Query(description="include the steps")] = True,
-) -> JSONResponse:
+) -> Response:
     need(who, "read")
-    run = _state(request).wb.get_run(run_id, recover=False)
-    return _json(_state(request), run_view(run, steps=steps))
+    state = _state(request)
+    run = state.wb.get_run(run_id, recover=False)
+    key = state.views.key(run, steps=steps)
+    kept = None if key is None else state.views.get(key)
+    if kept is None:
+        kept = bytes(_json(state, run_view(run, steps=steps)).body)
+        if key is not None:
+            state.views.put(key, kept)
+    return Response(kept, media_type="application/json")
 
 
 @router.get(

@@ -10,7 +10,7 @@ no detail.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -23,6 +23,7 @@ from master_sdk.server.auth import Signer, Tokens, signer_for
 from master_sdk.server.errors import HttpError, error_body, from_master_error, validation_errors
 from master_sdk.server.executor import Executor
 from master_sdk.server.limits import BodyLimits
+from master_sdk.server.views import ViewCache
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -46,6 +47,7 @@ class ServerState:
     executor: Executor
     templates: Environment
     base_url: str = ""
+    views: ViewCache = field(default_factory=ViewCache)
 
     def link_for(self, user: str, run_id: str, *, minutes: float) -> dict[str, Any]:
         """A signed link to the approval page of ``run_id`` (``*``: the list)."""

@@ -79,6 +79,7 @@ def serve(
         server_header=False,
         proxy_headers=False,
         limit_concurrency=1024,
+        timeout_keep_alive=30,  # pollers keep their connection between polls
         timeout_graceful_shutdown=30,
     )
     # to stderr as it is (a command's stdout is redacted, which would hide the address)

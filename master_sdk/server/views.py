@@ -8,6 +8,8 @@ more on its way out (see ``app.py``).
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -74,3 +76,47 @@ def flow_view(wb: Workbench, ref: str) -> dict[str, Any]:
         "steps": flow.steps,
         "url": f"{API}/flows/{ref}",
     }
+
+
+# A paused run stays as it is until it is decided (a flow has no loops: a run pauses at a
+# step at most once), and an ended one never changes: their views can be kept.
+_STILL = frozenset({"waiting_approval", "waiting_input", "completed", "rejected", "blocked",
+                    "aborted"})  # fmt: skip
+
+
+class ViewCache:
+    """The encoded views of runs that cannot change while they keep their status and
+    step, so polling a paused or ended run costs one read of the run, not its steps frame.
+
+    The key is the run, its status and the step it waits at; any move of the run changes
+    the status (a decision makes it ``decided``), so a kept view is never stale. Bounded
+    (least recently used first out).
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._kept: OrderedDict[tuple[str, str, str, bool], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(run: Run, *, steps: bool) -> tuple[str, str, str, bool] | None:
+        """The cache key of ``run``'s view now, or None when it may still change."""
+        status = str(run.status)
+        if status not in _STILL:
+            return None
+        waiting = run.waiting_for or {}
+        return (run.id, status, str(waiting.get("step", "")), steps)
+
+    def get(self, key: tuple[str, str, str, bool]) -> bytes | None:
+        with self._lock:
+            body = self._kept.get(key)
+            if body is not None:
+                self._kept.move_to_end(key)
+            return body
+
+    def put(self, key: tuple[str, str, str, bool], body: bytes) -> None:
+        with self._lock:
+            self._kept[key] = body
+            self._kept.move_to_end(key)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)

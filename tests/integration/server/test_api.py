@@ -228,3 +228,19 @@ def test_a_non_loopback_host_is_refused_without_tokens(tmp_path) -> None:  # typ
     assert "refusing to serve on a non-loopback --host" in done.stderr
     assert "serving" not in done.stderr
     assert "master token" in done.stderr
+
+
+def test_a_polled_view_follows_the_run_when_another_process_moves_it(
+    server: Server, notebook: ms.Workbench, paused: Callable[..., str]
+) -> None:
+    """Polling a paused run (its view kept by the server) shows the new state as soon as
+    the notebook decides it: steps and status both."""
+    run_id = paused()
+    with server.client("vera") as vera:
+        first = vera.get(f"/api/v1/runs/{run_id}").json()
+        assert vera.get(f"/api/v1/runs/{run_id}").json() == first
+        assert first["steps"][-1]["status"] == "waiting_approval"
+        notebook.get_run(run_id).approve("from the notebook", by="nina")
+        after = vera.get(f"/api/v1/runs/{run_id}").json()
+    assert after["status"] == "waiting_input"
+    assert [s["status"] for s in after["steps"]][:2] == ["completed", "completed"]
