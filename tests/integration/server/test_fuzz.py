@@ -18,7 +18,7 @@ from schemathesis.checks import not_a_server_error
 import master_sdk as ms
 from tests.support.server import TOKENS, Server
 
-EXAMPLES = 20  # per operation and mode (valid and invalid requests)
+EXAMPLES = 15  # per operation and mode (valid and invalid requests)
 
 
 @pytest.fixture(scope="module")
