@@ -186,22 +186,24 @@ async def get_run(
     run_id: RunId,
     steps: Annotated[bool, Query(description="include the steps")] = True,
 ) -> Response:
-    """Polled by many clients at once: reading the run (one indexed read) and answering a
-    kept view happen on the event loop; only building a view goes to a worker thread, so
-    polls do not queue for threads in front of decisions."""
+    """Polled by many clients at once: one read of the run, and the kept view of a run
+    that cannot change until it moves (``ViewCache``) instead of its steps frame."""
+    from starlette.concurrency import run_in_threadpool
+
     need(who, "read")
     state = _state(request)
-    run = state.wb.get_run(run_id, recover=False)
-    key = state.views.key(run, steps=steps)
-    kept = None if key is None else state.views.get(key)
-    if kept is None:
-        from starlette.concurrency import run_in_threadpool
 
-        view = await run_in_threadpool(run_view, run, steps=steps)
-        kept = bytes(_json(state, view).body)
-        if key is not None:
-            state.views.put(key, kept)
-    return Response(kept, media_type="application/json")
+    def answer() -> bytes:
+        run = state.wb.get_run(run_id, recover=False)
+        key = state.views.key(run, steps=steps)
+        kept = None if key is None else state.views.get(key)
+        if kept is None:
+            kept = bytes(_json(state, run_view(run, steps=steps)).body)
+            if key is not None:
+                state.views.put(key, kept)
+        return kept
+
+    return Response(await run_in_threadpool(answer), media_type="application/json")
 
 
 @router.get(
@@ -268,31 +270,45 @@ def pending(
     return _json(_state(request), {"items": items})
 
 
-def _decide(
+async def _decide(
     request: Request, who: Caller, run_id: str, action: str, **arguments: Any
 ) -> JSONResponse:
+    """Commit the decision in a thread of the decisions' own limiter (so decisions never
+    queue behind the polls of many clients for worker threads), then hand the run to the
+    executor."""
+    import anyio.to_thread
+
     need(who, action)
     state = _state(request)
-    ctx = state.wb.resume(run_id, action, by=who.user, proceed=False, **arguments)
+
+    def commit() -> str:
+        ctx = state.wb.resume(run_id, action, by=who.user, proceed=False, **arguments)
+        return str(ctx.run.status)
+
+    status = await anyio.to_thread.run_sync(commit, limiter=state.decisions)
     state.executor.proceed(run_id)
-    return _accepted(state, run_id, str(ctx.run.status), decision=action, by=who.user)
+    return _accepted(state, run_id, status, decision=action, by=who.user)
 
 
 @router.post("/runs/{run_id}/approve", status_code=202, summary="approve a paused step")
-def approve(request: Request, who: Authenticated, run_id: RunId, body: Decision) -> JSONResponse:
-    return _decide(request, who, run_id, "approve", comment=body.comment)
+async def approve(
+    request: Request, who: Authenticated, run_id: RunId, body: Decision
+) -> JSONResponse:
+    return await _decide(request, who, run_id, "approve", comment=body.comment)
 
 
 @router.post("/runs/{run_id}/reject", status_code=202, summary="reject a paused step")
-def reject(request: Request, who: Authenticated, run_id: RunId, body: Decision) -> JSONResponse:
-    return _decide(request, who, run_id, "reject", comment=body.comment)
+async def reject(
+    request: Request, who: Authenticated, run_id: RunId, body: Decision
+) -> JSONResponse:
+    return await _decide(request, who, run_id, "reject", comment=body.comment)
 
 
 @router.post("/runs/{run_id}/submit", status_code=202, summary="give a paused step its input")
-def submit(
+async def submit(
     request: Request, who: Authenticated, run_id: RunId, body: Submission
 ) -> JSONResponse:
-    return _decide(request, who, run_id, "submit", data=body.data)
+    return await _decide(request, who, run_id, "submit", data=body.data)
 
 
 @router.post("/runs/{run_id}/reserve", summary="reserve a paused run (minutes=0 releases)")

@@ -48,6 +48,7 @@ class ServerState:
     templates: Environment
     base_url: str = ""
     views: ViewCache = field(default_factory=ViewCache)
+    decisions: Any = None  # the decisions' own thread limiter (anyio), set by create_app
 
     def link_for(self, user: str, run_id: str, *, minutes: float) -> dict[str, Any]:
         """A signed link to the approval page of ``run_id`` (``*``: the list)."""
@@ -105,6 +106,9 @@ def create_app(
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
+    import anyio
+
+    state.decisions = anyio.CapacityLimiter(8)
     app.state.master = state
     app.include_router(api.router)
     app.include_router(page.router)
