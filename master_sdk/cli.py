@@ -207,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_prune_parser(store_sub)
     _experiment_parsers(sub)
     _add_test_command(sub)
+    _add_server_commands(sub)
     return parser
 
 
@@ -234,6 +235,62 @@ def _add_prune_parser(store_sub: Any) -> None:
 def _prune(wb: ms.Workbench, args: argparse.Namespace) -> int:
     report = wb.prune_store(args.older_than, statuses=args.status, dry_run=args.dry_run)
     print(f"{wb.store.location}: {report.summary()}")
+    return 0
+
+
+def _add_server_commands(sub: Any) -> None:
+    """``master serve``, ``master token`` and ``master link`` (the HTTP server)."""
+    serve = sub.add_parser(
+        "serve", help="serve the JSON API and the approval page (needs master-sdk[server])"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=4, help="threads continuing runs")
+    serve.add_argument(
+        "--work-interval", type=float, default=2.0,
+        help="seconds between passes continuing runs decided elsewhere (0: none)",
+    )  # fmt: skip
+    token = sub.add_parser(
+        "token", help="make an API token for USER; prints the secrets.yaml entry to add"
+    )
+    token.add_argument("user", metavar="USER")
+    token.add_argument(
+        "--role", action="append", dest="roles", required=True,
+        choices=["viewer", "reviewer", "runner", "admin"], help="repeatable",
+    )  # fmt: skip
+    link = sub.add_parser("link", help="a signed, expiring link to a run's approval page")
+    link.add_argument("run_id", metavar="RUN", help="a run id, or '*' for the pending list")
+    link.add_argument("--user", required=True, help="who the link signs in")
+    link.add_argument("--minutes", type=float, default=60.0)
+    link.add_argument("--base-url", default="http://127.0.0.1:8000")
+
+
+def _server_command(wb: ms.Workbench | None, args: argparse.Namespace) -> int:
+    if args.command == "token":
+        from master_sdk.server.auth import new_token, token_hash
+
+        token = new_token()
+        print(f"token (shown once; give it to {args.user}): {token}")
+        print("add to secrets/secrets.yaml under server.tokens:")
+        print(f"  - user: {args.user}\n    roles: [{', '.join(args.roles)}]")
+        print(f"    sha256: {token_hash(token)}")
+        return 0
+    assert wb is not None  # noqa: S101  # serve and link open the workbench first
+    if args.command == "link":
+        from master_sdk.server.serve import make_link
+
+        url = make_link(wb, args.run_id, user=args.user, minutes=args.minutes,
+                        base_url=args.base_url)  # fmt: skip
+        # made here from a run id, a configured user and a signature: printed as it is
+        # (stdout's redaction would take the host's address and may take the signature)
+        out = sys.__stdout__ or sys.stderr
+        out.write(url + "\n")
+        out.flush()
+        return 0
+    from master_sdk.server.serve import serve
+
+    serve(wb, host=args.host, port=args.port, workers=args.workers,
+          work_interval_s=args.work_interval, log_level="warning")  # fmt: skip
     return 0
 
 
@@ -529,6 +586,8 @@ def _run(args: argparse.Namespace, out: _Output) -> int:
     if args.command == "schema":
         print(json.dumps(ms.Workbench.spec_schema(args.kind), indent=2))
         return 0
+    if args.command == "token":
+        return _server_command(None, args)
     wb = ms.Workbench.open(args.root, store=args.store)
     out.redact = wb.redact
     try:
@@ -542,6 +601,8 @@ def _dispatch(wb: ms.Workbench, args: argparse.Namespace) -> int:
     from master_sdk.errors import MasterError
 
     command = args.command
+    if command in ("serve", "link"):
+        return _server_command(wb, args)
     if command == "products":
         for name in wb.products():
             print(name)

@@ -1230,6 +1230,18 @@ class FlowView:
         return self._flow.ref
 
     @property
+    def description(self) -> str:
+        """The flow's description (redacted)."""
+        text: str = self._redact(self._flow.spec.description)
+        return text
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """The JSON Schema of the flow's inputs (redacted, like everything shown)."""
+        schema: dict[str, Any] = self._redact(dict(self._flow.spec.inputs))
+        return schema
+
+    @property
     def steps(self) -> list[dict[str, Any]]:
         """The steps as data: id, type, target, guard, on_reject."""
         out = []

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from master_sdk.config import safe_yaml
+from master_sdk.config.server import ServerSecrets
 from master_sdk.config.settings import AppSettings, ModelsSettings, Settings
 from master_sdk.config.telemetry import TelemetrySettings
 from master_sdk.contracts.policy import Policy
@@ -121,7 +122,9 @@ def load_settings(
     if "default" not in models.models:
         models.models["default"] = ModelsSettings().models["default"]
 
+    server = _server_secrets(secrets, secrets_file)
     secret_values = list(flatten_strings(secrets))
+    secret_values.extend(server.secret_values())
     for alias, entry in models.models.items():
         key = _resolve_key(alias, entry.api_key_ref, entry.api_key_env, secrets, env, configs)
         if key is not None:
@@ -165,7 +168,25 @@ def load_settings(
         secret_values=tuple(dict.fromkeys(v for v in secret_values if v)),
         user=user,
         store_password=store_password,
+        server=server,
     )
+
+
+def _server_secrets(secrets: dict[str, Any], file: Path) -> ServerSecrets:
+    """The ``server:`` section, taken out of the secrets: its user and role names are
+    not secrets (only its tokens and signing key are redacted)."""
+    data = secrets.pop("server", None)
+    if data is None:
+        return ServerSecrets()
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping", file=str(file), key="server")
+    try:
+        return ServerSecrets.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(["server", *(str(p) for p in first["loc"])])
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(message, file=str(file), key=key) from None
 
 
 def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from master_sdk.config.server import ServerSecrets
 from master_sdk.config.telemetry import TelemetrySettings
 from master_sdk.contracts.policy import CanonicalName, Policy
 
@@ -165,6 +166,8 @@ class Settings(BaseModel):
     user: str = "analyst"
     # the PostgreSQL store's password, resolved from app.password_ref
     store_password: SecretStr | None = None
+    # `master serve`: API tokens and the link signing key (secrets file, `server:`)
+    server: ServerSecrets = Field(default_factory=ServerSecrets)
 
     @property
     def store_path(self) -> Path | None:

@@ -40,7 +40,7 @@ LAWS: Mapping[int, str] = {
     6: "products import only master_sdk.authoring",
     7: "agents are stateless",
     8: "agent outputs are data",
-    9: "notebook and CLI use the public API only",
+    9: "notebook, HTTP server and CLI use the public API only",
 }
 
 SCANNED_DIRS = ("master_sdk", "products")
@@ -121,6 +121,7 @@ KNOWN_SUBMODULES = frozenset(
         "notebook",
         "orchestrator",
         "products",
+        "server",
         "testing",
         "tools",
         "tracing",
@@ -936,18 +937,25 @@ def _law9(sources: Sources) -> Iterator[Violation]:
     submodules = _submodules(sources.root)
     for src in sources.files:
         in_notebook = src.rel.startswith("master_sdk/notebook/")
-        if not (in_notebook or src.rel == "master_sdk/cli.py"):
+        in_server = src.rel.startswith("master_sdk/server/")
+        is_cli = src.rel == "master_sdk/cli.py"
+        if not (in_notebook or in_server or is_cli):
             continue
 
-        def offends(target: str, in_notebook: bool = in_notebook) -> bool:
+        def offends(
+            target: str, in_notebook: bool = in_notebook, in_server: bool = in_server
+        ) -> bool:
             parts = target.split(".")
             if parts[0] != "master_sdk" or len(parts) == 1 or parts[1] == "errors":
                 return False
             if parts[1] == "notebook" and in_notebook:
                 return False
+            # the HTTP server is a front end like the notebook; the CLI's ``serve`` starts it
+            if parts[1] == "server" and not in_notebook:
+                return False
             # the CLI's ``test`` command: a user-facing package that drives notebooks
             # through kernels and the public API (it is no engine internal)
-            if parts[1] == "notebook_tests" and not in_notebook:
+            if parts[1] == "notebook_tests" and not (in_notebook or in_server):
                 return False
             # ``from master_sdk import Workbench`` names the public API, not a module.
             return not (len(parts) == 2 and parts[1] not in submodules)
@@ -1096,11 +1104,13 @@ def check_law8(root: Path) -> list[Violation]:
 
 
 def check_law9(root: Path) -> list[Violation]:
-    """Imports of engine internals by ``master_sdk/notebook/`` and ``master_sdk/cli.py``.
+    """Imports of engine internals by ``master_sdk/notebook/``, ``master_sdk/server/`` and
+    ``master_sdk/cli.py``.
 
     Allowed: ``master_sdk`` itself and the public names it exports, ``master_sdk.errors``,
-    (notebook only) ``master_sdk.notebook.*`` and (CLI only) ``master_sdk.notebook_tests``,
-    the user-facing package behind ``master test``. Any other master_sdk module is flagged, whether
+    (notebook only) ``master_sdk.notebook.*``, (server and CLI) ``master_sdk.server.*`` and
+    (CLI only) ``master_sdk.notebook_tests``, the user-facing package behind ``master test``.
+    Any other master_sdk module is flagged, whether
     imported (relatively, lazily or for type checking only) or reached as ``ms.<module>``.
     """
     return check(9, root)

@@ -854,6 +854,35 @@ def test_law9_flags_notebook_and_cli_imports_of_internals(tmp_path: Path) -> Non
     assert check_law9(tmp_path) == sorted(expected)
 
 
+def test_law9_holds_the_http_server_to_the_public_api(tmp_path: Path) -> None:
+    """The HTTP server is a front end like the notebook: it may use master_sdk, its
+    errors and its own modules; the CLI may start it; the notebook may not import it,
+    and the server may not reach the store, the review internals or the notebook."""
+    api = "master_sdk/server/api.py"
+    write(
+        tmp_path,
+        {
+            api: """
+                from master_sdk import Workbench
+                from master_sdk.errors import MasterError
+                from master_sdk.server.auth import Caller
+                from master_sdk.memory.store import Commit
+                from master_sdk.review.decisions import continue_runs
+                from master_sdk.notebook import views
+            """,
+            "master_sdk/cli.py": "from master_sdk.server.serve import serve\n",
+            "master_sdk/notebook/views.py": "from master_sdk.server import app\n",
+        },
+    )
+    expected = [
+        at(tmp_path, 9, api, "memory", "imports master_sdk.memory.store.Commit"),
+        at(tmp_path, 9, api, "review", "imports master_sdk.review.decisions.continue_runs"),
+        at(tmp_path, 9, api, "notebook", "imports master_sdk.notebook.views"),
+        Violation(9, "master_sdk/notebook/views.py", 1, "imports master_sdk.server.app"),
+    ]
+    assert check_law9(tmp_path) == sorted(expected)
+
+
 # --- planted in a copy of the real tree --------------------------------------------------
 
 PLANTS: list[tuple[int, str, str, int, str]] = [
