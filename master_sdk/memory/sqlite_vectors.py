@@ -309,6 +309,27 @@ class SQLiteVectorStore:
             metadata=[loads(r[1]) if r[1] else {} for r in rows],
         )
 
+    def hits(self, name: str, ids: Sequence[str]) -> tuple[int, list[StoredEntry]]:
+        """See :meth:`~master_sdk.memory.vectors.VectorStore.hits`: one statement, so the
+        version and the entries come from one snapshot of the file."""
+        wanted = list(dict.fromkeys(ids))[:_CHUNK]
+        marks = ",".join("?" * len(wanted))
+        # the collection's row always comes back (LEFT JOIN), with the entries asked for
+        sql = (
+            "SELECT c.version, v.id, v.text, v.metadata, v.added_us, v.run_id, v.step_id, "  # noqa: S608  # placeholders only
+            "v.attempt FROM vector_collections c LEFT JOIN vectors v ON v.cid = c.cid AND "
+            f"v.id IN ({marks or 'NULL'}) WHERE c.name = ?"
+        )
+        rows = self.store.read(lambda conn: conn.execute(sql, (*wanted, name)).fetchall())
+        if not rows:
+            raise NotFound(f"{self.store.path}: no vector collection '{name}'")
+        found = {
+            r[1]: StoredEntry(r[1], r[2], json.loads(r[3]) if r[3] else {}, r[4], r[5], r[6], r[7])
+            for r in rows
+            if r[1] is not None
+        }
+        return int(rows[0][0]), [found[key] for key in wanted if key in found]
+
     def entries(self, name: str, ids: Sequence[str] | None = None) -> list[StoredEntry]:
         """See :meth:`~master_sdk.memory.vectors.VectorStore.entries`."""
         columns = "id, text, metadata, added_us, run_id, step_id, attempt"

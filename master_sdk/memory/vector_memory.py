@@ -32,7 +32,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from master_sdk.authoring import Embeddings, Hit
 from master_sdk.errors import CollectionError, PolicyViolation
@@ -67,6 +67,9 @@ __all__ = [
 Scrub = Callable[[Any], Any]
 EmbedFn = Callable[[str, Sequence[str], "ModelScope | None", "Policy"], Embeddings]
 MAX_K = 1000
+# a search repeated this often against a collection that keeps changing returns what the
+# last try read (its hits exist; their scores are from a moment before)
+_SEARCH_TRIES = 3
 MAX_ID_CHARS = 256
 _PY_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -151,6 +154,7 @@ class VectorMemory:
             CollectionError when the product declares no such collection).
         redact: the workbench's redaction of values.
         crash: the crash-point hook (tests), called with ``"after_vectors"``.
+        kernel: how indexes scan (see :class:`~master_sdk.memory.vector_index.VectorIndex`).
     """
 
     def __init__(
@@ -161,8 +165,10 @@ class VectorMemory:
         declared: Callable[[str, str], Declared],
         redact: Scrub,
         crash: Callable[[str], None] | None = None,
+        kernel: Literal["auto", "numpy"] = "auto",
     ) -> None:
         self.store = store
+        self._kernel: Literal["auto", "numpy"] = kernel
         self._embed = embed
         self._declared = declared
         self._redact = redact
@@ -218,16 +224,12 @@ class VectorMemory:
                 slot = self._slots[full] = _Slot()
             return slot
 
-    def _fresh_index(self, declared: Declared, slot: _Slot) -> VectorIndex:
-        """The collection's index, reloaded when the store's version moved (call with
-        ``slot.lock`` held)."""
-        full = declared.full_name
-        version = self.store.version(full)
-        index = slot.index
-        if index is not None and index.version == version:
-            return index
-        snapshot = self.store.load(full)
-        index = VectorIndex(declared.dimensions, declared.spec.metadata, snapshot.version)
+    def _loaded(self, declared: Declared, slot: _Slot) -> VectorIndex:
+        """The collection's index as the store holds it now (call with ``slot.lock``)."""
+        snapshot = self.store.load(declared.full_name)
+        index = VectorIndex(
+            declared.dimensions, declared.spec.metadata, snapshot.version, kernel=self._kernel
+        )
         index.upsert(snapshot.ids, snapshot.vectors, snapshot.metadata)
         slot.index = index
         return index
@@ -401,10 +403,19 @@ class Collection:
         vector = self._vectors([redacted if self._policy.redact_before_embedding else query])[0]
         memory = self._memory
         slot = memory._slot(self.full_name)
+        vector = vector.astype(np.float32)
         with slot.lock:
-            index = memory._fresh_index(self._declared, slot)
-            found = index.search(vector.astype(np.float32), k, where)
-        stored = {e.id: e for e in memory.store.entries(self.full_name, [i for i, _ in found])}
+            # search what this process holds, then read the hits' texts together with the
+            # collection's version: one round trip, unless another process or workbench
+            # wrote since, in which case the index is reloaded and the search repeated
+            index = slot.index or memory._loaded(self._declared, slot)
+            for _ in range(_SEARCH_TRIES):
+                found = index.search(vector, k, where)
+                version, entries = memory.store.hits(self.full_name, [i for i, _ in found])
+                if version == index.version:
+                    break
+                index = memory._loaded(self._declared, slot)
+        stored = {e.id: e for e in entries}
         hits = Hits(
             Hit(
                 id=key,

@@ -160,6 +160,12 @@ class VectorStore(Protocol):
         """Stored entries (all, oldest first, or those of ``ids`` that exist, in that order)."""
         ...
 
+    def hits(self, name: str, ids: Sequence[str]) -> tuple[int, list[StoredEntry]]:
+        """The collection's version and the entries of ``ids`` that exist (in that order),
+        read from one consistent snapshot: a search checks its index and fetches its hits'
+        texts in one round trip."""
+        ...
+
     def count(self, name: str) -> int:
         """How many entries the collection holds."""
         ...
@@ -180,7 +186,7 @@ class InMemoryVectorStore:
     """A :class:`VectorStore` in process memory (tests; nothing survives the process)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._collections: dict[str, _Collection] = {}
 
     def _get(self, name: str) -> _Collection:
@@ -284,6 +290,11 @@ class InMemoryVectorStore:
                 )
                 for r in chosen
             ]
+
+    def hits(self, name: str, ids: Sequence[str]) -> tuple[int, list[StoredEntry]]:
+        """See :meth:`VectorStore.hits`."""
+        with self._lock:
+            return self.version(name), self.entries(name, ids)
 
     def count(self, name: str) -> int:
         """See :meth:`VectorStore.count`."""
