@@ -206,6 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     copy.add_argument("target", metavar="DST")
     _experiment_parsers(sub)
     _add_test_command(sub)
+    from master_sdk.cli_memory import add_memory_parser
+
+    add_memory_parser(sub)
     return parser
 
 
@@ -554,6 +557,10 @@ def _dispatch(wb: ms.Workbench, args: argparse.Namespace) -> int:
         return _trace(wb, args)
     if command == "store":
         return _store(wb, args)
+    if command == "memory":
+        from master_sdk.cli_memory import memory_command
+
+        return memory_command(wb, args)
     if command == "fork":
         parent = wb.get_run(args.run_id, recover=False)
         run = parent.fork(args.at, inputs=_inputs(args) or None, model=args.model, by=args.by)

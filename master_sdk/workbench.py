@@ -1090,6 +1090,27 @@ class Workbench:
             raise NotFound(f"'{ref}' is not a collection reference; write 'product/collection'")
         return self._memory.collection(product, name)
 
+    def collections(self) -> pd.DataFrame:
+        """Every vector collection the store holds or a product declares, one row each:
+        ``collection, product, name, entries, model, dimensions, declared_model, stale,
+        version, max_items``. ``stale`` is True when the stored vectors come from another
+        model than the declaration now names (re-embed with ``wb.memory(ref).reembed()``).
+        """
+        from master_sdk.memory.collections_frame import collections_frame
+        from master_sdk.orchestrator.services import resolve_collection
+
+        declared: dict[str, list[str]] = {}
+        for product in self.products():
+            try:
+                declared[product] = list(self.catalog.product(product).config.collections)
+            except MasterError:
+                continue  # a broken product declares nothing here; `master validate` says why
+        return collections_frame(
+            self._memory.collections(),
+            lambda product, name: resolve_collection(self.router, self.catalog, product, name),
+            declared,
+        )
+
     def close(self) -> None:
         """Close the store connection (unless the store was given to :meth:`open`), the
         trace log and the model providers' connections."""

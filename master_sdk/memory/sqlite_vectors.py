@@ -28,11 +28,14 @@ from master_sdk.memory.vectors import (
     StoredEntry,
     WriteResult,
     check_same,
+    check_unchanged,
     step_prefix,
 )
 
 if TYPE_CHECKING:
     import sqlite3
+
+    import numpy as np
 
     from master_sdk.memory.sqlite import SQLiteStore
 
@@ -159,6 +162,44 @@ class SQLiteVectorStore:
             ).fetchall()
         )
         return [_info(row) for row in rows]
+
+    def info(self, name: str) -> CollectionInfo | None:
+        """See :meth:`~master_sdk.memory.vectors.VectorStore.info`."""
+        return self._info(name)
+
+    def reembed(
+        self,
+        name: str,
+        *,
+        model: str,
+        dimensions: int,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        expect_version: int,
+    ) -> WriteResult:
+        """See :meth:`~master_sdk.memory.vectors.VectorStore.reembed`."""
+        blobs = [v.astype("<f4", copy=False).tobytes() for v in vectors]
+
+        def write(conn: sqlite3.Connection) -> WriteResult:
+            cid = self._cid(conn, name)
+            (version,) = conn.execute(
+                "SELECT version FROM vector_collections WHERE cid = ?", (cid,)
+            ).fetchone()
+            check_unchanged(name, int(version), expect_version, where=str(self.store.path))
+            conn.executemany(
+                "UPDATE vectors SET vector = ? WHERE cid = ? AND id = ?",
+                [(blob, cid, key) for key, blob in zip(ids, blobs, strict=True)],
+            )
+            row = conn.execute(
+                "UPDATE vector_collections SET model = ?, dimensions = ?, version = version + 1 "
+                "WHERE cid = ? RETURNING version",
+                (model, dimensions, cid),
+            ).fetchone()
+            if self._before_commit is not None:
+                self._before_commit("vectors")
+            return WriteResult(int(row[0]), 0, len(ids))
+
+        return self.store.transaction(write)
 
     def version(self, name: str) -> int:
         """See :meth:`~master_sdk.memory.vectors.VectorStore.version`."""

@@ -32,10 +32,13 @@ from master_sdk.memory.vectors import (
     StoredEntry,
     WriteResult,
     check_same,
+    check_unchanged,
     step_prefix,
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from master_sdk.memory.postgres.store import Conn, PostgresStore
 
 __all__ = ["VECTORS_SCHEMA_VERSION", "PostgresVectorStore"]
@@ -148,6 +151,48 @@ class PostgresVectorStore:
             ).fetchall()
         )
         return [_record(row) for row in rows]
+
+    def info(self, name: str) -> CollectionInfo | None:
+        """See :meth:`~master_sdk.memory.vectors.VectorStore.info`."""
+        return self.store.read(lambda conn: _info(conn, name))
+
+    def reembed(
+        self,
+        name: str,
+        *,
+        model: str,
+        dimensions: int,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        expect_version: int,
+    ) -> WriteResult:
+        """See :meth:`~master_sdk.memory.vectors.VectorStore.reembed`."""
+        keys = list(ids)
+        blobs = [v.astype("<f4", copy=False).tobytes() for v in vectors]
+
+        def write(conn: Conn) -> WriteResult:
+            row = conn.execute(
+                "SELECT cid, version FROM vector_collections WHERE name = %s FOR UPDATE",
+                (name,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"{self.location}: no vector collection '{name}'")
+            check_unchanged(name, int(row[1]), expect_version, where=self.location)
+            conn.execute(
+                "UPDATE vectors v SET vector = n.vector FROM unnest(%s::text[], %s::bytea[]) "
+                "AS n (id, vector) WHERE v.cid = %s AND v.id = n.id",
+                (keys, blobs, row[0]),
+            )
+            done = conn.execute(
+                "UPDATE vector_collections SET model = %s, dimensions = %s, "
+                "version = version + 1 WHERE cid = %s RETURNING version",
+                (model, dimensions, row[0]),
+            ).fetchone()
+            if self._before_commit is not None:
+                self._before_commit("vectors")
+            return WriteResult(int(done[0]) if done is not None else 0, 0, len(keys))
+
+        return self.store.transaction(write, doing=f"while re-embedding collection '{name}'")
 
     def version(self, name: str) -> int:
         """See :meth:`~master_sdk.memory.vectors.VectorStore.version`."""
