@@ -238,6 +238,10 @@ class VectorMemory:
         """Every collection the store holds."""
         return self.store.collections()
 
+    def declaration(self, product: str, name: str) -> Declared:
+        """What ``product`` declares about collection ``name`` (raises CollectionError)."""
+        return self._declared(product, name)
+
     def _slot(self, full: str) -> _Slot:
         with self._lock:
             slot = self._slots.get(full)
