@@ -353,7 +353,8 @@ class SQLiteVectorStore:
     def hits(self, name: str, ids: Sequence[str]) -> tuple[int, list[StoredEntry]]:
         """See :meth:`~master_sdk.memory.vectors.VectorStore.hits`: one statement, so the
         version and the entries come from one snapshot of the file."""
-        wanted = list(dict.fromkeys(ids))[:_CHUNK]
+        # a search asks for at most MAX_K (1,000) ids: well within SQLite's 32,766 variables
+        wanted = list(dict.fromkeys(ids))
         marks = ",".join("?" * len(wanted))
         # the collection's row always comes back (LEFT JOIN), with the entries asked for
         sql = (

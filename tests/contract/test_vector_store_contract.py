@@ -189,6 +189,15 @@ def test_hits_read_the_version_and_the_entries_together(store: VectorStore) -> N
     assert store.hits(NAME, []) == (1, [])
 
 
+def test_hits_return_every_entry_of_the_largest_search(store: VectorStore) -> None:
+    """A search may ask for up to 1,000 hits: all of them come back, in order."""
+    opened(store)
+    keys = [f"k{i:04d}" for i in range(1000)]
+    store.upsert(NAME, [entry(k) for k in keys], max_items=1000)
+    _, found = store.hits(NAME, keys[::-1])
+    assert [e.id for e in found] == keys[::-1]
+
+
 def test_collections_list_every_collection_with_count_and_version(store: VectorStore) -> None:
     """What ``wb.collections()`` shows comes from here."""
     opened(store)
