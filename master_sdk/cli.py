@@ -208,6 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     _experiment_parsers(sub)
     _add_test_command(sub)
     _add_server_commands(sub)
+    _memory_parsers(sub)
     return parser
 
 
@@ -643,6 +644,8 @@ def _dispatch(wb: ms.Workbench, args: argparse.Namespace) -> int:
         return _trace(wb, args)
     if command == "store":
         return _store(wb, args)
+    if command == "memory":
+        return _memory_command(wb, args)
     if command == "fork":
         parent = wb.get_run(args.run_id, recover=False)
         run = parent.fork(args.at, inputs=_inputs(args) or None, model=args.model, by=args.by)
@@ -820,6 +823,69 @@ def _trace(wb: ms.Workbench, args: argparse.Namespace) -> int:
         print(f"wrote {len(out)} events to {args.output}")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------- vector memory
+
+
+def _memory_parsers(sub: Any) -> None:
+    """``master memory list|search|reembed``: vector collections from the shell."""
+    memory = sub.add_parser("memory", help="vector collections: list, search, reembed")
+    actions = memory.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every collection: entries, model, stale or not")
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    search = actions.add_parser("search", help="the entries most similar to QUERY")
+    search.add_argument("ref", metavar="PRODUCT/COLLECTION")
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("-k", type=int, default=5, help="how many hits (default 5)")
+    search.add_argument(
+        "--where", metavar="JSON", help='a metadata filter, e.g. \'{"category": "billing"}\''
+    )
+    search.add_argument("--format", choices=["table", "json"], default="table")
+    reembed = actions.add_parser(
+        "reembed", help="embed a collection's texts again with its declared model"
+    )
+    reembed.add_argument("ref", metavar="PRODUCT/COLLECTION")
+
+
+def _memory_command(wb: ms.Workbench, args: argparse.Namespace) -> int:
+    """Run ``master memory ACTION``; returns the exit code."""
+    from master_sdk.errors import CollectionError
+
+    action = args.memory_command
+    if action == "list":
+        frame = wb.collections()
+        if args.format == "json":
+            print(frame.to_json(orient="records"))
+        elif frame.empty:
+            print("no vector collections")
+        else:
+            print(frame.to_string(index=False))
+        return 0
+    collection = wb.memory(args.ref)
+    if action == "reembed":
+        count = collection.reembed()
+        print(f"re-embedded {count} entr{'y' if count == 1 else 'ies'} of {args.ref}")
+        return 0
+    where = None
+    if args.where is not None:
+        try:
+            where = json.loads(args.where)
+        except json.JSONDecodeError as exc:
+            raise CollectionError(
+                f'--where: not JSON ({exc.msg}); e.g. \'{{"tag": "a"}}\''
+            ) from None
+        if not isinstance(where, dict):
+            raise CollectionError("--where: give a JSON object of field conditions")
+    hits = collection.search(args.query, k=args.k, where=where)
+    frame = hits.frame()
+    if args.format == "json":
+        print(frame.to_json(orient="records"))
+    elif frame.empty:
+        print("no hits")
+    else:
+        print(frame.to_string(index=False))
     return 0
 
 

@@ -936,6 +936,7 @@ class Workbench:
         runs: Sequence[str] | None = None,
         format: str | None = None,
         overwrite: bool = False,
+        collections: bool | Sequence[str] | None = None,
     ) -> TransferReport:
         """Write runs to one file a colleague can import.
 
@@ -948,20 +949,41 @@ class Workbench:
             runs: run ids to export (default: every run).
             format: ``sqlite`` or ``jsonl`` (default: from the suffix).
             overwrite: replace an existing file.
+            collections: vector collections to carry (``True``: all, or their
+                ``product/collection`` names); default: all when every run is exported,
+                none when ``runs`` chooses some (see :mod:`master_sdk.memory.vector_transfer`).
 
         Example:
             >>> wb.export_store("shared/review.jsonl", runs=[run.id])  # doctest: +SKIP
         """
-        from master_sdk.memory.transfer import export_store
+        from dataclasses import replace
 
-        return export_store(
+        from master_sdk.memory.transfer import export_store
+        from master_sdk.memory.vector_transfer import export_collections
+
+        if collections is None:
+            collections = runs is None
+        names = None if collections is True else list(collections or [])
+        carried: list[str] = []
+
+        def add_collections(temp: Path, fmt: str) -> None:
+            if collections is not False and names != []:
+                carried.extend(
+                    export_collections(
+                        self._memory.store, temp, fmt, names=names, redact=self._redact
+                    )
+                )
+
+        report = export_store(
             self.store,
             Path(path),
             run_ids=runs,
             fmt=format,
             overwrite=overwrite,
             redact=self._redact,
+            extra=add_collections,
         )
+        return replace(report, collections=tuple(carried))
 
     def copy_store(self, target: str | Path | Store) -> TransferReport:
         """Copy this store's runs into another store (a SQLite path, ``memory://``,
@@ -1000,15 +1022,41 @@ class Workbench:
         One transaction: all runs are added or none. A run whose id is already in the store
         is left as it is and listed in the report's ``skipped`` (``on_duplicate="error"``
         refuses the import instead). Imported runs that were executing a step show as
-        ``interrupted`` here.
+        ``interrupted`` here. Vector collections in the file are merged after the runs
+        (entries whose id is here already are kept as they are); one that holds another
+        model or size here, or would pass its ``max_items``, refuses the whole import
+        before anything is written.
         """
-        from master_sdk.memory.transfer import import_store
+        from dataclasses import replace
 
+        from master_sdk.memory.transfer import file_format, import_store
+        from master_sdk.memory.vector_transfer import (
+            import_collections,
+            plan_import,
+            read_collections,
+        )
+
+        source = Path(path)
+        # collections are checked first: a refused one leaves the runs unimported too
+        found = read_collections(source, file_format(source, format)) if source.is_file() else []
+        plans = plan_import(
+            self._memory.store, found, source=source, max_items=self._declared_max_items
+        )
         report = import_store(
-            self.store, Path(path), fmt=format, on_duplicate=on_duplicate, scrub=self._redact
+            self.store, source, fmt=format, on_duplicate=on_duplicate, scrub=self._redact
         )
         self._mark_abandoned()  # a run imported mid-step has no owner here
-        return report
+        if not plans:
+            return report
+        names, _ = import_collections(self._memory.store, plans, redact=self._redact)
+        return replace(report, collections=tuple(names))
+
+    def _declared_max_items(self, full: str) -> int | None:
+        product, _, name = full.partition("/")
+        try:
+            return self._memory.declaration(product, name).spec.max_items
+        except MasterError:
+            return None  # not declared here: kept, and listed by wb.collections()
 
     # ------------------------------------------------------------------ experiments
 
@@ -1156,6 +1204,27 @@ class Workbench:
         if not sep or not product or not name or "/" in name:
             raise NotFound(f"'{ref}' is not a collection reference; write 'product/collection'")
         return self._memory.collection(product, name)
+
+    def collections(self) -> pd.DataFrame:
+        """Every vector collection the store holds or a product declares, one row each:
+        ``collection, product, name, entries, model, dimensions, declared_model, stale,
+        version, max_items``. ``stale`` is True when the stored vectors come from another
+        model than the declaration now names (re-embed with ``wb.memory(ref).reembed()``).
+        """
+        from master_sdk.memory.collections_frame import collections_frame
+        from master_sdk.orchestrator.services import resolve_collection
+
+        declared: dict[str, list[str]] = {}
+        for product in self.products():
+            try:
+                declared[product] = list(self.catalog.product(product).config.collections)
+            except MasterError:
+                continue  # a broken product declares nothing here; `master validate` says why
+        return collections_frame(
+            self._memory.collections(),
+            lambda product, name: resolve_collection(self.router, self.catalog, product, name),
+            declared,
+        )
 
     def close(self) -> None:
         """Close the store connection (unless the store was given to :meth:`open`), the

@@ -28,11 +28,14 @@ from master_sdk.memory.vectors import (
     StoredEntry,
     WriteResult,
     check_same,
+    check_unchanged,
     step_prefix,
 )
 
 if TYPE_CHECKING:
     import sqlite3
+
+    import numpy as np
 
     from master_sdk.memory.sqlite import SQLiteStore
 
@@ -159,6 +162,44 @@ class SQLiteVectorStore:
             ).fetchall()
         )
         return [_info(row) for row in rows]
+
+    def info(self, name: str) -> CollectionInfo | None:
+        """See :meth:`~master_sdk.memory.vectors.VectorStore.info`."""
+        return self._info(name)
+
+    def reembed(
+        self,
+        name: str,
+        *,
+        model: str,
+        dimensions: int,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        expect_version: int,
+    ) -> WriteResult:
+        """See :meth:`~master_sdk.memory.vectors.VectorStore.reembed`."""
+        blobs = [v.astype("<f4", copy=False).tobytes() for v in vectors]
+
+        def write(conn: sqlite3.Connection) -> WriteResult:
+            cid = self._cid(conn, name)
+            (version,) = conn.execute(
+                "SELECT version FROM vector_collections WHERE cid = ?", (cid,)
+            ).fetchone()
+            check_unchanged(name, int(version), expect_version, where=str(self.store.path))
+            conn.executemany(
+                "UPDATE vectors SET vector = ? WHERE cid = ? AND id = ?",
+                [(blob, cid, key) for key, blob in zip(ids, blobs, strict=True)],
+            )
+            row = conn.execute(
+                "UPDATE vector_collections SET model = ?, dimensions = ?, version = version + 1 "
+                "WHERE cid = ? RETURNING version",
+                (model, dimensions, cid),
+            ).fetchone()
+            if self._before_commit is not None:
+                self._before_commit("vectors")
+            return WriteResult(int(row[0]), 0, len(ids))
+
+        return self.store.transaction(write)
 
     def version(self, name: str) -> int:
         """See :meth:`~master_sdk.memory.vectors.VectorStore.version`."""
@@ -308,6 +349,28 @@ class SQLiteVectorStore:
             vectors=vectors.astype(np.float32, copy=False),
             metadata=[loads(r[1]) if r[1] else {} for r in rows],
         )
+
+    def hits(self, name: str, ids: Sequence[str]) -> tuple[int, list[StoredEntry]]:
+        """See :meth:`~master_sdk.memory.vectors.VectorStore.hits`: one statement, so the
+        version and the entries come from one snapshot of the file."""
+        # a search asks for at most MAX_K (1,000) ids: well within SQLite's 32,766 variables
+        wanted = list(dict.fromkeys(ids))
+        marks = ",".join("?" * len(wanted))
+        # the collection's row always comes back (LEFT JOIN), with the entries asked for
+        sql = (
+            "SELECT c.version, v.id, v.text, v.metadata, v.added_us, v.run_id, v.step_id, "  # noqa: S608  # placeholders only
+            "v.attempt FROM vector_collections c LEFT JOIN vectors v ON v.cid = c.cid AND "
+            f"v.id IN ({marks or 'NULL'}) WHERE c.name = ?"
+        )
+        rows = self.store.read(lambda conn: conn.execute(sql, (*wanted, name)).fetchall())
+        if not rows:
+            raise NotFound(f"{self.store.path}: no vector collection '{name}'")
+        found = {
+            r[1]: StoredEntry(r[1], r[2], json.loads(r[3]) if r[3] else {}, r[4], r[5], r[6], r[7])
+            for r in rows
+            if r[1] is not None
+        }
+        return int(rows[0][0]), [found[key] for key in wanted if key in found]
 
     def entries(self, name: str, ids: Sequence[str] | None = None) -> list[StoredEntry]:
         """See :meth:`~master_sdk.memory.vectors.VectorStore.entries`."""

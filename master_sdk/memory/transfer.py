@@ -118,8 +118,17 @@ class TransferReport:
     skipped: tuple[str, ...] = ()
     experiments: tuple[str, ...] = ()
     skipped_experiments: tuple[str, ...] = ()
+    collections: tuple[str, ...] = ()  # vector collections carried (memory/vector_transfer)
 
     def __str__(self) -> str:
+        text = self._runs_text()
+        if self.collections:
+            text += f"; {len(self.collections)} vector collection(s): " + ", ".join(
+                self.collections
+            )
+        return text
+
+    def _runs_text(self) -> str:
         if self.action == "copy":
             text = f"copied {len(self.runs)} run(s) to {self.path}"
             if self.skipped:
@@ -172,8 +181,11 @@ def export_store(
     fmt: str | None = None,
     overwrite: bool = False,
     redact: Redact | None = None,
+    extra: Callable[[Path, str], None] | None = None,
 ) -> TransferReport:
     """Write the store's runs (all, or ``run_ids``, in the store's order) to ``target``.
+    ``extra(temp_path, fmt)`` adds more to the file before it is renamed into place
+    (vector collections).
 
     Raises:
         StoreError: the target exists (without ``overwrite``) or the format is unknown.
@@ -202,6 +214,8 @@ def export_store(
             _write_sqlite(temp, runs, flows, experiments)
         else:
             _write_jsonl(temp, runs, flows, experiments)
+        if extra is not None:
+            extra(temp, kind)
         os.replace(temp, target)
     finally:
         for leftover in (temp, Path(f"{temp}-journal"), Path(f"{temp}-wal"), Path(f"{temp}-shm")):
@@ -429,6 +443,8 @@ def _read_jsonl(
                 runs.append(admit.stored(_stored(record, source, number), where))
             elif kind == "experiment":
                 experiments.append(parse_experiment(record, where, scrub))
+            elif kind in ("collection", "vector"):
+                continue  # vector collections: read by memory/vector_transfer
             else:
                 raise StoreError(f"{source}, line {number}: unknown record kind {kind!r}")
     if not header:

@@ -32,7 +32,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from master_sdk.authoring import Embeddings, Hit
 from master_sdk.errors import CollectionError, PolicyViolation
@@ -59,14 +59,19 @@ __all__ = [
     "CollectionError",
     "Declared",
     "Hits",
+    "StaleCollection",
     "StepBinding",
     "VectorMemory",
     "not_declared",
+    "stale",
 ]
 
 Scrub = Callable[[Any], Any]
 EmbedFn = Callable[[str, Sequence[str], "ModelScope | None", "Policy"], Embeddings]
 MAX_K = 1000
+# a search repeated this often against a collection that keeps changing returns what the
+# last try read (its hits exist; their scores are from a moment before)
+_SEARCH_TRIES = 3
 MAX_ID_CHARS = 256
 _PY_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -151,6 +156,7 @@ class VectorMemory:
             CollectionError when the product declares no such collection).
         redact: the workbench's redaction of values.
         crash: the crash-point hook (tests), called with ``"after_vectors"``.
+        kernel: how indexes scan (see :class:`~master_sdk.memory.vector_index.VectorIndex`).
     """
 
     def __init__(
@@ -161,8 +167,10 @@ class VectorMemory:
         declared: Callable[[str, str], Declared],
         redact: Scrub,
         crash: Callable[[str], None] | None = None,
+        kernel: Literal["auto", "numpy"] = "auto",
     ) -> None:
         self.store = store
+        self._kernel: Literal["auto", "numpy"] = kernel
         self._embed = embed
         self._declared = declared
         self._redact = redact
@@ -201,6 +209,10 @@ class VectorMemory:
         full = declared.full_name
         if full in self._opened:
             return None
+        stored = self.store.info(full)
+        if stored is not None and stale(stored, declared):
+            # left as it is: count, frame, get and delete work; search and add say what to do
+            return stored
         info = self.store.open_collection(
             full,
             model=declared.model_identity,
@@ -211,6 +223,25 @@ class VectorMemory:
             self._opened.add(full)
         return info
 
+    def check_current(self, declared: Declared) -> None:
+        """Raise :class:`StaleCollection` when the stored vectors are of another model or
+        size than the declaration (one store read, only until the collection is opened)."""
+        full = declared.full_name
+        if full in self._opened:
+            return
+        stored = self.store.info(full)
+        if stored is not None and stale(stored, declared):
+            raise StaleCollection(declared, stored)
+        self._open(declared)
+
+    def collections(self) -> list[CollectionInfo]:
+        """Every collection the store holds."""
+        return self.store.collections()
+
+    def declaration(self, product: str, name: str) -> Declared:
+        """What ``product`` declares about collection ``name`` (raises CollectionError)."""
+        return self._declared(product, name)
+
     def _slot(self, full: str) -> _Slot:
         with self._lock:
             slot = self._slots.get(full)
@@ -218,16 +249,19 @@ class VectorMemory:
                 slot = self._slots[full] = _Slot()
             return slot
 
-    def _fresh_index(self, declared: Declared, slot: _Slot) -> VectorIndex:
-        """The collection's index, reloaded when the store's version moved (call with
-        ``slot.lock`` held)."""
-        full = declared.full_name
-        version = self.store.version(full)
-        index = slot.index
-        if index is not None and index.version == version:
-            return index
-        snapshot = self.store.load(full)
-        index = VectorIndex(declared.dimensions, declared.spec.metadata, snapshot.version)
+    def _loaded(self, declared: Declared, slot: _Slot) -> VectorIndex:
+        """The collection's index as the store holds it now (call with ``slot.lock``)."""
+        stored = self.store.info(declared.full_name)
+        if stored is not None and stale(stored, declared):
+            # re-embedded with another model by another process since this one opened it
+            with self._lock:
+                self._opened.discard(declared.full_name)
+            slot.index = None
+            raise StaleCollection(declared, stored)
+        snapshot = self.store.load(declared.full_name)
+        index = VectorIndex(
+            declared.dimensions, declared.spec.metadata, snapshot.version, kernel=self._kernel
+        )
         index.upsert(snapshot.ids, snapshot.vectors, snapshot.metadata)
         slot.index = index
         return index
@@ -310,6 +344,7 @@ class Collection:
             raise CollectionError(f"{self.full_name}: add() takes a list of strings")
         if not texts:
             return []
+        self._memory.check_current(self._declared)
         metas = self._check_metadata(texts, metadata)
         spec = self.spec
         for i, text in enumerate(texts):
@@ -397,14 +432,24 @@ class Collection:
             raise CollectionError(f"{self.full_name}: search() takes a query string")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise CollectionError(f"{self.full_name}: k must be an integer from 1 to {MAX_K}")
+        self._memory.check_current(self._declared)
         redacted = self._redact_text(query)
         vector = self._vectors([redacted if self._policy.redact_before_embedding else query])[0]
         memory = self._memory
         slot = memory._slot(self.full_name)
+        vector = vector.astype(np.float32)
         with slot.lock:
-            index = memory._fresh_index(self._declared, slot)
-            found = index.search(vector.astype(np.float32), k, where)
-        stored = {e.id: e for e in memory.store.entries(self.full_name, [i for i, _ in found])}
+            # search what this process holds, then read the hits' texts together with the
+            # collection's version: one round trip, unless another process or workbench
+            # wrote since, in which case the index is reloaded and the search repeated
+            index = slot.index or memory._loaded(self._declared, slot)
+            for _ in range(_SEARCH_TRIES):
+                found = index.search(vector, k, where)
+                version, entries = memory.store.hits(self.full_name, [i for i, _ in found])
+                if version == index.version:
+                    break
+                index = memory._loaded(self._declared, slot)
+        stored = {e.id: e for e in entries}
         hits = Hits(
             Hit(
                 id=key,
@@ -425,6 +470,54 @@ class Collection:
             },
         )
         return hits
+
+    def reembed(self, *, batch: int = 512) -> int:
+        """Embed every stored text again with the declared model, and replace the vectors
+        and the collection's model in one transaction; returns how many entries.
+
+        Needed after the collection's model (or its provider model, or dimensions)
+        changed in ``config/product.yaml`` or ``configs/models.yaml``: until then a search
+        or add raises :class:`StaleCollection`. The stored texts are the redacted ones,
+        so after re-embedding the model has seen redacted texts even where
+        ``redact_before_embedding`` was off. Embedding calls go through the router
+        (``batch`` texts per call; budgets apply inside a run).
+
+        Raises:
+            StoreError: an entry was written while the texts were being embedded
+                (nothing was replaced; run it again).
+
+        Example:
+            >>> wb.memory("support_answers/tickets").reembed()  # doctest: +SKIP
+            500
+        """
+        import numpy as np
+
+        memory = self._memory
+        declared = self._declared
+        full = self.full_name
+        slot = memory._slot(full)
+        with slot.lock:
+            stored = memory.store.info(full)
+            if stored is None:
+                memory._open(declared)
+                return 0
+            entries = memory.store.entries(full)
+            texts = [e.text for e in entries]
+            parts = [self._vectors(texts[at : at + batch]) for at in range(0, len(texts), batch)]
+            vectors = np.vstack(parts) if parts else np.zeros((0, declared.dimensions), np.float32)
+            memory.store.reembed(
+                full,
+                model=declared.model_identity,
+                dimensions=declared.dimensions,
+                ids=[e.id for e in entries],
+                vectors=vectors,
+                expect_version=stored.version,
+            )
+            slot.index = None
+            with memory._lock:
+                memory._opened.discard(full)
+            memory._open(declared)
+        return len(entries)
 
     def count(self) -> int:
         """How many entries the collection holds."""
@@ -598,3 +691,27 @@ def not_declared(product: str, name: str, declared: Sequence[str]) -> Collection
         f"product '{product}' declares no vector collection '{name}' (collections: {known}); "
         f"declare it under collections: in products/{product}/config/product.yaml"
     )
+
+
+def stale(stored: CollectionInfo, declared: Declared) -> bool:
+    """Whether a stored collection holds vectors of another model or size than declared."""
+    return stored.model != declared.model_identity or stored.dimensions != declared.dimensions
+
+
+class StaleCollection(CollectionError):
+    """The collection's stored vectors come from another embedding model (or size) than
+    the one it is declared with: they cannot be compared with new queries."""
+
+    def __init__(self, declared: Declared, stored: CollectionInfo) -> None:
+        self.declared = declared
+        self.stored = stored
+        full = declared.full_name
+        super().__init__(
+            f"vector collection '{full}' holds {stored.count} entries embedded by "
+            f"'{stored.model}' ({stored.dimensions} dimensions), but "
+            f"products/{declared.product}/config/product.yaml declares it with model "
+            f"'{declared.model}' = '{declared.model_identity}' ({declared.dimensions} "
+            "dimensions); their vectors cannot be compared. Re-embed it: "
+            f"wb.memory('{full}').reembed() or `master memory reembed {full}` "
+            "(or declare the old model again)"
+        )

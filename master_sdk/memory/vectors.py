@@ -133,8 +133,27 @@ class VectorStore(Protocol):
         stored collection differs (its vectors could not be searched with the new model)."""
         ...
 
+    def info(self, name: str) -> CollectionInfo | None:
+        """What the store holds about a collection (None when it does not exist)."""
+        ...
+
     def version(self, name: str) -> int:
         """The collection's version (0 when it does not exist yet)."""
+        ...
+
+    def reembed(
+        self,
+        name: str,
+        *,
+        model: str,
+        dimensions: int,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        expect_version: int,
+    ) -> WriteResult:
+        """Replace the vectors of ``ids`` and the collection's model and size in one
+        transaction. Raises StoreError when the collection's version is no longer
+        ``expect_version`` (an entry was written while the texts were being embedded)."""
         ...
 
     def upsert(
@@ -160,6 +179,12 @@ class VectorStore(Protocol):
         """Stored entries (all, oldest first, or those of ``ids`` that exist, in that order)."""
         ...
 
+    def hits(self, name: str, ids: Sequence[str]) -> tuple[int, list[StoredEntry]]:
+        """The collection's version and the entries of ``ids`` that exist (in that order),
+        read from one consistent snapshot: a search checks its index and fetches its hits'
+        texts in one round trip."""
+        ...
+
     def count(self, name: str) -> int:
         """How many entries the collection holds."""
         ...
@@ -180,7 +205,7 @@ class InMemoryVectorStore:
     """A :class:`VectorStore` in process memory (tests; nothing survives the process)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._collections: dict[str, _Collection] = {}
 
     def _get(self, name: str) -> _Collection:
@@ -208,6 +233,37 @@ class InMemoryVectorStore:
         return CollectionInfo(
             info.name, info.model, info.dimensions, info.fields, len(coll.rows), coll.version
         )
+
+    def info(self, name: str) -> CollectionInfo | None:
+        """See :meth:`VectorStore.info`."""
+        with self._lock:
+            found = self._collections.get(name)
+            return None if found is None else self._info(found)
+
+    def reembed(
+        self,
+        name: str,
+        *,
+        model: str,
+        dimensions: int,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        expect_version: int,
+    ) -> WriteResult:
+        """See :meth:`VectorStore.reembed`."""
+        with self._lock:
+            coll = self._get(name)
+            check_unchanged(name, coll.version, expect_version, where="memory")
+            for key, vector in zip(ids, vectors, strict=True):
+                row = coll.rows.get(key)
+                if row is not None:
+                    row.vector = vector
+            info = coll.info
+            coll.info = CollectionInfo(
+                info.name, model, dimensions, info.fields, info.count, info.version
+            )
+            coll.version += 1
+            return WriteResult(coll.version, 0, len(ids))
 
     def version(self, name: str) -> int:
         """See :meth:`VectorStore.version`."""
@@ -285,6 +341,11 @@ class InMemoryVectorStore:
                 for r in chosen
             ]
 
+    def hits(self, name: str, ids: Sequence[str]) -> tuple[int, list[StoredEntry]]:
+        """See :meth:`VectorStore.hits`."""
+        with self._lock:
+            return self.version(name), self.entries(name, ids)
+
     def count(self, name: str) -> int:
         """See :meth:`VectorStore.count`."""
         with self._lock:
@@ -305,4 +366,13 @@ def check_same(stored: CollectionInfo, *, model: str, dimensions: int, where: st
             f"vectors of model '{stored.model}', but it is declared with model '{model}' and "
             f"{dimensions} dimensions; its vectors cannot be searched with another model. "
             "Declare a new collection name (and re-add the texts), or keep the old model"
+        )
+
+
+def check_unchanged(name: str, version: int, expected: int, *, where: str) -> None:
+    """Refuse a re-embedding whose texts were read at another version of the collection."""
+    if version != expected:
+        raise StoreError(
+            f"{where}: vector collection '{name}' changed while it was being re-embedded "
+            f"(version {expected} became {version}); nothing was replaced, run reembed again"
         )

@@ -33,16 +33,20 @@ __all__ = ["StepServiceFactory", "build_memory", "vector_store_for"]
 
 
 def vector_store_for(store: Any, *, crash: Any = None) -> VectorStore:
-    """Where a run store keeps vector collections: in its own SQLite file, or in process
-    memory beside an in-memory run store. ``crash`` is called with ``commit:vectors``
-    inside each vector write (crash tests)."""
+    """Where a run store keeps vector collections: in its own SQLite file or PostgreSQL
+    database, or in process memory beside an in-memory run store. ``crash`` is called
+    with ``commit:vectors`` inside each vector write (crash tests)."""
     from master_sdk.memory.sqlite import SQLiteStore
     from master_sdk.memory.sqlite_vectors import SQLiteVectorStore
     from master_sdk.memory.vectors import InMemoryVectorStore
 
+    before = (lambda label: crash(f"commit:{label}")) if crash is not None else None
     if isinstance(store, SQLiteStore):
-        before = (lambda label: crash(f"commit:{label}")) if crash is not None else None
         return SQLiteVectorStore(store, before_commit=before)
+    if getattr(store, "kind", None) == "postgresql":
+        from master_sdk.memory.postgres.vectors import PostgresVectorStore
+
+        return PostgresVectorStore(store, before_commit=before)
     return InMemoryVectorStore()
 
 

@@ -219,6 +219,17 @@ class PostgresStore(
         with self._conn("while writing") as conn, conn.transaction():
             return body(conn)
 
+    def transaction(self, body: Callable[[Conn], T], *, doing: str = "while writing") -> T:
+        """Run ``body`` in one write transaction on a pooled connection, for tables other
+        modules of ``memory/`` keep in the same database (vector collections). Commit
+        hooks are not called; if ``body`` raises, nothing is written."""
+        with self._conn(doing) as conn, conn.transaction():
+            return body(conn)
+
+    def read(self, query: Callable[[Conn], T], *, doing: str = "while reading") -> T:
+        """Run ``query`` in one read-only repeatable-read transaction (one snapshot)."""
+        return self._read(doing, query)
+
     # ------------------------------------------------------------------ writing
 
     def _run_values(self, run: RunRecord) -> tuple[Any, ...]:
