@@ -153,9 +153,7 @@ class Inbox:
                 widgets.HBox(
                     [self.prev_button, self.page_label, self.next_button, self.select_page_button]
                 ),
-                widgets.HBox(
-                    [self.select_all_button, self.clear_button, self.selection_label]
-                ),
+                widgets.HBox([self.select_all_button, self.clear_button, self.selection_label]),
                 widgets.HBox([self.by, self.comment]),
                 widgets.HBox(
                     [self.approve_button, self.reject_button, self.open_button, self.answer_button]
