@@ -17,9 +17,8 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from master_sdk.tracing.otel import ids
 from master_sdk.tracing.otel.sender import SpanSender, quiet_in_thread
@@ -36,8 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["TelemetryPipeline"]
 
 
-@dataclass(slots=True)
-class _Commit:
+class _Commit(NamedTuple):
     run: RunInfo
     events: Sequence[Any]
     starts: Mapping[str, StepStart] | None

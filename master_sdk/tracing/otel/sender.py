@@ -110,7 +110,10 @@ class SpanSender:
 
         self.endpoint = endpoint
         self._exporter = OTLPSpanExporter(
-            endpoint=endpoint, headers=dict(headers or {}), timeout=timeout_s
+            endpoint=endpoint,
+            headers=dict(headers or {}),
+            timeout=timeout_s,
+            session=_settled_session(endpoint),
         )
         self._resource = Resource({"service.name": service_name, "service.version": __version__})
         self._scope = InstrumentationScope("master_sdk", __version__)
@@ -176,3 +179,22 @@ class SpanSender:
     def shutdown(self) -> None:
         """Stop the exporter (an export waiting to retry gives up at once)."""
         self._exporter.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it untyped
+
+
+def _settled_session(endpoint: str) -> Any:
+    """A ``requests`` session with the environment's proxy and CA settings for
+    ``endpoint`` resolved once, now: by default ``requests`` reads the whole environment
+    (and ``~/.netrc``) again on every request, which costs the process more CPU than
+    encoding the batch. Proxy or CA variables changed later are not seen until telemetry
+    is opened again."""
+    import requests
+
+    session = requests.Session()
+    settled = session.merge_environment_settings(endpoint, {}, None, None, None)
+    session.proxies.update(settled.get("proxies") or {})
+    if settled.get("verify") is not None:
+        session.verify = settled["verify"]
+    if settled.get("cert"):
+        session.cert = settled["cert"]
+    session.trust_env = False
+    return session
