@@ -8,6 +8,9 @@ process.
   (decisions/s), then ``master work --once`` in a new process continues them; its wall
   time includes starting Python and opening the workbench, measured alone on an empty
   pass and reported beside it.
+* **one at a time**: the same two kernel figures with ``workers=1`` (each decision and
+  each continuation waits for its own synced commit), for comparison with the default,
+  where a batch's commits share syncs (``master_sdk/review/decisions.py``).
 
 Usage::
 
@@ -30,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import master_sdk as ms  # noqa: E402  # after the path fix above
+from master_sdk.review.decisions import continue_runs, decide_runs  # noqa: E402
 
 FLOW = """
 id: approve_agent
@@ -81,7 +85,14 @@ def main() -> int:
     args = parser.parse_args()
     n = args.runs
     folder = Path(tempfile.mkdtemp(prefix="review-bulk-"))
-    results: dict[str, list[float]] = {"kernel": [], "decide_only": [], "worker": [], "start": []}
+    results: dict[str, list[float]] = {
+        "kernel": [],
+        "decide_only": [],
+        "worker": [],
+        "start": [],
+        "kernel_serial": [],
+        "decide_only_serial": [],
+    }
     try:
         shutil.copytree(REPO_ROOT / "products", folder / "products")
         shutil.copytree(REPO_ROOT / "configs", folder / "configs")
@@ -102,13 +113,25 @@ def main() -> int:
                 wb.decide(ids, "approve", comment="bulk", by="ana", proceed=False)
                 results["decide_only"].append(n / (time.perf_counter() - t))
             results["worker"].append(n / work_once(folder, store))
+            store = folder / f"serial{rep}.sqlite3"
+            with ms.Workbench.open(folder, store=store) as wb:
+                ids = paused(wb, n)
+                t = time.perf_counter()
+                decide_runs(wb, ids, "approve", comment="bulk", by="ana", workers=1)
+                decided = time.perf_counter() - t
+                continue_runs(wb, ids, workers=1)
+                results["decide_only_serial"].append(n / decided)
+                results["kernel_serial"].append(n / (time.perf_counter() - t))
+                assert set(wb.runs()["status"].astype(str)) == {"completed"}
             results["start"].append(work_once(folder, store))  # nothing left: start-up alone
             with ms.Workbench.open(folder, store=store) as wb:
                 assert set(wb.runs()["status"].astype(str)) == {"completed"}
             print(
                 f"rep {rep + 1}: kernel {results['kernel'][-1]:.0f} runs/s, decisions only "
                 f"{results['decide_only'][-1]:.0f}/s, master work {results['worker'][-1]:.0f} "
-                f"runs/s (empty pass {results['start'][-1]:.2f} s)",
+                f"runs/s (empty pass {results['start'][-1]:.2f} s); one at a time: kernel "
+                f"{results['kernel_serial'][-1]:.0f} runs/s, decisions only "
+                f"{results['decide_only_serial'][-1]:.0f}/s",
                 file=sys.stderr,
             )
         med = {k: statistics.median(v) for k, v in results.items()}
@@ -116,8 +139,15 @@ def main() -> int:
             f"bulk approval of {n} runs (echo -> approval -> fake-model agent), medians of "
             f"{args.repeat}"
         )
-        print(f"decide + continue in the kernel: {med['kernel']:.0f} runs/s")
-        print(f"decisions only (proceed=False):  {med['decide_only']:.0f} decisions/s")
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(
+            f"decide + continue in the kernel: {med['kernel']:.0f} runs/s "
+            f"(one at a time: {med['kernel_serial']:.0f})"
+        )
+        print(
+            f"decisions only (proceed=False):  {med['decide_only']:.0f} decisions/s "
+            f"(one at a time: {med['decide_only_serial']:.0f})"
+        )
         print(
             f"master work --once, 2nd process: {med['worker']:.0f} runs/s wall "
             f"(incl. {med['start']:.2f} s start-up; "

@@ -2,15 +2,22 @@
 
 A sortable, paged list of paused runs with what a reviewer needs to decide (product, flow,
 step, prompt, the ``show:`` value, who started it, how long it waits, who reserved it);
-filters; a multiple selection; one comment for Approve or Reject of the whole selection;
+filters; a multiple selection that spans pages (pick items, *Select page*, or *Select all
+matching* — every run the current filters match, on every page); one comment for Approve or
+Reject of the whole selection;
 Open shows one item's full view and form; inputs sharing one schema are answered in bulk
 with one form. Every decision is committed first (at once, each on its own); the decided
 runs are then continued in a background thread that updates the progress bar, so the
 kernel stays responsive. A run whose continuation failed stays listed under *Failed* with
 its error. Refresh shows runs paused or decided elsewhere.
 
-Drivable from code, like the forms: set ``selector.value`` (or :meth:`select`), the
-``comment``, click ``approve_button``; :meth:`join` waits for the continuations.
+Drivable from code, like the forms: set ``selector.value`` (or :meth:`select`, or click
+``select_all_button``), the ``comment``, click ``approve_button``; :meth:`join` waits for
+the continuations.
+
+The selection holds only runs the list shows: a refresh or a filter change drops the
+selected runs it no longer lists (decided elsewhere, or filtered out), so a click never
+decides what the reviewer cannot see.
 
 Example:
     >>> inbox = wb.inbox(product="hello_world")          # doctest: +SKIP
@@ -49,7 +56,9 @@ class Inbox:
 
     Attributes:
         frame: the pending list as last read (filtered and sorted).
-        selector: a ``SelectMultiple`` over the current page (values are run ids).
+        selector: a ``SelectMultiple`` over the current page (values are run ids); what
+            is picked there joins the selection, which spans pages (:attr:`selected`).
+        select_all_button: selects every run the current filters match, on every page.
         comment, by: the comment and the decider's name for the selection.
         approve_button, reject_button, open_button, refresh_button: the actions.
         progress: decisions and continuations of the last batch.
@@ -82,6 +91,8 @@ class Inbox:
         self._results: dict[str, Any] = {}
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._chosen: dict[str, None] = {}  # the selection, every page (an ordered set)
+        self._showing = False  # the inbox itself is setting the selector's page
 
         self.product = widgets.Dropdown(description="Product", options=[("(all)", None)])
         self.flow = widgets.Text(value=flow or "", description="Flow", placeholder="any")
@@ -98,6 +109,9 @@ class Inbox:
             options=[], rows=10, layout=widgets.Layout(width="98%")
         )
         self.select_page_button = widgets.Button(description="Select page")
+        self.select_all_button = widgets.Button(description="Select all matching")
+        self.clear_button = widgets.Button(description="Clear selection")
+        self.selection_label = widgets.Label()
         self.prev_button = widgets.Button(description="◀", layout=widgets.Layout(width="40px"))
         self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="40px"))
         self.page_label = widgets.Label()
@@ -118,6 +132,9 @@ class Inbox:
 
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.select_page_button.on_click(lambda _b: self._select_page())
+        self.select_all_button.on_click(lambda _b: self.select_all())
+        self.clear_button.on_click(lambda _b: self.select(()))
+        self.selector.observe(self._picked, names="value")
         self.prev_button.on_click(lambda _b: self._turn(-1))
         self.next_button.on_click(lambda _b: self._turn(1))
         self.approve_button.on_click(lambda _b: self.decide("approve"))
@@ -136,6 +153,7 @@ class Inbox:
                 widgets.HBox(
                     [self.prev_button, self.page_label, self.next_button, self.select_page_button]
                 ),
+                widgets.HBox([self.select_all_button, self.clear_button, self.selection_label]),
                 widgets.HBox([self.by, self.comment]),
                 widgets.HBox(
                     [self.approve_button, self.reject_button, self.open_button, self.answer_button]
@@ -182,6 +200,8 @@ class Inbox:
                 self.product.value = keep if keep in products else None
             finally:
                 self._quiet = quiet
+        listed = set(frame["run_id"].astype(str))
+        self._chosen = {r: None for r in self._chosen if r in listed}
         self.page = min(self.page, max(0, (len(frame) - 1) // self.page_size))
         self._render()
 
@@ -194,12 +214,36 @@ class Inbox:
         total = len(self.frame)
         pages = max(1, -(-total // self.page_size))
         self.page_label.value = f"page {self.page + 1} of {pages} · {total} waiting"
-        selected = set(self.selector.value)
         options = [(_label(row), str(row["run_id"])) for _i, row in page.iterrows()]
-        self.selector.options = options
-        self.selector.value = tuple(v for _l, v in options if v in selected)
+        self._showing = True
+        try:
+            self.selector.options = options
+            self.selector.value = tuple(v for _l, v in options if v in self._chosen)
+        finally:
+            self._showing = False
         self.table.value = _table(page)
+        self._render_selection()
         self._render_failures()
+
+    def _render_selection(self) -> None:
+        total = len(self.frame)
+        chosen = len(self._chosen)
+        self.selection_label.value = f"{chosen} selected of {total}"
+        self.select_all_button.description = f"Select all {total} matching"
+
+    def _picked(self, change: Any) -> None:
+        """The reviewer picked on the current page: that page's part of the selection
+        becomes what the selector shows; other pages' part stays."""
+        if self._showing:
+            return
+        page = [v for _l, v in self.selector.options]
+        now = set(change["new"])
+        for run_id in page:
+            if run_id in now:
+                self._chosen[run_id] = None
+            else:
+                self._chosen.pop(run_id, None)
+        self._render_selection()
 
     def _render_failures(self) -> None:
         if not self.failures:
@@ -220,15 +264,21 @@ class Inbox:
         self.selector.value = tuple(v for _l, v in self.selector.options)
 
     def select(self, run_ids: Iterable[str]) -> None:
-        """Select these runs (those on other pages are selected by moving there first:
-        the selection is the current page's)."""
+        """Make these runs the selection, on whatever page they are (ids the list does not
+        show are ignored); ``select(())`` clears it."""
         wanted = {str(r) for r in run_ids}
-        self.selector.value = tuple(v for _l, v in self.selector.options if v in wanted)
+        self._chosen = {r: None for r in self.frame["run_id"].astype(str) if r in wanted}
+        self._render()
+
+    def select_all(self) -> None:
+        """Select every run the current filters match, on every page."""
+        self.select(self.frame["run_id"].astype(str))
 
     @property
     def selected(self) -> list[str]:
-        """The selected run ids."""
-        return list(self.selector.value)
+        """The selected run ids, every page, in the list's order."""
+        chosen = self._chosen
+        return [r for r in self.frame["run_id"].astype(str) if r in chosen]
 
     # ------------------------------------------------------------------ deciding
 

@@ -58,7 +58,9 @@ def test_a_collector_that_is_down_costs_runs_nothing_and_drops_are_counted(three
     """Connection refused: every run completes, in about the time runs take with telemetry
     off, and the spans that could not be sent are counted as dropped."""
     off, _, _, _ = timed_runs(three, False)
-    down, closing, status, statuses = timed_runs(three, settings(f"http://127.0.0.1:{free_port()}/v1/traces"))
+    down, closing, status, statuses = timed_runs(
+        three, settings(f"http://127.0.0.1:{free_port()}/v1/traces")
+    )
     assert statuses == ["completed"] * RUNS
     assert down - off < TIMEOUT_S, (down, off)
     assert closing < TIMEOUT_S + 2.0
@@ -108,8 +110,10 @@ def test_spans_flow_again_once_the_collector_is_back(three: Any) -> None:
     try:
         run = wb.run("demo/three", inputs={"text": "back up"})
         spans = receiver.wait_for(
-            lambda s: any(x.attributes.get("master.run_id") == run.id and
-                          x.name.startswith("invoke_workflow") for x in s)
+            lambda s: any(
+                x.attributes.get("master.run_id") == run.id and x.name.startswith("invoke_workflow")
+                for x in s
+            )
         )
     finally:
         wb.close()
@@ -137,3 +141,22 @@ def test_a_collector_stopped_mid_experiment_loses_only_what_came_after(three: An
     assert {s.attributes["master.run_id"] for s in receiver.spans} == {r.id for r in before}
     assert exported == len(receiver.spans) == status["exported"]
     assert status["dropped_export_failed"] > 0
+
+
+def test_a_proxy_from_the_environment_is_used_for_every_export(
+    three: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``HTTP_PROXY`` set when telemetry opens routes the exports through that proxy (here
+    the receiver itself, which accepts proxied requests): the environment's proxy and CA
+    settings are read once, not per request, and still honoured."""
+    with OtlpReceiver() as receiver:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{receiver.port}")
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{receiver.port}")
+        _, _, status, statuses = timed_runs(
+            three, settings("http://collector.invalid:4318/v1/traces")
+        )
+        assert statuses == ["completed"] * RUNS
+        assert status["failed_requests"] == 0 and status["dropped"] == 0
+        assert status["exported"] == len(receiver.spans) > 0

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = ["OtlpReceiver", "ReceivedSpan", "free_port"]
 
@@ -133,10 +134,13 @@ class OtlpReceiver:
                     body = gzip.decompress(body)
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
-                receiver._received(self.path, body, dict(self.headers))
+                # a request sent through a proxy names the whole URL: this receiver
+                # also stands for a proxy in front of the collector
+                path = urlsplit(self.path).path if "://" in self.path else self.path
+                receiver._received(path, body, dict(self.headers))
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)  # a slow collector, on purpose
-                code = receiver.status if self.path == "/v1/traces" else 404
+                code = receiver.status if path == "/v1/traces" else 404
                 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
                     ExportTraceServiceResponse,
                 )

@@ -24,20 +24,20 @@ __all__ = ["TelemetryHook", "open_telemetry", "run_info"]
 def run_info(run: Any, *, content: bool = False) -> RunInfo:
     """What the root span needs of a run record, copied (the record keeps changing)."""
     return RunInfo(
-        run_id=run.run_id,
-        product=run.product,
-        flow=run.flow,
-        status=str(run.status),
-        created_us=run.created_us,
-        error=run.error,
-        tokens_in=run.tokens_in,
-        tokens_out=run.tokens_out,
-        cost_usd=run.cost_usd,
-        steps_used=run.steps_used,
-        tool_calls=run.tool_calls,
-        model_calls=run.model_calls,
-        inputs=run.inputs if content else None,
-        output=run.output if content else None,
+        run.run_id,
+        run.product,
+        run.flow,
+        str(run.status),
+        run.created_us,
+        run.error,
+        run.tokens_in,
+        run.tokens_out,
+        run.cost_usd,
+        run.steps_used,
+        run.tool_calls,
+        run.model_calls,
+        run.inputs if content else None,
+        run.output if content else None,
     )
 
 
@@ -80,14 +80,19 @@ class TelemetryHook:
         """Nothing: spans come from durable commits only."""
 
     def after_commit(self, commit: Any) -> None:
-        """Queue the commit's events (copied) for the background exporter."""
-        events = commit.events
+        """Queue the commit's events for the background exporter: a copy of the list
+        (the engine reuses it), the run's counters and the steps' starts as named tuples.
+        The events themselves were scrubbed before they were stored; nothing is redacted,
+        built or encoded here, on the run's own thread."""
+        changes = commit.changes
+        events = changes.events
         if not events:
             return
+        steps = changes.steps
         self.pipeline.submit(
             run_info(commit.run, content=self._content),
-            list(events),
-            step_starts(commit.changes.steps, content=self._content),
+            tuple(events),
+            step_starts(steps, content=self._content) if steps else None,
         )
 
     def status(self) -> dict[str, Any]:

@@ -110,7 +110,9 @@ class SpanSender:
 
         self.endpoint = endpoint
         self._exporter = OTLPSpanExporter(
-            endpoint=endpoint, headers=dict(headers or {}), timeout=timeout_s
+            endpoint=endpoint,
+            headers=dict(headers or {}),
+            timeout=timeout_s,
         )
         self._resource = Resource({"service.name": service_name, "service.version": __version__})
         self._scope = InstrumentationScope("master_sdk", __version__)
@@ -133,6 +135,7 @@ class SpanSender:
         # It is not public API; without it, spans go through the public export().
         client = getattr(self._exporter, "_client", None)
         self._client = client if callable(getattr(client, "export", None)) else None
+        _settle_environment(self._exporter, endpoint)
 
     def convert(self, record: SpanRecord) -> Any:
         """One SDK ``ReadableSpan`` with the record's ids, times, attributes and status."""
@@ -176,3 +179,23 @@ class SpanSender:
     def shutdown(self) -> None:
         """Stop the exporter (an export waiting to retry gives up at once)."""
         self._exporter.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it untyped
+
+
+def _settle_environment(exporter: Any, endpoint: str) -> None:
+    """Resolve the environment's proxy and CA settings for ``endpoint`` once, now, on the
+    exporter's ``requests`` session: by default ``requests`` reads the whole environment
+    (and ``~/.netrc``) again on every request, which costs the process more CPU than
+    encoding the batch. Proxy or CA variables changed later are seen when telemetry is
+    opened again. The session is not public API; without it nothing changes."""
+    transport = getattr(getattr(exporter, "_client", None), "_transport", None)
+    session = getattr(transport, "_session", None)
+    merge = getattr(session, "merge_environment_settings", None)
+    if session is None or merge is None or not getattr(session, "trust_env", False):
+        return
+    settled = merge(endpoint, {}, None, None, None)
+    session.proxies.update(settled.get("proxies") or {})
+    if settled.get("verify") is not None:
+        session.verify = settled["verify"]
+    if settled.get("cert"):
+        session.cert = settled["cert"]
+    session.trust_env = False

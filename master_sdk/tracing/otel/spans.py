@@ -32,7 +32,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from master_sdk.tracing.otel import ids
 from master_sdk.tracing.otel import semconv as sc
@@ -83,10 +83,10 @@ class EventLike(Protocol):
     def attrs(self) -> dict[str, Any] | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RunInfo:
+class RunInfo(NamedTuple):
     """What the root span says about a run: its record as of the commit (live) or as
-    stored (past export)."""
+    stored (past export). A named tuple: the commit hook makes one per commit, on the
+    run's own thread, so it must cost next to nothing."""
 
     run_id: str
     product: str
@@ -104,8 +104,7 @@ class RunInfo:
     output: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class StepStart:
+class StepStart(NamedTuple):
     """A step attempt as the store records it: when a step ended in another process's
     commit than the one that started it, this is where its start comes from."""
 
@@ -135,6 +134,7 @@ class _OpenStep:
     attempt: int
     step_type: str | None
     name: str | None
+    span_id: int  # the attempt's span: the parent of its calls
     provider: str | None = None
     request_model: str | None = None
     response_model: str | None = None
@@ -146,6 +146,7 @@ class _OpenStep:
 
 @dataclass(slots=True)
 class _RunState:
+    run_id: str
     trace: int
     root: int
     open: dict[str, _OpenStep] = field(default_factory=dict)
@@ -194,7 +195,7 @@ class SpanBuilder:
         output), for a step that started in an earlier commit this builder did not see.
         """
         state = self._runs.pop(run.run_id, None) or _RunState(
-            trace=ids.trace_id(run.run_id), root=ids.root_span_id(run.run_id)
+            run.run_id, ids.trace_id(run.run_id), ids.root_span_id(run.run_id)
         )
         base: dict[str, AttrValue] = {
             "master.run_id": run.run_id,
@@ -212,11 +213,13 @@ class SpanBuilder:
                 attempt = (event.attrs or {}).get("attempt")
                 state.attempts[step_id] = int(attempt) if isinstance(attempt, int) else 1
             elif kind == "step_started" and step_id is not None:
+                attempt = state.attempts.pop(step_id, 1)
                 state.open[step_id] = _OpenStep(
                     event.ts_us,
-                    state.attempts.pop(step_id, 1),
+                    attempt,
                     event.step_type,
                     event.name,
+                    ids.step_span_id(run.run_id, step_id, attempt),
                 )
             elif kind in ("tool_called", "model_called", "model_retry") and step_id is not None:
                 step = self._step(state, step_id, event, known)
@@ -270,11 +273,13 @@ class SpanBuilder:
                 begin = event.ts_us - int(event.duration_ms * 1000)
             else:
                 begin = event.ts_us
+            attempt = start.attempt if start is not None else 1
             step = _OpenStep(
                 begin,
-                start.attempt if start is not None else 1,
+                attempt,
                 event.step_type,
                 event.name,
+                ids.step_span_id(state.run_id, step_id, attempt),
             )
             state.open[step_id] = step
         return step
@@ -344,7 +349,7 @@ class SpanBuilder:
             name,
             state.trace,
             ids.event_span_id(run.run_id, event.seq),
-            ids.step_span_id(run.run_id, step_id, step.attempt),
+            step.span_id,
             kind,
             start_us * 1000,
             end_us * 1000,
@@ -408,7 +413,7 @@ class SpanBuilder:
             span_id = ids.event_span_id(run.run_id, event.seq)
             attrs["master.event.seq"] = event.seq
         else:
-            span_id = ids.step_span_id(run.run_id, step_id, step.attempt)
+            span_id = step.span_id
         return SpanRecord(
             name,
             state.trace,

@@ -88,3 +88,51 @@ def test_open_shows_one_runs_full_view_and_its_form(wb: ms.Workbench) -> None:
     inbox.select(ids[1:])
     view = inbox.open()
     assert view is not None and inbox.detail.children == (view.widget,)
+
+
+def test_select_all_matching_selects_every_page_of_the_filter_and_nothing_else(
+    wb: ms.Workbench,
+) -> None:
+    """With ``kind=approval`` over three pages, *Select all matching* selects the eight
+    approvals on every page and none of the inputs; approving decides exactly those."""
+    ids = waiting(wb, 12)
+    wb.decide(ids[:4], "approve", by="ana")  # these now wait for input
+    inbox = wb.inbox(page_size=3)
+    inbox.kind.value = "approval"
+    assert len(inbox.frame) == 8 and inbox.page_label.value.startswith("page 1 of 3")
+    assert inbox.select_all_button.description == "Select all 8 matching"
+    inbox.select_all_button.click()
+    assert inbox.selected == ids[4:] and inbox.selection_label.value == "8 selected of 8"
+    assert list(inbox.selector.value) == ids[4:7]  # the page shows its part of it
+    inbox.comment.value = "all of them"
+    inbox.by.value = "carl"
+    inbox.approve_button.click()
+    inbox.join()
+    audit = wb.approvals()
+    assert sorted(audit.loc[audit["by"] == "carl", "run_id"]) == sorted(ids[4:])
+    assert inbox.selected == [] and inbox.frame.empty  # decided runs leave the list
+
+
+def test_picks_on_different_pages_add_up_and_a_filter_change_drops_the_unlisted(
+    wb: ms.Workbench,
+) -> None:
+    """Picking on page 1, then on page 2, selects both; turning pages keeps the picks; a
+    filter that no longer lists a run drops it from the selection; Clear empties it."""
+    ids = waiting(wb, 6)
+    wb.decide(ids[3:4], "approve", by="ana")  # ids[3] waits for input now
+    inbox = wb.inbox(page_size=2)
+    listed = list(inbox.frame["run_id"])  # longest wait first: ids[3] waits since last
+    assert listed == [ids[0], ids[1], ids[2], ids[4], ids[5], ids[3]]
+    inbox.selector.value = (ids[0],)
+    inbox.next_button.click()
+    inbox.selector.value = (ids[4],)
+    inbox.next_button.click()
+    inbox.selector.value = (ids[3],)
+    assert inbox.selected == [ids[0], ids[4], ids[3]]
+    inbox.prev_button.click()
+    inbox.prev_button.click()
+    assert list(inbox.selector.value) == [ids[0]]
+    inbox.kind.value = "approval"
+    assert inbox.selected == [ids[0], ids[4]]
+    inbox.clear_button.click()
+    assert inbox.selected == [] and inbox.selector.value == ()

@@ -4,6 +4,8 @@ continuing the run is a separate step taken exactly once, here or by any executo
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +116,63 @@ def test_bulk_submit_gives_each_run_the_same_input_and_reports_invalid_ones(
     assert set(bad["outcome"]) == {"invalid"}
     good = wb.decide([r.id for r in runs], "submit", data={"audience": "board"}, by="ana")
     assert set(good["outcome"]) == {"continued"} and set(good["status"]) == {"completed"}
+
+
+class SlowDisk:
+    """A commit hook standing for a slow disk: each commit takes a few milliseconds more
+    before it is durable (what an fsync costs on a loaded machine)."""
+
+    def before_commit(self, commit: object) -> None:
+        time.sleep(0.005)
+
+    def after_commit(self, commit: object) -> None:
+        """Nothing."""
+
+
+def test_bulk_decisions_share_transactions_and_keep_their_order(hello_root: Path) -> None:
+    """Forty approvals in one ``decide`` are committed in far fewer SQLite transactions
+    than decisions (concurrent commits share one sync); outcomes come back in the order of
+    the ids, every decision is in the audit once, and a run listed twice is decided once
+    (its second entry is ``not_waiting`` or ``taken``)."""
+    with ms.Workbench.open(hello_root, hooks=[SlowDisk()]) as wb:
+        ids = [r.id for r in paused(wb, 40)]
+        commits: list[str] = []
+        conn = wb.store.conn  # type: ignore[attr-defined]  # the SQLite store's writer
+
+        def trace(statement: str) -> None:
+            if statement.lstrip().upper().startswith("COMMIT"):
+                commits.append(statement)
+
+        conn.set_trace_callback(trace)
+        try:
+            out = wb.decide([*ids, ids[0]], "approve", comment="bulk", by="ana", proceed=False)
+        finally:
+            conn.set_trace_callback(None)
+        assert list(out["run_id"]) == [*ids, ids[0]]
+        assert list(out["outcome"][:40]) == ["decided"] * 40
+        assert out["outcome"][40] in ("not_waiting", "taken")
+        assert len(commits) <= 20, f"{len(commits)} transactions for 40 decisions"
+        audit = wb.approvals()
+        assert sorted(audit["run_id"]) == sorted(ids)
+        assert set(wb.runs()["status"].astype(str)) == {"decided"}
+
+
+def test_bulk_progress_is_reported_once_per_run_one_call_at_a_time(wb: ms.Workbench) -> None:
+    """``wb.work(ids, on_progress=...)`` over many runs: one call per run, ``done``
+    counting 1..n without gaps, never two calls at once."""
+    ids = [r.id for r in paused(wb, 12)]
+    wb.decide(ids, "approve", by="ana", proceed=False)
+    calls: list[int] = []
+    inside = threading.Lock()
+
+    def progress(outcome: object, done: int, total: int) -> None:
+        assert inside.acquire(blocking=False), "two progress calls at once"
+        try:
+            assert total == 12
+            calls.append(done)
+        finally:
+            inside.release()
+
+    out = wb.work(ids, on_progress=progress)
+    assert calls == list(range(1, 13))
+    assert list(out["run_id"]) == ids and set(out["outcome"]) == {"continued"}
