@@ -181,6 +181,27 @@ class PostgresExperiments:
 
         self._write(body)
 
+    def claim_case(
+        self, name: str, case_key: str, run_id: str, *, expected: str | None = None
+    ) -> str | None:
+        """See :class:`~master_sdk.memory.experiments.ExperimentStore` (one conditional
+        UPDATE: the row lock orders two claims, the second sees the first's link)."""
+
+        def body(conn: Conn) -> str | None:
+            pk = _pk(conn, name)
+            conn.execute(
+                "UPDATE experiment_cases SET run_id = %s WHERE experiment_pk = %s "
+                "AND case_key = %s AND run_id IS NOT DISTINCT FROM %s",
+                (run_id, pk, case_key, expected),
+            )
+            row = conn.execute(
+                "SELECT run_id FROM experiment_cases WHERE experiment_pk = %s AND case_key = %s",
+                (pk, case_key),
+            ).fetchone()
+            return None if row is None else row[0]
+
+        return self._write(body)
+
     def experiment_cases(self, name: str, *, rows: bool = True, raw: bool = False) -> list[CaseRun]:
         """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
 

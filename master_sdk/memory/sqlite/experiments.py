@@ -184,6 +184,27 @@ class SQLiteExperiments:
 
         self._write(body)
 
+    def claim_case(
+        self, name: str, case_key: str, run_id: str, *, expected: str | None = None
+    ) -> str | None:
+        """See :class:`~master_sdk.memory.experiments.ExperimentStore` (one conditional
+        UPDATE under the writer lock, so two processes cannot both win)."""
+
+        def body(conn: sqlite3.Connection) -> str | None:
+            pk = _pk(conn, name)
+            conn.execute(
+                "UPDATE experiment_cases SET run_id = ? "
+                "WHERE experiment_pk = ? AND case_key = ? AND run_id IS ?",
+                (run_id, pk, case_key, expected),
+            )
+            row = conn.execute(
+                "SELECT run_id FROM experiment_cases WHERE experiment_pk = ? AND case_key = ?",
+                (pk, case_key),
+            ).fetchone()
+            return None if row is None else row[0]
+
+        return self._write(body)
+
     def experiment_cases(self, name: str, *, rows: bool = True, raw: bool = False) -> list[CaseRun]:
         """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
 
