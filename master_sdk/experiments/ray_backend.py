@@ -94,16 +94,29 @@ def connect(ray: Any, address: str | None) -> None:
         "include_dashboard": False,
         "log_to_driver": False,
         "logging_level": logging.WARNING,
-        "configure_logging": True,
     }
     try:
         if address is None:
-            ray.init(**options)
+            start_local(ray, **options)
         else:
             ray.init(address=address, **options)
     except Exception as exc:
         where = "a local Ray cluster" if address is None else f"the Ray cluster at {address}"
         raise ClusterError(f"cannot start or reach {where}: {type(exc).__name__}: {exc}") from None
+
+
+def start_local(ray: Any, *, attempts: int = 3, **options: Any) -> Any:
+    """``ray.init(**options)`` of a local cluster, tried again when its processes were too
+    slow to register (Ray waits 30 s for them, which a loaded machine can miss)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return ray.init(**options)
+        except Exception as exc:
+            if attempt == attempts or "timed out during startup" not in str(exc):
+                raise
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def store_for_workers(wb: Workbench, ray: Any) -> str:
@@ -355,7 +368,10 @@ class RayPool:
         return pool
 
     def close(self) -> None:
-        """Stop the workers and the gate service (their processes end)."""
+        """Close the workers' workbenches (their store connections), then stop the workers
+        and the gate service (their processes end)."""
+        with contextlib.suppress(Exception):  # a worker that is gone has nothing to close
+            self.ray.get([w.close.remote() for w in self.workers], timeout=30)
         for actor in [*self.workers, *self._retired, self.service]:
             with contextlib.suppress(Exception):  # already gone
                 self.ray.kill(actor, no_restart=True)

@@ -39,7 +39,10 @@ def cluster() -> Iterator[Any]:
     processes end) after the last test."""
     import ray
 
-    ray.init(
+    from master_sdk.experiments.ray_backend import start_local
+
+    start_local(
+        ray,
         num_cpus=2,
         include_dashboard=False,
         object_store_memory=100 * 1024 * 1024,
