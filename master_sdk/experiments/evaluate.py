@@ -53,6 +53,11 @@ def evaluate(
             f"backend={backend!r} is not a backend: 'threads' (in this kernel) or 'ray' "
             "(a Ray cluster; pip install 'master-sdk[ray]')"
         )
+    if backend != "ray" and (ray_address is not None or workers is not None):
+        raise MasterError(
+            "ray_address= and workers= choose where backend='ray' runs; add backend='ray' "
+            "(or leave them out to run on threads in this kernel)"
+        )
     if not isinstance(name, str) or not name.strip():
         raise MasterError("an experiment needs a name (name='prompt-v2'), unique per store")
     if int(concurrency) < 1:

@@ -229,6 +229,8 @@ def test_an_unknown_backend_is_refused_with_the_ones_there_are(wb: ms.Workbench)
     """backend= is 'threads' or 'ray': anything else is refused before anything is stored."""
     with pytest.raises(MasterError, match=r"'threads'.*'ray'"):
         wb.evaluate("triage/classify", triage_cases(1), name="r", backend="spark")
+    with pytest.raises(MasterError, match="backend='ray'"):
+        wb.evaluate("triage/classify", triage_cases(1), name="r", workers=4)
     assert wb.experiments().empty
 
 
