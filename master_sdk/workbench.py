@@ -1074,6 +1074,8 @@ class Workbench:
         backend: str = "threads",
         wait: bool = True,
         progress: bool = True,
+        ray_address: str | None = None,
+        workers: int | None = None,
     ) -> Experiment:
         """Run ``product/flow`` over a table of cases, score each one, store it all.
 
@@ -1096,10 +1098,16 @@ class Workbench:
                 which halves on rate limits and timeouts and grows back).
             max_cost_usd: the experiment's cost cap, checked before every model call; once
                 reached no new case starts and the experiment ends ``blocked``.
-            backend: ``"threads"`` (the Ray backend is not available yet).
+            backend: ``"threads"`` (in this kernel) or ``"ray"``: cases run on a Ray
+                cluster's workers against this store (PostgreSQL, or SQLite on a cluster of
+                this machine), each case exactly once (``pip install 'master-sdk[ray]'``;
+                see ``master_sdk/experiments/ray_backend.py``).
             wait: False returns at once and runs in the background (``exp.wait()``,
                 ``exp.cancel()``).
             progress: show live progress (in place in Jupyter, on stderr elsewhere).
+            ray_address: ``backend="ray"``: the cluster (None: the Ray this process is
+                connected to, else a new local one).
+            workers: ``backend="ray"``: worker processes (None: one per CPU of the cluster).
 
         Example:
             >>> exp = wb.evaluate("triage/classify", cases_df, name="prompt-v2",  # doctest: +SKIP
@@ -1120,6 +1128,8 @@ class Workbench:
             backend=backend,
             wait=wait,
             progress=progress,
+            ray_address=ray_address,
+            workers=workers,
         )
 
     def experiments(self) -> pd.DataFrame:

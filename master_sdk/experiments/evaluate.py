@@ -19,11 +19,12 @@ from master_sdk.experiments.runner import Task
 from master_sdk.experiments.scorers import scorer_name
 
 if TYPE_CHECKING:
+    from master_sdk.experiments.ray_backend import RayOptions, RayPool, RayRunner
     from master_sdk.memory.experiments import CaseRun
     from master_sdk.products.compiler import CompiledFlow
     from master_sdk.workbench import Workbench
 
-BACKENDS = ("threads",)
+BACKENDS = ("threads", "ray")
 
 
 def evaluate(
@@ -40,16 +41,22 @@ def evaluate(
     backend: str = "threads",
     wait: bool = True,
     progress: bool = True,
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> Experiment:
     """See :meth:`Workbench.evaluate`."""
     from master_sdk.memory.experiments import CaseRecord, ExperimentRecord
     from master_sdk.tracing.events import now_us
 
-    if backend != "threads":
+    if backend not in BACKENDS:
         raise MasterError(
-            f"backend={backend!r} is not available yet: experiments run on threads in this "
-            "kernel (backend='threads'); the Ray backend for experiments larger than one "
-            "kernel is planned (DESIGN.md §12)"
+            f"backend={backend!r} is not a backend: 'threads' (in this kernel) or 'ray' "
+            "(a Ray cluster; pip install 'master-sdk[ray]')"
+        )
+    if backend != "ray" and (ray_address is not None or workers is not None):
+        raise MasterError(
+            "ray_address= and workers= choose where backend='ray' runs; add backend='ray' "
+            "(or leave them out to run on threads in this kernel)"
         )
     if not isinstance(name, str) or not name.strip():
         raise MasterError("an experiment needs a name (name='prompt-v2'), unique per store")
@@ -74,6 +81,8 @@ def evaluate(
         "backend": backend,
         "owner": wb.engine.owner,
     }
+    if backend == "ray":
+        params.update(ray_address=ray_address, workers=workers)
     record = ExperimentRecord(
         name=name,
         ref=flow.ref,
@@ -91,7 +100,29 @@ def evaluate(
         for r in rejected
     ]
     stored.sort(key=lambda c: c.idx)
-    wb.store.create_experiment(record, stored)
+    pool = None
+    if backend == "ray":
+        from master_sdk.errors import NotFound
+        from master_sdk.experiments.ray_backend import RayOptions
+        from master_sdk.memory.experiments import experiment_exists
+
+        try:  # before workers start (seconds): the name is taken
+            wb.store.get_experiment(name)
+        except NotFound:
+            pass
+        else:
+            raise experiment_exists(name)
+        pool = start_pool(
+            wb, flow, name=name, scorers=scorers, answers=answers,
+            concurrency=int(concurrency), max_cost_usd=max_cost_usd, models=overrides,
+            spent_usd=0.0, options=RayOptions(ray_address, workers),
+        )  # fmt: skip
+    try:
+        wb.store.create_experiment(record, stored)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     experiment = Experiment(wb, name, scorers=scorers, answers=answers)
     launch(
         experiment,
@@ -105,8 +136,31 @@ def evaluate(
         progress=progress,
         invalid=len(rejected),
         fresh=True,
+        pool=pool,
     )
     return experiment
+
+
+def start_pool(
+    wb: Workbench,
+    flow: CompiledFlow,
+    *,
+    name: str,
+    scorers: Sequence[Callable[..., Any]],
+    answers: Answers,
+    concurrency: int,
+    max_cost_usd: float | None,
+    models: Mapping[str, str],
+    spent_usd: float,
+    options: RayOptions,
+) -> RayPool:
+    """Ray workers ready to run ``flow`` (see ``experiments/ray_backend.py``)."""
+    from master_sdk.experiments.ray_backend import RayPool
+
+    return RayPool.start(
+        wb, flow, name=name, scorers=scorers, answers=answers, concurrency=concurrency,
+        max_cost_usd=max_cost_usd, models=models, spent_usd=spent_usd, options=options,
+    )  # fmt: skip
 
 
 def _check_models(wb: Workbench, flow: CompiledFlow, models: Mapping[str, str]) -> dict[str, str]:
@@ -170,7 +224,7 @@ def plan_resume(
         if case.run_id is None or (case.status == "blocked" and case.blocked_rule == COST_RULE):
             # never started, or stopped by this experiment's cost cap (not by the flow's
             # policy): a new run, the blocked one stays in the store
-            tasks.append(Task(item))
+            tasks.append(Task(item, replaces=case.run_id))
         elif case.status in FINISHED:
             if case.status == "completed" and rescore and not case.scores:
                 tasks.append(Task(item, case.run_id))  # scores lost with a killed process
@@ -195,8 +249,10 @@ def launch(
     progress: bool,
     invalid: int = 0,
     fresh: bool = False,
+    pool: RayPool | None = None,
 ) -> None:
-    """Run ``tasks`` now (``wait=True``) or on a background thread, recording the end."""
+    """Run ``tasks`` now (``wait=True``) or on a background thread, recording the end;
+    on ``pool``'s Ray workers when given (it is closed at the end), else on threads."""
     from collections import Counter
 
     from master_sdk.experiments.limiter import ExperimentGate
@@ -218,8 +274,12 @@ def launch(
             and (c.status is not None or c.case_error)
         )
     invalid = invalid or int((record.params or {}).get("invalid", 0))
-    gate = ExperimentGate(
-        concurrency=concurrency, max_cost_usd=max_cost_usd, models=models, spent_usd=spent_usd
+    gate: Any = (
+        pool.gate
+        if pool is not None
+        else ExperimentGate(
+            concurrency=concurrency, max_cost_usd=max_cost_usd, models=models, spent_usd=spent_usd
+        )
     )
     display = Progress(
         experiment.name,
@@ -229,18 +289,27 @@ def launch(
         already=done,
         invalid=invalid,
     )
-    runner = Runner(
-        wb,
-        store,
-        name=experiment.name,
-        flow=flow,
-        scorers=experiment._scorers,
-        answers=experiment._answers,
-        gate=gate,
-        progress=display,
-        concurrency=concurrency,
-        by=wb.user,
-    )
+    runner: Runner | RayRunner
+    if pool is not None:
+        from master_sdk.experiments.ray_backend import RayRunner
+
+        runner = RayRunner(
+            pool, store, name=experiment.name, progress=display, concurrency=concurrency,
+            resuming=not fresh,
+        )  # fmt: skip
+    else:
+        runner = Runner(
+            wb,
+            store,
+            name=experiment.name,
+            flow=flow,
+            scorers=experiment._scorers,
+            answers=experiment._answers,
+            gate=gate,
+            progress=display,
+            concurrency=concurrency,
+            by=wb.user,
+        )
     experiment._runner = runner
     params = dict(record.params or {})
     params.update(owner=wb.engine.owner, concurrency=concurrency, max_cost_usd=max_cost_usd)

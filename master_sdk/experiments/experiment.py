@@ -17,6 +17,7 @@ from master_sdk.experiments.answers import Answers
 if TYPE_CHECKING:
     import pandas as pd
 
+    from master_sdk.experiments.ray_backend import RayRunner
     from master_sdk.experiments.runner import Runner
     from master_sdk.memory.experiments import CaseRun, ExperimentRecord
     from master_sdk.workbench import Workbench
@@ -55,7 +56,7 @@ class Experiment:
         self.name = name
         self._scorers = tuple(scorers)
         self._answers = answers
-        self._runner: Runner | None = None
+        self._runner: Runner | RayRunner | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -138,17 +139,23 @@ class Experiment:
         wait: bool = True,
         progress: bool = True,
         allow_flow_change: bool = False,
+        backend: str | None = None,
+        ray_address: str | None = None,
+        workers: int | None = None,
     ) -> Experiment:
         """Run what is left: cases with no run, runs that were interrupted, and paused runs
         that ``answers`` can now answer. Finished runs are never run again, and a completed
         step never repeats its model call. Scorers and answers given before in this process
         are reused unless new ones are given (after a restart, pass them again).
 
+        ``backend`` is the one the experiment ran on unless given (``"threads"`` or
+        ``"ray"``, with ``ray_address`` and ``workers`` as for ``wb.evaluate``).
+
         Raises:
             FlowChanged: the flow or product changed since the experiment started (pass
                 ``allow_flow_change=True`` to continue on the flow as it is now).
         """
-        from master_sdk.experiments.evaluate import launch, plan_resume
+        from master_sdk.experiments.evaluate import BACKENDS, launch, plan_resume, start_pool
 
         if self._live():
             raise MasterError(f"experiment '{self.name}' is running; wait() or cancel() first")
@@ -168,17 +175,37 @@ class Experiment:
                 "to compare versions, or resume(allow_flow_change=True)"
             )
         params = dict(record.params or {})
+        backend = backend or str(params.get("backend") or "threads")
+        if backend not in BACKENDS:
+            raise MasterError(f"backend={backend!r} is not a backend: 'threads' or 'ray'")
         tasks, spent = plan_resume(self, flow, self._cases(), rescore=bool(self._scorers))
+        concurrency = concurrency or int(params.get("concurrency", 8))
+        cap = max_cost_usd if max_cost_usd is not None else params.get("max_cost_usd")
+        models = params.get("models") or {}
+        pool = None
+        if backend == "ray" and tasks:
+            from master_sdk.experiments.ray_backend import RayOptions
+
+            options = RayOptions(
+                ray_address if ray_address is not None else params.get("ray_address"),
+                workers if workers is not None else params.get("workers"),
+            )
+            pool = start_pool(
+                self._wb, flow, name=self.name, scorers=self._scorers, answers=self._answers,
+                concurrency=concurrency, max_cost_usd=cap, models=models, spent_usd=spent,
+                options=options,
+            )  # fmt: skip
         launch(
             self,
             flow,
             tasks,
-            concurrency=concurrency or int(params.get("concurrency", 8)),
-            max_cost_usd=max_cost_usd if max_cost_usd is not None else params.get("max_cost_usd"),
-            models=params.get("models") or {},
+            concurrency=concurrency,
+            max_cost_usd=cap,
+            models=models,
             spent_usd=spent,
             wait=wait,
             progress=progress,
+            pool=pool,
         )
         return self
 

@@ -13,10 +13,18 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from master_sdk.experiments.limiter import ExperimentGate
+    from master_sdk.experiments.limiter import GateState
+
+
+class GateReader(Protocol):
+    """Where the progress line reads the gate's numbers (the gate, or a remote view)."""
+
+    def state(self) -> GateState:
+        """The window, backoffs, cost spent and any block, now."""
+        ...
 
 # how a run's status counts in the progress line
 _DONE = frozenset({"completed", "rejected"})
@@ -89,7 +97,7 @@ class Progress:
         name: str,
         *,
         total: int,
-        gate: ExperimentGate,
+        gate: GateReader,
         show: bool = True,
         already: Counter[str] | None = None,
         invalid: int = 0,

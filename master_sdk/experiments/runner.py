@@ -44,10 +44,12 @@ _TICK_S = 0.2
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """One case to drive: start it (``run_id`` None) or continue its run."""
+    """One case to drive: start it (``run_id`` None) or continue its run. ``replaces``: the
+    run a new one replaces (a case stopped by the experiment's cost cap)."""
 
     case: Case
     run_id: str | None = None
+    replaces: str | None = None
 
 
 class Runner:

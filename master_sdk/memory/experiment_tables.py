@@ -212,6 +212,26 @@ class SqlExperiments:
 
         self._write(body)
 
+    def claim_case(
+        self, name: str, case_key: str, run_id: str, *, expected: str | None = None
+    ) -> str | None:
+        """See :class:`~master_sdk.memory.experiments.ExperimentStore` (one conditional
+        UPDATE under the store's write lock or the row's lock, so two claims are ordered
+        and the second sees the first's link)."""
+        d = self.dialect
+        held = "run_id IS NULL" if expected is None else "run_id = ?"
+        update = d.sql(f"UPDATE experiment_cases SET run_id = ? {_CASE_WHERE} AND {held}")  # noqa: S608  # constant text
+        select = d.sql(f"SELECT run_id FROM experiment_cases {_CASE_WHERE}")  # noqa: S608  # constant text
+
+        def body(conn: Conn) -> str | None:
+            pk = self._experiment_pk(conn, name)
+            values: tuple[Any, ...] = (run_id, pk, case_key)
+            conn.execute(update, values if expected is None else (*values, expected))
+            row = conn.execute(select, (pk, case_key)).fetchone()
+            return None if row is None else row[0]
+
+        return self._write(body)
+
     def experiment_cases(self, name: str, *, rows: bool = True, raw: bool = False) -> list[CaseRun]:
         """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
         sql = _select_cases(self.dialect)

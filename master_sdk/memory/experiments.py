@@ -159,6 +159,19 @@ class ExperimentStore(Protocol):
         """Write what became known about cases (run, scores, error), in one transaction."""
         ...
 
+    def claim_case(
+        self, name: str, case_key: str, run_id: str, *, expected: str | None = None
+    ) -> str | None:
+        """Link ``run_id`` to a case only if the case's link is still ``expected`` (None:
+        no run yet), atomically: of two workers claiming one case, exactly one wins.
+        Returns the case's run id afterwards (``run_id`` when the claim was granted, the
+        winner's otherwise; None for an unknown case key).
+
+        Raises:
+            NotFound: no experiment of that name.
+        """
+        ...
+
     def experiment_cases(self, name: str, *, rows: bool = True, raw: bool = False) -> list[CaseRun]:
         """Every case joined with its run, in table order. ``rows=False`` leaves ``row``
         empty; ``raw=True`` leaves ``row``, ``scores`` and ``output`` as stored JSON text."""

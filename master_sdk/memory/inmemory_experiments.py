@@ -136,6 +136,19 @@ class InMemoryExperiments:
                 if u.set_error:
                     case.error = self._enc.text(u.error)
 
+    def claim_case(
+        self, name: str, case_key: str, run_id: str, *, expected: str | None = None
+    ) -> str | None:
+        """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
+        with self._lock:
+            self._check()
+            case = self._kept(name).cases.get(case_key)
+            if case is None:
+                return None
+            if case.run_id == expected:
+                case.run_id = run_id
+            return case.run_id
+
     def experiment_cases(self, name: str, *, rows: bool = True, raw: bool = False) -> list[CaseRun]:
         """See :class:`~master_sdk.memory.experiments.ExperimentStore`."""
         parse: Callable[[Any], Any] = _same if raw else _loads

@@ -192,6 +192,12 @@ class Router:
                 self._check_replay(name, entry)
 
     @property
+    def given_providers(self) -> dict[str, Provider]:
+        """The providers given in place of configured ones (``providers=``), by name: what
+        another process needs to build the same router (the Ray backend ships them)."""
+        return dict(self._overrides)
+
+    @property
     def names(self) -> set[str]:
         """Every logical model name that can be resolved."""
         return set(self.settings.models) | set(self._overrides)

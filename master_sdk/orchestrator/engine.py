@@ -132,15 +132,18 @@ class Engine:
         *,
         by: str,
         tags: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> RunContext:
         """Create a run from validated inputs and advance it until it pauses or ends.
 
         ``tags`` are kept in the run's state from its first commit (an experiment's case
         names its experiment and case key there, so a crash cannot separate the two).
+        ``run_id`` is the id to create (one claimed for a case beforehand); the run's first
+        commit fails with a StoreError if a run of that id exists already.
         """
         at = self.clock.now_us()
         run = RunRow(
-            run_id=self.run_ids(),
+            run_id=run_id if run_id is not None else self.run_ids(),
             product=flow.product,
             flow=flow.id,
             status="running",

@@ -134,3 +134,47 @@ def test_case_rows_and_errors_are_redacted_when_stored(store: Any) -> None:
     store.update_cases("e1", [CaseUpdate("c0", error=f"failed with {SECRET}", set_error=True)])
     case = store.experiment_cases("e1")[0]
     assert SECRET not in case.row["text"] and SECRET not in (case.case_error or "")
+
+
+def test_a_case_is_claimed_once_and_the_loser_learns_the_winner(store: Any) -> None:
+    """claim_case links a run to a case with no run; a second claim changes nothing and
+    returns the first claim's run id."""
+    store.create_experiment(record(), cases(2))
+    assert store.claim_case("e1", "c0", "r1") == "r1"
+    assert store.claim_case("e1", "c0", "r2") == "r1"
+    assert store.claim_case("e1", "c1", "r2") == "r2"
+    assert store.claim_case("e1", "nope", "r3") is None
+    tagged_run(store, "r1", "e1", "c0")
+    by_key = {c.case_key: c.run_id for c in store.experiment_cases("e1")}
+    assert by_key == {"c0": "r1", "c1": None}  # r2 is claimed, not started: no run joins
+
+
+def test_a_claim_replaces_only_the_run_it_expects(store: Any) -> None:
+    """With ``expected`` the claim is a compare-and-set on the case's current run id."""
+    store.create_experiment(record(), cases(1))
+    store.claim_case("e1", "c0", "r1")
+    assert store.claim_case("e1", "c0", "r2", expected="other") == "r1"
+    assert store.claim_case("e1", "c0", "r2", expected="r1") == "r2"
+    assert store.claim_case("e1", "c0", "r3") == "r2"  # expected None: taken
+    with pytest.raises(ms.NotFound):
+        store.claim_case("nope", "c0", "r1")
+
+
+def test_concurrent_claims_of_one_case_grant_exactly_one(store: Any) -> None:
+    """Eight threads claiming the same case: one wins, all see the winner."""
+    import threading
+
+    store.create_experiment(record(), cases(1))
+    seen: list[str | None] = []
+    start = threading.Barrier(8)
+
+    def claim(i: int) -> None:
+        start.wait()
+        seen.append(store.claim_case("e1", "c0", f"r{i}"))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 1 and len(seen) == 8

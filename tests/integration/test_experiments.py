@@ -225,10 +225,13 @@ def test_a_model_override_outside_the_allow_list_is_refused(
         strict.evaluate("triage/classify", triage_cases(1), name="y", models={"default": "judge"})
 
 
-def test_the_ray_backend_is_refused_with_a_clear_message(wb: ms.Workbench) -> None:
-    """backend='ray' is not available yet: the message says what to use."""
-    with pytest.raises(MasterError, match="backend='threads'"):
-        wb.evaluate("triage/classify", triage_cases(1), name="r", backend="ray")
+def test_an_unknown_backend_is_refused_with_the_ones_there_are(wb: ms.Workbench) -> None:
+    """backend= is 'threads' or 'ray': anything else is refused before anything is stored."""
+    with pytest.raises(MasterError, match=r"'threads'.*'ray'"):
+        wb.evaluate("triage/classify", triage_cases(1), name="r", backend="spark")
+    with pytest.raises(MasterError, match="backend='ray'"):
+        wb.evaluate("triage/classify", triage_cases(1), name="r", workers=4)
+    assert wb.experiments().empty
 
 
 def test_rate_limits_back_the_experiment_off_and_no_case_fails_for_them(tmp_path: Path) -> None:

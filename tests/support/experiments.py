@@ -57,3 +57,31 @@ def open_triage(root: Path, **kwargs: object) -> ms.Workbench:
     if not (root / "products").exists():
         write_triage(root)
     return ms.Workbench.open(root, **kwargs)  # type: ignore[arg-type]
+
+
+class TravellingLabelModel:
+    """``LabelModel``'s answers with no lock or counters, so it pickles and travels to Ray
+    workers; ``latency_s`` sleeps like a remote model; ``rate_limit_every`` answers a
+    429 to every n-th call of each process."""
+
+    name = "label"
+
+    def __init__(self, *, latency_s: float = 0.0, rate_limit_every: int = 0) -> None:
+        self.latency_s = latency_s
+        self.rate_limit_every = rate_limit_every
+        self.seen = 0
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        import time
+
+        from master_sdk.errors import ModelCallError
+
+        self.seen += 1
+        if self.rate_limit_every and self.seen % self.rate_limit_every == 0:
+            raise ModelCallError("429 slow down", kind="rate_limit", retryable=True, status=429)
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        prompt = request.messages[-1].content
+        return ModelResponse(
+            text=f"Label: {label_of(prompt)}", usage=Usage(12, 3), model=request.model
+        )

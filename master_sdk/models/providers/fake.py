@@ -63,6 +63,16 @@ class FakeProvider:
         self.calls = 0
         self.rate_limited = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its lock (it travels to other processes: Ray workers)."""
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def embed(self, request: EmbedRequest) -> EmbedResponse:
         """Deterministic vectors from hashed word and trigram features (unit length)."""
         dims = request.dimensions or self.dimensions
