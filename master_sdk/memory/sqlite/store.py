@@ -146,16 +146,12 @@ class SQLiteStore(SQLiteExperiments, Derived):
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            refuse_newer(stored_version(conn), path=str(self.path))
-            # only a new, empty file takes it; an existing store keeps its own
-            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-            self._configure(conn)
-            ensure_schema(conn, path=str(self.path))
-            # From here on waits are ours (see _acquire): SQLite's own busy handler sleeps
-            # 1, 2, 5, 10... ms between tries, far longer than a commit holds the lock, which
-            # starves writers in other processes.
+            # Waits are ours (see _retrying), opening included: SQLite's own busy handler
+            # sleeps 1, 2, 5, 10... ms between tries, far longer than a commit holds the
+            # lock, so a process opening the store while another writes without pause
+            # could wait out the whole busy timeout.
             conn.execute("PRAGMA busy_timeout = 0")
+            self._retrying(lambda: self._prepare(conn), " while opening it")
         except sqlite3.Error as exc:
             conn.close()
             raise self._error(exc, "while opening it") from None
@@ -174,6 +170,15 @@ class SQLiteStore(SQLiteExperiments, Derived):
             raise self._error(exc, "while opening a reader") from None
         return conn
 
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Check, configure, create or migrate the store file (each step may be repeated:
+        a migration is one transaction)."""
+        refuse_newer(stored_version(conn), path=str(self.path))
+        # only a new, empty file takes it; an existing store keeps its own
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        self._configure(conn)
+        ensure_schema(conn, path=str(self.path))
+
     def _configure(self, conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -184,9 +189,6 @@ class SQLiteStore(SQLiteExperiments, Derived):
         level = conn.execute("PRAGMA synchronous").fetchone()[0]
         if int(level) != 1:
             raise StoreError(f"{self.path}: PRAGMA synchronous did not take ({level})")
-        waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-        if int(waits) != int(self.busy_timeout_ms):
-            raise StoreError(f"{self.path}: PRAGMA busy_timeout did not take ({waits})")
 
     def _error(self, exc: sqlite3.Error, doing: str) -> StoreError:
         """A sqlite3 error as the StoreError (or StoreBusy) that says what to do."""
@@ -203,7 +205,12 @@ class SQLiteStore(SQLiteExperiments, Derived):
     # ------------------------------------------------------------------ writing
 
     def _acquire(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``, retried with short jittered sleeps until the busy timeout.
+        """``BEGIN IMMEDIATE``, retried with short jittered sleeps until the busy timeout."""
+        self._retrying(lambda: conn.execute("BEGIN IMMEDIATE"), "")
+
+    def _retrying(self, step: Callable[[], object], where: str) -> None:
+        """Run ``step``, retried with short jittered sleeps while another connection holds
+        a lock, until the busy timeout; then StoreBusy (``where`` says what was being done).
 
         A commit holds the write lock for well under a millisecond (an fsync at most), so
         waiting 0.05-0.2 ms between tries hands the lock over quickly between processes.
@@ -212,18 +219,18 @@ class SQLiteStore(SQLiteExperiments, Derived):
         delay = _FIRST_WAIT_S
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                step()
                 return
             except sqlite3.OperationalError as exc:
                 if not _busy(exc):
-                    raise self._error(exc, "while starting a write") from None
+                    raise self._error(exc, where.strip() or "while starting a write") from None
             now = time.monotonic()
             if not deadline:
                 deadline = now + self.busy_timeout_ms / 1000
             elif now >= deadline:
                 raise StoreBusy(
                     f"{self.path}: the store is locked by another process beyond the busy "
-                    f"timeout ({self.busy_timeout_ms} ms); nothing was written, try again"
+                    f"timeout ({self.busy_timeout_ms} ms){where}; nothing was written, try again"
                 )
             time.sleep(delay * (0.5 + random.random()))  # noqa: S311  # jitter, not secrets
             delay = min(delay * 2, _LAST_WAIT_S)
