@@ -225,7 +225,10 @@ class InMemoryVectorStore:
                 self._collections[name] = _Collection(info)
                 return info
             check_same(found.info, model=model, dimensions=dimensions, where="memory")
-            return self._info(found)
+            stored = self._info(found)
+            # fields are only how metadata is checked and filtered: follow the declaration
+            found.info = CollectionInfo(name, model, dimensions, dict(fields), 0, 0)
+            return stored
 
     @staticmethod
     def _info(coll: _Collection) -> CollectionInfo:

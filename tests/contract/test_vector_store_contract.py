@@ -179,6 +179,58 @@ def test_entries_come_back_in_the_order_asked(store: VectorStore) -> None:
     assert [e.id for e in store.entries(NAME)] == list("abcd")
 
 
+def test_many_ids_are_written_read_and_deleted_whatever_a_statement_holds(
+    store: VectorStore,
+) -> None:
+    """1,200 ids (more than one SQLite statement's list): replaced ones are counted as
+    replaced, entries come back in the order asked (a repeated id, repeated), and a
+    delete removes them all."""
+    opened(store)
+    keys = [f"k{i:04d}" for i in range(1200)]
+    assert store.upsert(NAME, [entry(k) for k in keys[:700]], max_items=2000).added == 700
+    again = store.upsert(NAME, [entry(k, 1) for k in keys], max_items=2000)
+    assert (again.added, again.replaced, again.version) == (500, 700, 2)
+    asked = [*keys[::-1], "zzz", keys[0]]
+    assert [e.id for e in store.entries(NAME, asked)] == [*keys[::-1], keys[0]]
+    assert [e.id for e in store.entries(NAME)] == keys
+    gone = store.delete(NAME, [*keys[1:], "zzz"])
+    assert gone.removed == keys[1:] and store.count(NAME) == 1
+    assert store.load(NAME).ids == [keys[0]]
+
+
+def test_reopening_with_other_fields_follows_the_declaration(store: VectorStore) -> None:
+    """Fields only say how metadata is checked: a new declaration replaces them."""
+    opened(store)
+    store.upsert(NAME, [entry("a")], max_items=10)
+    first = store.open_collection(NAME, model="fake:fake", dimensions=DIMS, fields={"n": "int"})
+    assert (first.count, first.version) == (1, 1)
+    info = store.info(NAME)
+    assert info is not None and info.fields == {"n": "int"}
+    assert store.collections() == [info]
+
+
+def test_reembed_replaces_vectors_and_model_unless_the_version_moved(store: VectorStore) -> None:
+    """A re-embedding is checked against the version its texts were read at."""
+    opened(store)
+    store.upsert(NAME, [entry("a", 1), entry("b", 2)], max_items=10)
+    vectors = np.stack([unit(7), unit(8)])
+    with pytest.raises(StoreError, match="changed while it was being re-embedded"):
+        store.reembed(
+            NAME, model="fake:new", dimensions=DIMS, ids=["a", "b"], vectors=vectors,
+            expect_version=0,
+        )  # fmt: skip
+    done = store.reembed(
+        NAME, model="fake:new", dimensions=DIMS, ids=["b", "a"], vectors=vectors,
+        expect_version=1,
+    )  # fmt: skip
+    assert (done.version, done.replaced) == (2, 2)
+    snap = store.load(NAME)
+    got = dict(zip(snap.ids, snap.vectors, strict=True))
+    assert np.allclose(got["b"], unit(7)) and np.allclose(got["a"], unit(8))
+    info = store.info(NAME)
+    assert info is not None and (info.model, info.version) == ("fake:new", 2)
+
+
 def test_hits_read_the_version_and_the_entries_together(store: VectorStore) -> None:
     """A search's one round trip: the version, and the entries asked for in that order."""
     opened(store)
