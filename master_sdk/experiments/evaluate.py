@@ -19,7 +19,7 @@ from master_sdk.experiments.runner import Task
 from master_sdk.experiments.scorers import scorer_name
 
 if TYPE_CHECKING:
-    from master_sdk.experiments.ray_backend import RayOptions, RayPool, RayRunner
+    from master_sdk.experiments.ray_backend import RayPool, RayRunner
     from master_sdk.memory.experiments import CaseRun
     from master_sdk.products.compiler import CompiledFlow
     from master_sdk.workbench import Workbench
@@ -103,7 +103,7 @@ def evaluate(
     pool = None
     if backend == "ray":
         from master_sdk.errors import NotFound
-        from master_sdk.experiments.ray_backend import RayOptions
+        from master_sdk.experiments.ray_backend import RayOptions, RayPool
         from master_sdk.memory.experiments import experiment_exists
 
         try:  # before workers start (seconds): the name is taken
@@ -112,7 +112,7 @@ def evaluate(
             pass
         else:
             raise experiment_exists(name)
-        pool = start_pool(
+        pool = RayPool.start(
             wb, flow, name=name, scorers=scorers, answers=answers,
             concurrency=int(concurrency), max_cost_usd=max_cost_usd, models=overrides,
             spent_usd=0.0, options=RayOptions(ray_address, workers),
@@ -139,28 +139,6 @@ def evaluate(
         pool=pool,
     )
     return experiment
-
-
-def start_pool(
-    wb: Workbench,
-    flow: CompiledFlow,
-    *,
-    name: str,
-    scorers: Sequence[Callable[..., Any]],
-    answers: Answers,
-    concurrency: int,
-    max_cost_usd: float | None,
-    models: Mapping[str, str],
-    spent_usd: float,
-    options: RayOptions,
-) -> RayPool:
-    """Ray workers ready to run ``flow`` (see ``experiments/ray_backend.py``)."""
-    from master_sdk.experiments.ray_backend import RayPool
-
-    return RayPool.start(
-        wb, flow, name=name, scorers=scorers, answers=answers, concurrency=concurrency,
-        max_cost_usd=max_cost_usd, models=models, spent_usd=spent_usd, options=options,
-    )  # fmt: skip
 
 
 def _check_models(wb: Workbench, flow: CompiledFlow, models: Mapping[str, str]) -> dict[str, str]:

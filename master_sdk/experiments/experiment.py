@@ -155,7 +155,7 @@ class Experiment:
             FlowChanged: the flow or product changed since the experiment started (pass
                 ``allow_flow_change=True`` to continue on the flow as it is now).
         """
-        from master_sdk.experiments.evaluate import BACKENDS, launch, plan_resume, start_pool
+        from master_sdk.experiments.evaluate import BACKENDS, launch, plan_resume
 
         if self._live():
             raise MasterError(f"experiment '{self.name}' is running; wait() or cancel() first")
@@ -184,13 +184,13 @@ class Experiment:
         models = params.get("models") or {}
         pool = None
         if backend == "ray" and tasks:
-            from master_sdk.experiments.ray_backend import RayOptions
+            from master_sdk.experiments.ray_backend import RayOptions, RayPool
 
             options = RayOptions(
                 ray_address if ray_address is not None else params.get("ray_address"),
                 workers if workers is not None else params.get("workers"),
             )
-            pool = start_pool(
+            pool = RayPool.start(
                 self._wb, flow, name=self.name, scorers=self._scorers, answers=self._answers,
                 concurrency=concurrency, max_cost_usd=cap, models=models, spent_usd=spent,
                 options=options,
