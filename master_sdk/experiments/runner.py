@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import MasterError
 from master_sdk.experiments.answers import Answers, decide
-from master_sdk.experiments.scorers import Judge
-from master_sdk.experiments.scoring import JudgeRouter, JudgeTrace, score_case
+from master_sdk.experiments.scoring import score_run
 from master_sdk.memory.experiments import CaseUpdate
 from master_sdk.models.gates import gated
 
@@ -163,27 +162,7 @@ class Runner:
 
     def _score(self, case: Case, run: Run) -> dict[str, Any]:
         """Every scorer on a completed case; judges' calls traced in the case's run."""
-        judged: JudgeTrace | None = None
-        problem: str | None = None
-        if any(isinstance(s, Judge) for s in self.scorers):
-            try:
-                judged = JudgeTrace(self.wb, self.flow, run.id)
-            except MasterError as exc:
-                problem = f"the judges' calls could not be traced in run {run.id}: {exc}"
-
-        def judge_router() -> JudgeRouter:
-            trace = judged.trace if judged is not None else None
-            return JudgeRouter(self.wb.router, self.flow, case.key, trace=trace)
-
-        scores = score_case(self.scorers, case.row, run.output, judge_router=judge_router)
-        if judged is not None:
-            try:
-                judged.commit()
-            except MasterError as exc:
-                problem = f"the judges' calls could not be traced in run {run.id}: {exc}"
-        if problem is not None:
-            scores.setdefault("errors", {})["trace"] = problem
-        return scores
+        return score_run(self.wb, self.flow, self.scorers, case.key, case.row, run)
 
     def _run_of(self, task: Task) -> Run:
         from master_sdk.run import Run

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from master_sdk.models.router import Router
     from master_sdk.orchestrator.context import RunContext
     from master_sdk.products.compiler import CompiledFlow
+    from master_sdk.run import Run
     from master_sdk.tracing.events import TraceBuffer
     from master_sdk.workbench import Workbench
 
@@ -168,3 +169,39 @@ def score_case(
         else:
             values[name] = number(result)
     return {"values": values, "meta": meta, "errors": errors}
+
+
+def score_run(
+    wb: Workbench,
+    flow: CompiledFlow,
+    scorers: Sequence[Callable[..., Any]],
+    case_key: str,
+    case: Mapping[str, Any],
+    run: Run,
+) -> dict[str, Any]:
+    """:func:`score_case` on a completed run, its judges' calls traced in that run
+    (:class:`JudgeTrace`). When they cannot be traced the scores are kept, and the reason
+    is the ``trace`` entry of their ``errors``."""
+    from master_sdk.errors import MasterError
+
+    judged: JudgeTrace | None = None
+    problem: str | None = None
+    if any(isinstance(s, Judge) for s in scorers):
+        try:
+            judged = JudgeTrace(wb, flow, run.id)
+        except MasterError as exc:
+            problem = f"the judges' calls could not be traced in run {run.id}: {exc}"
+
+    def judge_router() -> JudgeRouter:
+        trace = judged.trace if judged is not None else None
+        return JudgeRouter(wb.router, flow, case_key, trace=trace)
+
+    scores = score_case(scorers, case, run.output, judge_router=judge_router)
+    if judged is not None:
+        try:
+            judged.commit()
+        except MasterError as exc:
+            problem = f"the judges' calls could not be traced in run {run.id}: {exc}"
+    if problem is not None:
+        scores.setdefault("errors", {})["trace"] = problem
+    return scores

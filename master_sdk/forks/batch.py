@@ -6,7 +6,8 @@ written: one case whose upstream no longer fits the flow refuses the whole fork.
 with no run in the source (an invalid row, a case never started) is kept as a case with
 an error and no run. Each fork is tagged with the new experiment and its case key in its
 first commit (as ``wb.evaluate`` tags its runs), its human steps at or after the fork step
-are answered from ``answers`` (or left paused), and a completed fork is scored.
+are answered from ``answers`` (or left paused), and a completed fork is scored (a
+judge's calls traced in the fork's run, as ``wb.evaluate`` traces them).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def _fork_case(
 ) -> Any:
     """Fork one case's run, answer its human steps, score it; the case's update."""
     from master_sdk.experiments.answers import decide
-    from master_sdk.experiments.scoring import JudgeRouter, score_case
+    from master_sdk.experiments.scoring import score_run
     from master_sdk.forks import _start
     from master_sdk.memory.experiments import CaseUpdate
 
@@ -144,8 +145,6 @@ def _fork_case(
         return CaseUpdate(key, error=str(exc), set_error=True)
     update = CaseUpdate(key, run_id=run.id)
     if run.status == "completed" and scorers:
-        flow = prepared.flow
-        update.scores = score_case(
-            scorers, row, run.output, judge_router=lambda: JudgeRouter(wb.router, flow, key)
-        )
+        # judges' calls are traced in the fork's run, as in wb.evaluate
+        update.scores = score_run(wb, prepared.flow, scorers, key, row, run)
     return update

@@ -95,3 +95,56 @@ def test_one_case_that_cannot_be_forked_refuses_the_experiment_fork(tmp_path: Pa
             wb.experiment("p2")
         with pytest.raises(ms.MasterError, match="name="):
             wb.fork(v1, at="review")
+
+
+class _Events:
+    """A commit hook keeping every committed event's name, step, tokens and cost."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str | None, int | None, float | None]] = []
+
+    def before_commit(self, commit: object) -> None:
+        pass
+
+    def after_commit(self, commit: object) -> None:
+        self.events.extend(
+            (e.event, e.step_id, e.tokens_in, e.cost_usd)
+            for e in commit.events  # type: ignore[attr-defined]
+        )
+
+
+def test_a_judges_calls_on_forked_cases_are_traced_in_the_forks_runs(tmp_path: Path) -> None:
+    """As in wb.evaluate: each judge call is a model_called event of a `judge:<scorer>`
+    step in the fork's run, with the tokens and cost of the results' columns, committed
+    through the hooks; the fork's own usage stays the flow's."""
+    project = make_project(tmp_path)
+    (project.root / "configs" / "models.yaml").write_text(
+        "models:\n  default: {provider: fake}\n  other: {provider: fake, model: priced-fake}\n"
+        "  banned: {provider: fake}\nprices:\n  priced-fake: {input: 1.0, output: 2.0}\n",
+        encoding="utf-8",
+    )
+    judge = FunctionModel(lambda request: {"score": 0.5, "reason": "fair"})
+    hook = _Events()
+    providers = {"default": FunctionModel(answer), "other": judge, "banned": judge}
+    with ms.Workbench.open(project.root, providers=providers, hooks=[hook]) as wb:  # type: ignore[arg-type]
+        v1 = wb.evaluate("news/report", CASES[:3], name="v1", progress=False)
+        rubric = ms.scorers.llm_judge("Short enough?", model="other", name="quality")
+        v2 = wb.fork(v1, at="summary", name="v2", scorers=[rubric])
+        results = v2.results
+        trace = wb.traces(product="news")
+        runs = wb.runs().set_index("run_id")
+    assert results["quality"].tolist() == [0.5] * 3
+    calls = trace[(trace["event"] == "model_called") & (trace["step_id"] == "judge:quality")]
+    assert sorted(calls["run_id"]) == sorted(results["run_id"])
+    by_run = calls.set_index("run_id")
+    for _, row in results.iterrows():
+        judged = by_run.loc[row["run_id"]]
+        assert judged["tokens_in"] + judged["tokens_out"] == row["quality.tokens"] > 0
+        assert (
+            judged["cost_usd"] == pytest.approx(row["quality.cost_usd"]) and judged["cost_usd"] > 0
+        )
+        assert runs.loc[row["run_id"], "cost_usd"] == 0  # the flow's model has no price
+    steps = trace[trace["step_id"] == "judge:quality"]["event"].tolist()
+    assert steps.count("step_started") == steps.count("step_completed") == 3
+    seen = [e for e in hook.events if e[0] == "model_called" and e[1] == "judge:quality"]
+    assert len(seen) == 3 and all(e[3] for e in seen)
