@@ -251,6 +251,10 @@ def _add_server_commands(sub: Any) -> None:
         "--work-interval", type=float, default=2.0,
         help="seconds between passes continuing runs decided elsewhere (0: none)",
     )  # fmt: skip
+    serve.add_argument(
+        "--start-wait", type=float, default=10.0,
+        help="seconds POST /runs waits for a free worker thread before answering 503",
+    )  # fmt: skip
     token = sub.add_parser(
         "token", help="make an API token for USER; prints the secrets.yaml entry to add"
     )
@@ -291,7 +295,8 @@ def _server_command(wb: ms.Workbench | None, args: argparse.Namespace) -> int:
     from master_sdk.server.serve import serve
 
     serve(wb, host=args.host, port=args.port, workers=args.workers,
-          work_interval_s=args.work_interval, log_level="warning")  # fmt: skip
+          work_interval_s=args.work_interval, log_level="warning",
+          start_wait_s=args.start_wait)  # fmt: skip
     return 0
 
 

@@ -71,6 +71,7 @@ def create_app(
     workers: int = 4,
     work_interval_s: float = 2.0,
     base_url: str = "",
+    start_wait_s: float = 10.0,
 ) -> FastAPI:
     """The HTTP application over ``wb``.
 
@@ -79,6 +80,8 @@ def create_app(
         workers: executor threads continuing runs.
         work_interval_s: seconds between passes continuing runs decided elsewhere (0: off).
         base_url: prefix of the links the API makes (``http://host:port``).
+        start_wait_s: how long ``POST /runs`` waits for a free executor thread before
+            answering ``503`` (``executor_busy``, with ``Retry-After``).
 
     Example:
         >>> app = create_app(ms.Workbench.open())   # doctest: +SKIP
@@ -94,7 +97,9 @@ def create_app(
         tokens=tokens,
         signer=signer,
         signed_with_config_key=configured,
-        executor=Executor(wb, workers=workers, work_interval_s=work_interval_s),
+        executor=Executor(
+            wb, workers=workers, work_interval_s=work_interval_s, start_wait_s=start_wait_s
+        ),
         templates=page.environment(),
         base_url=base_url.rstrip("/"),
     )
@@ -132,7 +137,8 @@ def _handlers(app: FastAPI, state: ServerState) -> None:
     @app.exception_handler(MasterError)
     async def _master_error(_request: Request, exc: MasterError) -> JSONResponse:
         status, body = from_master_error(exc)
-        headers = {"Retry-After": "1"} if status == 503 else {}
+        retry = str(getattr(exc, "retry_after_s", 1))
+        headers = {"Retry-After": retry} if status == 503 else {}
         return respond(status, body, **headers)
 
     @app.exception_handler(RequestValidationError)

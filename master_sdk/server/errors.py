@@ -17,6 +17,7 @@ Body: ``{"error": {"code": ..., "message": ..., "errors": [{"path", "message"}]?
 415    ``unsupported_media``  the body is not JSON (API) or a form (page)
 422    ``invalid_input``      every failing field in ``errors`` (a path in the input given)
 503    ``store_busy``         the store stayed locked; retrying is safe
+503    ``executor_busy``      every executor thread stayed busy; nothing was started
 =====  =====================  ==============================================================
 """
 
@@ -37,6 +38,15 @@ from master_sdk.errors import (
     PolicyViolation,
     StoreBusy,
 )
+
+
+class ExecutorBusy(MasterError):
+    """Every executor thread stayed busy while a run waited to start: nothing was stored,
+    starting it again later is safe (``Retry-After`` says when)."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 class HttpError(Exception):
@@ -77,6 +87,8 @@ def from_master_error(exc: MasterError) -> tuple[int, dict[str, Any]]:
         return 409, error_body("flow_error", message)
     if isinstance(exc, StoreBusy):
         return 503, error_body("store_busy", message)
+    if isinstance(exc, ExecutorBusy):
+        return 503, error_body("executor_busy", message)
     return 400, error_body("bad_request", message)
 
 

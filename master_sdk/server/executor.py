@@ -13,6 +13,7 @@ A worker pass every ``work_interval_s`` also continues runs decided elsewhere
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +21,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import MasterError
+from master_sdk.server.errors import ExecutorBusy
 
 if TYPE_CHECKING:
     from master_sdk import Workbench
@@ -60,10 +62,20 @@ class Executor:
         workers: threads continuing runs at once.
         work_interval_s: seconds between passes continuing runs decided elsewhere
             (0: no such passes).
+        start_wait_s: how long a start waits for a free thread before it is refused
+            (:class:`~master_sdk.server.errors.ExecutorBusy`; nothing is stored).
     """
 
-    def __init__(self, wb: Workbench, *, workers: int = 4, work_interval_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        wb: Workbench,
+        *,
+        workers: int = 4,
+        work_interval_s: float = 2.0,
+        start_wait_s: float = 10.0,
+    ) -> None:
         self.wb = wb
+        self.start_wait_s = start_wait_s
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="master-serve")
         self._watch = _FirstCommit()
         wb.add_hook(self._watch)
@@ -83,7 +95,8 @@ class Executor:
     def start(self, ref: str, inputs: Mapping[str, Any], *, by: str) -> str:
         """Start ``ref`` in an executor thread; return its id once its first commit is
         durable (the run goes on in the thread). Raises what ``wb.run`` raises before
-        anything is stored (invalid inputs, an unknown flow)."""
+        anything is stored (invalid inputs, an unknown flow), and ExecutorBusy when no
+        thread took the start within ``start_wait_s`` (it is then withdrawn, unstarted)."""
         start = _Start()
 
         def task() -> None:
@@ -95,6 +108,14 @@ class Executor:
 
         future = self._pool.submit(task)
         future.add_done_callback(lambda _f: start.known.set())
+        if not start.known.wait(self.start_wait_s) and future.cancel():
+            raise ExecutorBusy(
+                f"cannot start {ref} now: every executor thread of this server stayed busy "
+                f"for {self.start_wait_s:g} s; nothing was stored, try again later (or serve "
+                "with more --workers)",
+                retry_after_s=max(1, math.ceil(self.start_wait_s)),
+            )
+        # a thread has it: its first commit comes next (or the refusal, stored nothing)
         start.known.wait()
         if start.run_id is None:
             future.result()  # raises the refusal (nothing was stored)

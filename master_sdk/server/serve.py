@@ -51,6 +51,7 @@ def serve(
     workers: int = 4,
     work_interval_s: float = 2.0,
     log_level: str = "warning",
+    start_wait_s: float = 10.0,
 ) -> None:
     """Serve ``wb`` until interrupted (Ctrl-C or SIGTERM), then finish the continuations
     under way."""
@@ -62,8 +63,9 @@ def serve(
 
     shown = f"[{host}]" if ":" in host else host
     app = create_app(
-        wb, workers=workers, work_interval_s=work_interval_s, base_url=f"http://{shown}:{port}"
-    )
+        wb, workers=workers, work_interval_s=work_interval_s, base_url=f"http://{shown}:{port}",
+        start_wait_s=start_wait_s,
+    )  # fmt: skip
     state = app.state.master
     if not state.signed_with_config_key:
         log.warning(
