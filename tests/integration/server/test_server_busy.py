@@ -39,15 +39,9 @@ def hold(release: str) -> Released:
 
 FLOW = """
 id: hold
-inputs:
-  type: object
-  properties: {release: {type: string, minLength: 1}}
-  required: [release]
+inputs: {type: object, properties: {release: {type: string, minLength: 1}}, required: [release]}
 steps:
-  - id: hold
-    type: tool
-    tool: hold
-    input: {release: "{{ inputs.release }}"}
+  - {id: hold, type: tool, tool: hold, input: {release: "{{ inputs.release }}"}}
 output: "{{ steps.hold.output }}"
 """
 
