@@ -156,6 +156,23 @@ def pooled(pool: ConnectionPool[Any]) -> Iterator[Conn]:
         yield conn
 
 
+def refusal(conninfo: str, kwargs: dict[str, Any]) -> str | None:
+    """Why the server refuses a connection (the first line of the driver's error, which
+    never holds the password), with what to do about TLS; None if it connects now. For the
+    message of a pool that could not open, whose own error only says it timed out."""
+    import psycopg
+
+    try:
+        psycopg.connect(conninfo, **kwargs).close()
+    except psycopg.Error as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        text = lines[-1] if lines else type(exc).__name__
+        if "no encryption" in text:
+            text += " (the server accepts TLS connections only: add ?sslmode=require)"
+        return text
+    return None
+
+
 def pooler_hint(exc: BaseException) -> str:
     """What to do when the server lost a prepared statement (a pooler in transaction mode
     that does not track them gave this client another server connection)."""

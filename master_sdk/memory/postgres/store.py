@@ -35,6 +35,7 @@ from master_sdk.memory.postgres.connecting import (
     connection_options,
     pooled,
     pooler_hint,
+    refusal,
 )
 from master_sdk.memory.postgres.experiments import PostgresExperiments
 from master_sdk.memory.postgres.identity import as_role, session_role
@@ -150,8 +151,9 @@ class PostgresStore(
             )
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except Exception as exc:
+            why = refusal(conninfo, kwargs) or _reason(exc)
             raise StoreError(
-                f"{url}: cannot connect to the PostgreSQL server ({_reason(exc)}); check the "
+                f"{url}: cannot connect to the PostgreSQL server ({why}); check the "
                 "host, port, database and role, and the password_ref in configs/app.yaml"
             ) from None
         self.prepared = prepare.on
