@@ -357,7 +357,7 @@ def _start_bouncer(server: Server) -> Bouncer:
         port = _free_port()
         ini = folder / "pgbouncer.ini"
         ini.write_text(_BOUNCER_INI.format(server_port=server.port, port=port, folder=folder))
-        process = subprocess.Popen(  # noqa: S603  # a fixed program and arguments
+        process = subprocess.Popen(
             [program, str(ini)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -136,7 +136,7 @@ def dropped(conn: Conn) -> bool:
         return False
     try:
         conn.execute("")  # raises when the connection is gone
-    except Exception:  # noqa: BLE001  # any failure here means the connection is unusable
+    except Exception:  # any failure here means the connection is unusable
         return True
     return conn.closed or conn.broken
 
