@@ -135,11 +135,13 @@ def measure(url: str, what: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(REPO_ROOT), url, what],
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
         env=env,
     )
+    if done.returncode != 0:
+        raise SystemExit(f"the {what} measurement failed:\n{done.stderr}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
