@@ -101,7 +101,31 @@ def rss(key):
                 return int(line.split()[1]) / 1024
 
 root, url, what = sys.argv[1:4]
+import os
 import pandas as pd
+import psycopg
+
+TICK = os.sysconf("SC_CLK_TCK")
+watch = psycopg.connect(url, autocommit=True)
+database = url.rsplit("/", 1)[1]
+
+
+def server_cpu():
+    # CPU seconds used so far by the database's other backends (/proc: same machine)
+    total = 0.0
+    pids = watch.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (database,),
+    ).fetchall()
+    for (pid,) in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except OSError:
+            pass
+    return total
+
 if what in ("copy", "fetchall"):
     import master_sdk as ms
     from master_sdk.memory.postgres import traces
@@ -110,22 +134,25 @@ if what in ("copy", "fetchall"):
     wb = ms.Workbench.open(root, store=url)
     wb.traces(run_id="-")  # import the frames module: not measured
     before = rss("VmRSS")
+    s0 = server_cpu()
     t0, c0 = time.perf_counter(), time.process_time()
     frame = wb.traces()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    server = server_cpu() - s0
     assert str(frame["ts"].dtype) == "datetime64[us, UTC]", frame.dtypes
     wb.close()
 else:
     import warnings
-    import psycopg
     warnings.simplefilter("ignore")  # pandas would rather have SQLAlchemy
     conn = psycopg.connect(url)
     before = rss("VmRSS")
+    s0 = server_cpu()
     t0, c0 = time.perf_counter(), time.process_time()
     frame = pd.read_sql("SELECT * FROM trace_rows ORDER BY run_pk, seq", conn)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-print(json.dumps({"s": seconds, "cpu": cpu, "rows": len(frame), "hwm": rss("VmHWM"),
-                  "before": before}))
+    server = server_cpu() - s0
+print(json.dumps({"s": seconds, "cpu": cpu, "server": server, "rows": len(frame),
+                  "hwm": rss("VmHWM"), "before": before}))
 """
 MEASURED = {"wb.traces() (COPY)": "copy", "rows (fetchall)": "fetchall", "pandas.read_sql": "sql"}
 
@@ -173,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows[name].append(got)
                 loads.append(os.getloadavg()[0])
                 print(
-                    f"#{i + 1} {name}: {got['s']:.3f} s (CPU {got['cpu']:.3f} s), "
+                    f"#{i + 1} {name}: {got['s']:.3f} s (CPU {got['cpu']:.3f} s, server CPU "
+                    f"{got['server']:.3f} s), "
                     f"{int(got['rows']):,} rows, peak RSS {got['hwm']:.0f} MiB "
                     f"(before the call {got['before']:.0f} MiB), load {loads[-1]:.2f}",
                     file=sys.stderr,
@@ -182,13 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         postgres.stop()
     print(
         f"{'what':<20} {'median s':>9} {'min s':>7} {'max s':>7} {'CPU s':>7} "
-        f"{'peak RSS MiB':>13} {'RSS before':>11}"
+        f"{'server CPU s':>13} {'peak RSS MiB':>13} {'RSS before':>11}"
     )
     for name, got in rows.items():
         seconds = [g["s"] for g in got]
         print(
             f"{name:<20} {statistics.median(seconds):>9.3f} {min(seconds):>7.3f} "
             f"{max(seconds):>7.3f} {statistics.median(g['cpu'] for g in got):>7.3f} "
+            f"{statistics.median(g['server'] for g in got):>13.3f} "
             f"{statistics.median(g['hwm'] for g in got):>13.0f} "
             f"{statistics.median(g['before'] for g in got):>11.0f}"
         )

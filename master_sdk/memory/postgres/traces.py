@@ -189,6 +189,9 @@ def copy_blocks(conn: Conn, runs: str, params: Sequence[Any], pks: np.ndarray) -
             values += list(params)
         parts.append(_RANGE.format(low=low, high=high, where=where))
     query = " UNION ALL ".join(parts)
+    # compiling dozens of like branches (JIT) would cost more than running them; SET LOCAL
+    # ends with the transaction, so a pooler's next client never sees it
+    conn.execute("SET LOCAL jit = off")
     with (
         conn.cursor() as cur,
         cur.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)", values) as copy,
@@ -296,21 +299,20 @@ def read_trace_table(
     run then ``seq`` (call inside one repeatable-read transaction, outside pipeline mode:
     COPY cannot be pipelined)."""
     with conn.cursor(binary=True) as cur:
-        row = cur.execute(
-            "SELECT array_agg(r.pk ORDER BY r.pk), array_agg(r.run_id ORDER BY r.pk), "
-            "array_agg(r.product ORDER BY r.pk), array_agg(r.flow ORDER BY r.pk) "
-            f"FROM runs r{where}",
+        rows = cur.execute(
+            f"SELECT r.pk, r.run_id, r.product, r.flow FROM runs r{where} ORDER BY r.pk",
             list(params),
-        ).fetchone()
-    if row is None or row[0] is None:
+        ).fetchall()
+    if not rows:
         return empty_trace_table()
-    pks = np.asarray(row[0], dtype="int64")
+    keys, run_ids, products, flows = zip(*rows, strict=True)
+    pks = np.fromiter(keys, dtype="int64", count=len(keys))
     chunks = _blocks(conn, where, params, pks)
     if chunks is None:
         return empty_trace_table()
     chunks.check()
     names = {int(c): str(t) for c, t in conn.execute("SELECT code, text FROM trace_names")}
-    return decode(chunks, (pks, list(row[1]), list(row[2]), list(row[3])), names, since_us)
+    return decode(chunks, (pks, list(run_ids), list(products), list(flows)), names, since_us)
 
 
 def read_run_events(conn: Conn, pk: int) -> list[TraceEvent]:
