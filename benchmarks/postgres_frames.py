@@ -111,8 +111,8 @@ database = url.rsplit("/", 1)[1]
 
 
 def server_cpu():
-    # CPU seconds used so far by the database's other backends (/proc: same machine)
-    total = 0.0
+    # CPU seconds used so far by each of the database's other backends (/proc: same machine)
+    used = {}
     pids = watch.execute(
         "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
         (database,),
@@ -121,10 +121,15 @@ def server_cpu():
         try:
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
+            used[pid] = (int(fields[11]) + int(fields[12])) / TICK
         except OSError:
             pass
-    return total
+    return used
+
+
+def server_delta(before):
+    # a backend that ended in between is not counted; one that began counts whole
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in server_cpu().items())
 
 if what in ("copy", "fetchall"):
     import master_sdk as ms
@@ -138,7 +143,7 @@ if what in ("copy", "fetchall"):
     t0, c0 = time.perf_counter(), time.process_time()
     frame = wb.traces()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    server = server_cpu() - s0
+    server = server_delta(s0)
     assert str(frame["ts"].dtype) == "datetime64[us, UTC]", frame.dtypes
     wb.close()
 else:
@@ -150,7 +155,7 @@ else:
     t0, c0 = time.perf_counter(), time.process_time()
     frame = pd.read_sql("SELECT * FROM trace_rows ORDER BY run_pk, seq", conn)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    server = server_cpu() - s0
+    server = server_delta(s0)
 print(json.dumps({"s": seconds, "cpu": cpu, "server": server, "rows": len(frame),
                   "hwm": rss("VmHWM"), "before": before}))
 """
