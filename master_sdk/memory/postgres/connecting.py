@@ -177,7 +177,7 @@ def pooler_hint(exc: BaseException) -> str:
     """What to do when the server lost a prepared statement (a pooler in transaction mode
     that does not track them gave this client another server connection)."""
     text = str(exc)
-    if "prepared statement" in text and ("does not exist" in text or "already exists" in text):
+    if "prepared statement" in text:  # missing, already there, or another's parameters
         return (
             "; a connection pooler in transaction mode is mixing server connections: add "
             "?prepare=off to the store URL, or set max_prepared_statements in PgBouncer 1.21+"

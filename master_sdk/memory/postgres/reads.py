@@ -70,6 +70,8 @@ class PostgresReads:
 
         def _one(self, doing: str, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None: ...
 
+        def _abandon(self, conn: Conn) -> None: ...
+
     # ------------------------------------------------------------------ reading
 
     def _pk(self, conn: Conn, run_id: str) -> int:
@@ -214,8 +216,7 @@ class PostgresReads:
             try:
                 got = read(conn)
             except BaseException:
-                if not conn.broken:
-                    conn.rollback()
+                self._abandon(conn)
                 raise
             conn.execute("COMMIT")
             return got

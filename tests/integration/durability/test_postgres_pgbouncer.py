@@ -18,6 +18,8 @@ import psycopg
 
 import master_sdk as ms
 from master_sdk.memory.postgres import PostgresStore
+from master_sdk.memory.store import Changes
+from tests.contract.test_store_contract import new_run
 from tests.integration.durability.test_exactly_one_resume import paused_run, race
 from tests.integration.durability.test_postgres_claims import claimer, paused_store
 from tests.support import postgres
@@ -52,6 +54,39 @@ def test_a_store_through_pgbouncer_prepares_nothing_and_a_direct_one_does() -> N
     finally:
         for store in (through, direct, forced):
             store.close()
+
+
+def test_prepared_statements_forced_through_pgbouncer_1_18_fail_naming_the_fix() -> None:
+    """Why the store finds out: with ``?prepare=on`` two stores reading at once through
+    PgBouncer 1.18 soon land a statement prepared by one on the other's server connection
+    (or miss their own), and the error says to add ``?prepare=off``. (Reads only: a
+    statement run under another's name could do anything.)"""
+    url = postgres.bouncer().fresh_url()
+    seed = PostgresStore(url)
+    seed.commit(new_run("r1"), Changes(), expect_version=None, label="start")
+    seed.close()
+    stores = [PostgresStore(url + "?prepare=on") for _ in range(2)]
+    errors: list[str] = []
+
+    def read(store: PostgresStore) -> None:
+        for _ in range(400):
+            try:
+                store.load("r1")
+                store.find_runs()
+                store.count_events("r1")
+            except ms.StoreError as exc:
+                errors.append(str(exc))
+                return
+
+    threads = [threading.Thread(target=read, args=(s,)) for s in stores for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in stores:
+        store.close()
+    assert errors, "no prepared statement went astray in 1,600 reads through PgBouncer"
+    assert all("add ?prepare=off to the store URL" in e for e in errors), errors
 
 
 def test_a_writer_killed_mid_step_through_pgbouncer_is_resumed_once_by_two_reopeners(
