@@ -16,9 +16,8 @@ their metrics, the attribute texts — so the stream holds a few rows, not one a
 ``struct`` calls, the heads as one numpy array, puts the blocks in run and commit order
 with numpy if the server read them in another, and decodes the records with numpy as the
 SQLite store does (``memory/trace_decoding.py``): no Python code runs once per block or
-per event. A million events take about 0.3 s to arrive (``benchmarks/postgres_frames.py``).
-(:func:`fetch_blocks`, the same blocks by an ordinary ``SELECT``, a row a block, is kept
-as the benchmark's peer.)
+per event. (:func:`fetch_blocks`, the same blocks by an ordinary ``SELECT``, a row a
+block, is the peer of ``benchmarks/postgres_frames.py``.)
 """
 
 from __future__ import annotations
