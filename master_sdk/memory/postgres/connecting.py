@@ -130,9 +130,12 @@ def dropped(conn: Conn) -> bool:
     docstring); no round trip unless its socket has news."""
     if conn.closed or conn.broken:
         return True
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-    if not poller.poll(0):
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        if not poller.poll(0):
+            return False
+    elif not select.select([conn.fileno()], [], [], 0)[0]:  # Windows: no poll()
         return False
     try:
         conn.execute("")  # raises when the connection is gone
