@@ -55,6 +55,11 @@ STORES: dict[str, Make] = {
     "sqlite": lambda folder: SQLiteStore(folder / "store.sqlite3", scrub=redact),
     "memory": lambda folder: InMemoryStore(scrub=redact),
     "postgresql": lambda folder: PostgresStore(postgres.fresh_url(), scrub=redact),
+    # through PgBouncer 1.18 in transaction pooling: every transaction may get another
+    # server connection, and the pooler keeps no prepared statements
+    "postgresql-pgbouncer": lambda folder: PostgresStore(
+        postgres.bouncer().fresh_url(), scrub=redact
+    ),
 }
 
 

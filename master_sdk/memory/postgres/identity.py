@@ -7,6 +7,16 @@ input, whatever ``created_by`` or ``by`` the caller put in the records. The work
 as that role too and refuses a ``by=`` naming anyone else, so the team rules (``four_eyes``,
 ``approvers``, reservations) are checked against authenticated roles. Runs copied in from
 another store (``write_runs``) keep the actors they were recorded with.
+
+The database holds to it as well, whatever the client (:data:`GUARD`, made by the first
+store that opens the database, recorded as ``identity_schema_version`` in
+``master_meta``): a role that neither owns the tables nor is a member of their owner may
+only write its own name (``session_user``) as a run's ``created_by`` and as the ``by_`` of
+an approval or an input, and may never change a recorded one — by the store or by hand in
+``psql``. The owner (and its members: an admin group) may write any name, which copying
+runs between stores needs. So a team gives each person a login role with rights on the
+tables but not their ownership; a superuser or the owner is not held (PostgreSQL cannot
+hold a superuser to anything). Deleting rows is left to the roles' grants.
 """
 
 from __future__ import annotations
@@ -40,4 +50,82 @@ def as_role(role: str, run: RunRecord, changes: Changes, *, new: bool) -> Change
         changes,
         approvals=[replace(a, by=role) for a in changes.approvals],
         inputs=[replace(i, by=role) for i in changes.inputs],
+    )
+
+
+IDENTITY_SCHEMA_VERSION = 1
+
+GUARD = """
+CREATE OR REPLACE FUNCTION master_actor_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    actor text;
+    was text;
+BEGIN
+    IF TG_TABLE_NAME = 'runs' THEN
+        actor := NEW.created_by;
+    ELSE
+        actor := NEW.by_;
+    END IF;
+    IF TG_OP = 'INSERT' AND actor IS NOT DISTINCT FROM session_user::text THEN
+        RETURN NEW;
+    END IF;
+    IF pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID),
+                   'MEMBER') THEN
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        IF TG_TABLE_NAME = 'runs' THEN
+            was := OLD.created_by;
+        ELSE
+            was := OLD.by_;
+        END IF;
+        RAISE EXCEPTION 'role % may not change the recorded actor in % (% to %)',
+            session_user, TG_TABLE_NAME, coalesce(was, 'nobody'), coalesce(actor, 'nobody')
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RAISE EXCEPTION 'role % may not record % as the actor in %; open the store with '
+        'identity: database (it records the signed-in role), or sign in as that role',
+        session_user, coalesce(actor, 'nobody'), TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+DROP TRIGGER IF EXISTS runs_actor_insert ON runs;
+CREATE TRIGGER runs_actor_insert BEFORE INSERT ON runs FOR EACH ROW
+    WHEN (NEW.created_by IS DISTINCT FROM session_user::text)
+    EXECUTE FUNCTION master_actor_guard();
+DROP TRIGGER IF EXISTS runs_actor_update ON runs;
+CREATE TRIGGER runs_actor_update BEFORE UPDATE OF created_by ON runs FOR EACH ROW
+    WHEN (NEW.created_by IS DISTINCT FROM OLD.created_by)
+    EXECUTE FUNCTION master_actor_guard();
+DROP TRIGGER IF EXISTS approvals_actor_insert ON approvals;
+CREATE TRIGGER approvals_actor_insert BEFORE INSERT ON approvals FOR EACH ROW
+    WHEN (NEW.by_ IS DISTINCT FROM session_user::text)
+    EXECUTE FUNCTION master_actor_guard();
+DROP TRIGGER IF EXISTS approvals_actor_update ON approvals;
+CREATE TRIGGER approvals_actor_update BEFORE UPDATE OF by_ ON approvals FOR EACH ROW
+    WHEN (NEW.by_ IS DISTINCT FROM OLD.by_)
+    EXECUTE FUNCTION master_actor_guard();
+DROP TRIGGER IF EXISTS user_inputs_actor_insert ON user_inputs;
+CREATE TRIGGER user_inputs_actor_insert BEFORE INSERT ON user_inputs FOR EACH ROW
+    WHEN (NEW.by_ IS DISTINCT FROM session_user::text)
+    EXECUTE FUNCTION master_actor_guard();
+DROP TRIGGER IF EXISTS user_inputs_actor_update ON user_inputs;
+CREATE TRIGGER user_inputs_actor_update BEFORE UPDATE OF by_ ON user_inputs FOR EACH ROW
+    WHEN (NEW.by_ IS DISTINCT FROM OLD.by_)
+    EXECUTE FUNCTION master_actor_guard();
+"""
+
+
+def ensure_guard(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+    """Make :data:`GUARD` if this database does not have it yet (call inside the schema
+    migration's transaction, under its advisory lock)."""
+    row = conn.execute(
+        "SELECT value FROM master_meta WHERE key = 'identity_schema_version'"
+    ).fetchone()
+    if row is not None and int(str(row[0])) >= IDENTITY_SCHEMA_VERSION:
+        return
+    conn.execute(GUARD, prepare=False)
+    conn.execute(
+        "INSERT INTO master_meta (key, value) VALUES ('identity_schema_version', %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        (str(IDENTITY_SCHEMA_VERSION),),
     )

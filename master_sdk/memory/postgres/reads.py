@@ -70,6 +70,8 @@ class PostgresReads:
 
         def _one(self, doing: str, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None: ...
 
+        def _abandon(self, conn: Conn) -> None: ...
+
     # ------------------------------------------------------------------ reading
 
     def _pk(self, conn: Conn, run_id: str) -> int:
@@ -201,11 +203,23 @@ class PostgresReads:
     ) -> TraceTable:
         """Trace events of the runs asked for, ordered by run then ``seq``."""
         where, params = self._where(product, flow, status, run_id)
-
-        return self._read(
+        return self._snapshot(
             "while reading the trace",
             lambda conn: read_trace_table(conn, where, params, since_us=since_us),
         )
+
+    def _snapshot(self, doing: str, read: Callable[[Conn], T]) -> T:
+        """``read`` inside one repeatable-read, read-only transaction, not pipelined (for
+        ``COPY``, which cannot be)."""
+        with self._conn(doing) as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            try:
+                got = read(conn)
+            except BaseException:
+                self._abandon(conn)
+                raise
+            conn.execute("COMMIT")
+            return got
 
     def count_events(self, run_id: str | None = None) -> int:
         """How many trace events the store holds (for one run, or in all)."""

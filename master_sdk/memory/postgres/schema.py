@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from master_sdk.errors import StoreError
+from master_sdk.memory.postgres.identity import ensure_guard
 
 if TYPE_CHECKING:
     import psycopg
@@ -178,4 +179,6 @@ def ensure_schema(conn: psycopg.Connection[tuple[object, ...]], *, location: str
                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 (str(PG_SCHEMA_VERSION),),
             )
+        # who may record whom as an actor (memory/postgres/identity.py)
+        ensure_guard(conn)
     return PG_SCHEMA_VERSION

@@ -11,7 +11,9 @@ once: the database serialises what must be serialised (one row per run), nothing
 Behind a transaction-pooling PgBouncer: no session state is used (no session ``SET``, no
 temporary tables, no ``LISTEN``; the schema's advisory lock is transaction-scoped, and a
 step's start relaxes ``synchronous_commit`` for its own transaction only). Prepared
-statements are on unless the URL says ``?prepare=off`` (see ``connecting.py``).
+statements are on for a direct connection and off behind a pooler, found out for each
+connection; ``?prepare=on|off`` in the URL decides instead. An idle pooled connection the
+server or the network dropped is replaced before use (see ``connecting.py``).
 
 Values are stored as the same redacted JSON texts as in the SQLite store (``memory/
 encoding.py``), so frames, export and import are equal across stores.
@@ -29,9 +31,11 @@ from master_sdk.memory import derived
 from master_sdk.memory.derived import Derived
 from master_sdk.memory.encoding import Encoder
 from master_sdk.memory.postgres.connecting import (
-    PREPARE_THRESHOLD,
+    Prepare,
     connection_options,
+    pooled,
     pooler_hint,
+    refusal,
 )
 from master_sdk.memory.postgres.experiments import PostgresExperiments
 from master_sdk.memory.postgres.identity import as_role, session_role
@@ -123,11 +127,13 @@ class PostgresStore(
         self._names: dict[str, int] = {}
         self._flows: set[str] = set()
         self.role: str | None = None
-        conninfo, self.prepared = connection_options(url)
+        conninfo, given = connection_options(url)
+        # the server keeps the plans of statements run often, unless a pooler sits between
+        # (see connecting.py)
+        prepare = Prepare(given)
         kwargs: dict[str, Any] = {
             "autocommit": True,
-            # the server keeps the plans of statements run often (see connection_options)
-            "prepare_threshold": PREPARE_THRESHOLD if self.prepared else None,
+            "prepare_threshold": prepare.threshold(),
             "connect_timeout": max(1, int(connect_timeout_s)),
             "application_name": "master_sdk",
         }
@@ -139,17 +145,20 @@ class PostgresStore(
                 min_size=1,
                 max_size=max(2, pool_size),
                 kwargs=kwargs,
+                configure=prepare,
                 open=False,
                 timeout=connect_timeout_s,
             )
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except Exception as exc:
+            why = refusal(conninfo, kwargs) or _reason(exc)
             raise StoreError(
-                f"{url}: cannot connect to the PostgreSQL server ({_reason(exc)}); check the "
+                f"{url}: cannot connect to the PostgreSQL server ({why}); check the "
                 "host, port, database and role, and the password_ref in configs/app.yaml"
             ) from None
+        self.prepared = prepare.on
         try:
-            with self._pool.connection() as conn:
+            with pooled(self._pool) as conn:
                 self.schema_version = ensure_schema(conn, location=url)
                 # identity: database - the role this store signs in as acts, whatever a
                 # caller says (see memory/postgres/identity.py)
@@ -175,7 +184,7 @@ class PostgresStore(
             raise StoreError(f"{self.location}: the store was closed; open the workbench again")
         psycopg = self._psycopg
         try:
-            with self._pool.connection() as conn:
+            with pooled(self._pool) as conn:
                 yield conn
         except (StoreError, NotFound):
             raise

@@ -75,6 +75,11 @@ def ensure_vector_tables(conn: Conn) -> None:
     """Create the vector tables if missing (serialised with the run tables' migration)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        row = conn.execute(
+            "SELECT value FROM master_meta WHERE key = 'vectors_schema_version'"
+        ).fetchone()
+        if row is not None and int(str(row[0])) >= VECTORS_SCHEMA_VERSION:
+            return  # made already: a role without CREATE on the schema may open it too
         conn.execute(_DDL)
         conn.execute(
             "INSERT INTO master_meta (key, value) VALUES ('vectors_schema_version', %s) "
