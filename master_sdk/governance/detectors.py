@@ -268,6 +268,11 @@ def _scan_aws_secret(text: str, low: str, hits: list[Hit]) -> None:
 PHONE_INTL_RE = re.compile(
     r"\+(?<![\w+]\+)[1-9](?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9])){6,40}+(?!\w)", _A
 )
+# The same number glued to the end of one just found ("+44 20 7946 0958+44 20 7946 0958"): the
+# "+" follows a digit there, which the lookbehind above refuses in order to leave base64 alone.
+_PHONE_INTL_NEXT_RE = re.compile(
+    r"\+[1-9](?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9])){6,40}+(?!\w)", _A
+)
 # North American: 555-123-4567, 555.123.4567, 1-555-123-4567, 1 (555) 123-4567.
 PHONE_US_RE = re.compile(
     r"[0-9](?<![\w+.\-][0-9])"
@@ -296,19 +301,29 @@ def _digit_count(s: str) -> int:
 
 
 def _scan_phone_intl(text: str, hits: list[Hit]) -> None:
-    for m in PHONE_INTL_RE.finditer(text):
-        span = m.group()
+    for first in PHONE_INTL_RE.finditer(text):
+        m: re.Match[str] | None = first
+        while m is not None:
+            end = _add_phone_intl(m, hits)
+            m = _PHONE_INTL_NEXT_RE.match(text, end) if end else None
+
+
+def _add_phone_intl(m: re.Match[str], hits: list[Hit]) -> int:
+    """Record ``m`` if its digits make a phone number; return where it ended, or 0 if not."""
+    span = m.group()
+    n = _digit_count(span)
+    # E.164 allows 15 digits; a longer run is a number followed by another number, so drop
+    # trailing groups rather than let the whole number through.
+    while n > 15:
+        cut = max((s.start() for s in _PHONE_SEP_RE.finditer(span)), default=-1)
+        if cut <= 0:
+            break
+        span = span[:cut]
         n = _digit_count(span)
-        # E.164 allows 15 digits; a longer run is a number followed by another number, so drop
-        # trailing groups rather than let the whole number through.
-        while n > 15:
-            cut = max((s.start() for s in _PHONE_SEP_RE.finditer(span)), default=-1)
-            if cut <= 0:
-                break
-            span = span[:cut]
-            n = _digit_count(span)
-        if 8 <= n <= 15:
-            hits.append(("phone", m.start(), m.start() + len(span)))
+    if 8 <= n <= 15:
+        hits.append(("phone", m.start(), m.start() + len(span)))
+        return m.start() + len(span)
+    return 0
 
 
 def _national_phone_ok(s: str) -> bool:
