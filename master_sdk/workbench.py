@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from master_sdk.memory.store import CommitHook, Reservation, Store
     from master_sdk.memory.transfer import TransferReport
     from master_sdk.memory.vector_memory import Collection as MemoryCollection
+    from master_sdk.memory.vector_memory import VectorMemory
+    from master_sdk.models.router import Router
     from master_sdk.models.types import Provider
     from master_sdk.orchestrator.context import RunContext
     from master_sdk.orchestrator.determinism import SeededRunIds, TestClock
@@ -84,12 +87,7 @@ class Workbench:
     ) -> None:
         from master_sdk.governance.scrubbing import build_redactor
         from master_sdk.memory.open import open_store
-        from master_sdk.models.router import Router
         from master_sdk.orchestrator.crashpoints import CrashPoints
-        from master_sdk.orchestrator.engine import Engine
-        from master_sdk.orchestrator.templating import TemplateEngine
-        from master_sdk.products.loader import ProductCatalog
-        from master_sdk.tools.executor import ToolExecutor
         from master_sdk.tracing.logs import TraceLog
 
         self.settings = settings
@@ -133,42 +131,15 @@ class Workbench:
         ):
             if hook is not None:
                 self.add_hook(hook)
-        self.router = Router(
-            settings.models, root=settings.root, providers=providers, scrub=self._redact
-        )
-        self.catalog: ProductCatalog = ProductCatalog(
-            settings.products_path,
-            policy=settings.policy,
-            templates=TemplateEngine(
-                max_rendered_chars=policy.max_rendered_chars, max_render_ms=policy.max_render_ms
-            ),
-            model_names=self.router.names,
-            load_timeout_s=settings.app.load_timeout_s,
-        )
-        from master_sdk.orchestrator.services import (
-            StepServiceFactory,
-            build_memory,
-            vector_store_for,
-        )
-
-        self._memory = build_memory(
-            vector_store_for(self.store, crash=crash.hit if crash.armed else None),
-            router=self.router,
-            catalog=self.catalog,
-            redact=self._redact,
-            crash=crash.hit if crash.armed else None,
-        )
-        clock, run_ids = _determinism(self.store) if settings.app.deterministic else (None, None)
-        self.engine: Engine = Engine(
-            store=self.store,
-            router=self.router,
-            tools=ToolExecutor(
-                services=StepServiceFactory(router=self.router, memory=self._memory)
-            ),
-            scrub=self._redact,
-            clock=clock,
-            run_ids=run_ids,
-        )
+        # the router, product catalog and engine are built on first use: a command that
+        # only reads the store (runs, pending, trace) never pays for them
+        self._providers = providers
+        self._crash = crash
+        self._parts_lock = threading.Lock()
+        self._router: Router | None = None
+        self._catalog: ProductCatalog | None = None
+        self._engine: Engine | None = None
+        self._memory_parts: VectorMemory | None = None
         self._mark_abandoned()
 
     def _mark_abandoned(self) -> None:
@@ -185,6 +156,93 @@ class Workbench:
             if not executor_alive(owner, run_id, here=here):
                 with suppress(MasterError):
                     self._read(run_id)
+
+    # ------------------------------------------------------------------ parts built on use
+
+    @property
+    def router(self) -> Router:
+        """The model router (built on first use)."""
+        if self._router is None:
+            with self._parts_lock:
+                if self._router is None:
+                    from master_sdk.models.router import Router
+
+                    self._router = Router(
+                        self.settings.models,
+                        root=self.settings.root,
+                        providers=self._providers,
+                        scrub=self._redact,
+                    )
+        return self._router
+
+    @property
+    def catalog(self) -> ProductCatalog:
+        """The products and their compiled flows (built on first use; loads lazily)."""
+        if self._catalog is None:
+            router = self.router
+            with self._parts_lock:
+                if self._catalog is None:
+                    from master_sdk.orchestrator.templating import TemplateEngine
+                    from master_sdk.products.loader import ProductCatalog
+
+                    policy = self.settings.policy
+                    self._catalog = ProductCatalog(
+                        self.settings.products_path,
+                        policy=policy,
+                        templates=TemplateEngine(
+                            max_rendered_chars=policy.max_rendered_chars,
+                            max_render_ms=policy.max_render_ms,
+                        ),
+                        model_names=router.names,
+                        load_timeout_s=self.settings.app.load_timeout_s,
+                    )
+        return self._catalog
+
+    @property
+    def _memory(self) -> VectorMemory:
+        if self._memory_parts is None:
+            router, catalog = self.router, self.catalog
+            with self._parts_lock:
+                if self._memory_parts is None:
+                    from master_sdk.orchestrator.services import build_memory, vector_store_for
+
+                    crash = self._crash.hit if self._crash.armed else None
+                    self._memory_parts = build_memory(
+                        vector_store_for(self.store, crash=crash),
+                        router=router,
+                        catalog=catalog,
+                        redact=self._redact,
+                        crash=crash,
+                    )
+        return self._memory_parts
+
+    @property
+    def engine(self) -> Engine:
+        """The engine that runs steps (built on first use)."""
+        if self._engine is None:
+            router, memory = self.router, self._memory
+            with self._parts_lock:
+                if self._engine is None:
+                    from master_sdk.orchestrator.engine import Engine
+                    from master_sdk.orchestrator.services import StepServiceFactory
+                    from master_sdk.tools.executor import ToolExecutor
+
+                    clock, run_ids = (
+                        _determinism(self.store)
+                        if self.settings.app.deterministic
+                        else (None, None)
+                    )
+                    self._engine = Engine(
+                        store=self.store,
+                        router=router,
+                        tools=ToolExecutor(
+                            services=StepServiceFactory(router=router, memory=memory)
+                        ),
+                        scrub=self._redact,
+                        clock=clock,
+                        run_ids=run_ids,
+                    )
+        return self._engine
 
     @classmethod
     def open(
@@ -217,6 +275,9 @@ class Workbench:
                 (default: the ``deterministic`` setting, ``MASTER_DETERMINISTIC``; on
                 under ``master test``). Never for real work: the clock is not the time.
         """
+        from master_sdk.config.pydantic_plugins import skip_scan_if_none
+
+        skip_scan_if_none()  # before the settings build the process's first models
         from master_sdk.config.loader import load_settings
         from master_sdk.memory.open import is_store
 
@@ -1239,12 +1300,15 @@ class Workbench:
     def close(self) -> None:
         """Close the store connection (unless the store was given to :meth:`open`), the
         trace log and the model providers' connections."""
-        self.engine.close()
+        if self._engine is not None:
+            self._engine.close()
         for hook in self._hooks:
             with suppress(ValueError):
                 self.store.hooks.remove(hook)
-        self.router.close()
-        self.catalog.close()
+        if self._router is not None:
+            self._router.close()
+        if self._catalog is not None:
+            self._catalog.close()
         if self._owns_store:
             self.store.close()
         self._log.close()

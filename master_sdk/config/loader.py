@@ -86,7 +86,7 @@ def load_settings(
             "expected a mapping under 'telemetry'", file=str(configs / "telemetry.yaml")
         )
     secrets_file = base / "secrets" / "secrets.yaml"
-    secrets = _read_mapping(secrets_file)
+    secrets = _read_mapping(secrets_file, cached=False)
 
     dotenv_file = base / ".env"
     dotenv = _read_dotenv(dotenv_file) if dotenv_file.is_file() else {}
@@ -213,11 +213,13 @@ def _prefixed(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
+def _read_mapping(path: Path, *, cached: bool = True) -> dict[str, Any]:
+    """A YAML file's top-level mapping; ``cached``: parsed once per content (never for the
+    secrets file, whose values must not be copied anywhere)."""
     if not path.is_file():
         return {}
     try:
-        data = safe_yaml.load_file(path)
+        data = safe_yaml.load_file(path, cached=cached)
     except safe_yaml.YamlProblem as exc:
         raise ConfigError(str(exc), file=str(path)) from None
     if data is None:
