@@ -49,6 +49,7 @@ ACTIONS: tuple[str, ...] = (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from master_sdk.config.opening import SettingsSource
     from master_sdk.config.settings import Settings
     from master_sdk.experiments.answers import Answers
     from master_sdk.experiments.compare import Comparison
@@ -79,44 +80,44 @@ class Workbench:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | SettingsSource,
         *,
         providers: Mapping[str, Provider] | None = None,
         store: Store | None = None,
         hooks: Sequence[CommitHook] | None = None,
     ) -> None:
+        from master_sdk.config.opening import SettingsSource
         from master_sdk.governance.scrubbing import build_redactor
         from master_sdk.memory.open import open_store
         from master_sdk.orchestrator.crashpoints import CrashPoints
         from master_sdk.tracing.logs import TraceLog
 
-        self.settings = settings
-        self.root: Path = settings.root
-        self.user: str = settings.user
-        policy = settings.policy
-        redactor = build_redactor(policy.redaction, settings.secret_values)
+        # opening reads a few fields; the full settings are built when first needed
+        source = settings if isinstance(settings, SettingsSource) else SettingsSource.of(settings)
+        self._settings_source = source
+        opening = source.opening
+        self.root: Path = opening.root
+        self.user: str = opening.user
+        redactor = build_redactor(opening.redaction, opening.secret_values)
         self._redact = redactor.value
-        log_file = settings.app.log_file
+        log_file = opening.app.log_file
         self._log = TraceLog(
-            level=settings.app.log_level,
-            file=settings.root / log_file if log_file else None,
+            level=opening.app.log_level,
+            file=opening.root / log_file if log_file else None,
             scrub=self._redact,
         )
-        self._telemetry = self._open_telemetry(settings)
-        crash = CrashPoints(settings.app.crash_point)
+        self._telemetry = self._open_telemetry(source.full()) if opening.telemetry_enabled else None
+        crash = CrashPoints(opening.app.crash_point)
         # store= (a Store object, which its owner closes), else app.store: a path,
         # sqlite:///path or memory://
         self._owns_store = store is None
+        password = source.full().store_password if opening.has_store_password else None
         self.store: Store = open_store(
             store,
-            settings.app,
-            settings.root,
+            opening.app,
+            opening.root,
             scrub=self._redact,
-            password=(
-                None
-                if settings.store_password is None
-                else settings.store_password.get_secret_value()
-            ),
+            password=None if password is None else password.get_secret_value(),
         )
         if getattr(self.store, "role", None) is not None:
             self.user = str(self.store.role)  # type: ignore[attr-defined]  # identity: database
@@ -160,16 +161,23 @@ class Workbench:
     # ------------------------------------------------------------------ parts built on use
 
     @property
+    def settings(self) -> Settings:
+        """The project's full, validated settings (built on first use: opening a
+        workbench reads only the few it needs, see :mod:`master_sdk.config.opening`)."""
+        return self._settings_source.full()
+
+    @property
     def router(self) -> Router:
         """The model router (built on first use)."""
         if self._router is None:
             with self._parts_lock:
                 if self._router is None:
+                    settings = self.settings  # built before the router's models are
                     from master_sdk.models.router import Router
 
                     self._router = Router(
-                        self.settings.models,
-                        root=self.settings.root,
+                        settings.models,
+                        root=settings.root,
                         providers=self._providers,
                         scrub=self._redact,
                     )
@@ -229,7 +237,7 @@ class Workbench:
 
                     clock, run_ids = (
                         _determinism(self.store)
-                        if self.settings.app.deterministic
+                        if self._settings_source.opening.app.deterministic
                         else (None, None)
                     )
                     self._engine = Engine(
@@ -275,29 +283,25 @@ class Workbench:
                 (default: the ``deterministic`` setting, ``MASTER_DETERMINISTIC``; on
                 under ``master test``). Never for real work: the clock is not the time.
         """
-        from master_sdk.config.pydantic_plugins import skip_scan_if_none
-
-        skip_scan_if_none()  # before the settings build the process's first models
-        from master_sdk.config.loader import load_settings
+        from master_sdk.config.loader import load_settings_source
         from master_sdk.memory.open import is_store
 
         try:
             if store is not None and is_store(store):
                 given: Store | None = store  # type: ignore[assignment]  # checked by is_store
-                settings = load_settings(root, telemetry=telemetry)
+                source = load_settings_source(root, telemetry=telemetry)
             else:
                 given = None
                 named: str | Path | None = store  # type: ignore[assignment]  # not a Store
-                settings = load_settings(root, store=named, telemetry=telemetry)
+                source = load_settings_source(root, store=named, telemetry=telemetry)
         except ConfigError as exc:
             # no secrets are known yet: the detectors still hide keys and personal data
             from master_sdk.governance.redaction import Redactor
 
             raise redact_exception(exc, Redactor().value) from None
         if deterministic is not None:
-            app = settings.app.model_copy(update={"deterministic": deterministic})
-            settings = settings.model_copy(update={"app": app})
-        return cls(settings, providers=providers, store=given, hooks=hooks)
+            source = source.deterministic(deterministic)
+        return cls(source, providers=providers, store=given, hooks=hooks)
 
     # ------------------------------------------------------------------ telemetry
 
