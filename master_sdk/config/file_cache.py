@@ -42,6 +42,17 @@ def _checksum(entries: dict[str, Any]) -> str:
     return hashlib.sha256(f"{_version()}\0{text}".encode()).hexdigest()
 
 
+def beside_bytecode(module_file: str, name: str) -> Path:
+    """Where a cache file ``name`` goes for the module at ``module_file``: its folder's
+    ``__pycache__``, or under ``sys.pycache_prefix`` when one is set (``-X
+    pycache_prefix``, ``PYTHONPYCACHEPREFIX``), as Python puts the bytecode."""
+    folder = os.path.dirname(os.path.abspath(module_file))
+    prefix = sys.pycache_prefix
+    if prefix:
+        return Path(prefix) / folder.lstrip(os.sep) / name
+    return Path(folder) / "__pycache__" / name
+
+
 def trusted_file(path: Path) -> bool:
     """Whether ``path`` is a regular file owned by this user and writable only by them."""
     try:
@@ -116,7 +127,7 @@ class JsonCache:
         }
         temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         try:
-            self.path.parent.mkdir(exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             # created private: the cache is trusted only when no one else can write it
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -421,7 +421,9 @@ _NOT_CACHED_WITH = ("secrets/secrets.yaml", ".env")
 def settings_cache_path() -> Path:
     """Where the opening settings of recently opened projects are kept (beside this
     module's bytecode; see :mod:`master_sdk.config.file_cache`)."""
-    return Path(__file__).parent / "__pycache__" / SETTINGS_CACHE_FILE
+    from master_sdk.config.file_cache import beside_bytecode
+
+    return beside_bytecode(__file__, SETTINGS_CACHE_FILE)
 
 
 def load_settings_source(

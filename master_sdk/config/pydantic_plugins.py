@@ -18,9 +18,8 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from pathlib import Path
 
-from master_sdk.config.file_cache import JsonCache
+from master_sdk.config.file_cache import JsonCache, beside_bytecode
 
 _KEY_PREFIX = "pydantic-plugins:"
 
@@ -44,10 +43,7 @@ def _key() -> str | None:
 
 
 def _cache() -> JsonCache:
-    return JsonCache(
-        Path(__file__).parent / "__pycache__" / "master_sdk-pydantic-plugins.json",
-        max_entries=16,
-    )
+    return JsonCache(beside_bytecode(__file__, "master_sdk-pydantic-plugins.json"), max_entries=16)
 
 
 def skip_scan_if_none() -> bool:

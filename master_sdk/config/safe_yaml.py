@@ -91,9 +91,9 @@ def parse_cache() -> Any:
     :class:`~master_sdk.config.file_cache.JsonCache` beside this module's bytecode)."""
     cache = _CACHES.get("parsed")
     if cache is None:
-        from master_sdk.config.file_cache import JsonCache
+        from master_sdk.config.file_cache import JsonCache, beside_bytecode
 
-        cache = JsonCache(Path(__file__).parent / "__pycache__" / "master_sdk-parsed-yaml.json")
+        cache = JsonCache(beside_bytecode(__file__, "master_sdk-parsed-yaml.json"))
         cache = _CACHES.setdefault("parsed", cache)
     return cache
 
