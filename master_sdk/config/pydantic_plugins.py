@@ -50,7 +50,7 @@ def skip_scan_if_none() -> bool:
     """Before the first model is built: tell pydantic it has no plugins if none were found
     under the same ``sys.path`` before; else scan once and remember whether any exist.
 
-    Returns whether the scan was skipped. Does nothing once pydantic has scanned.
+    Returns whether pydantic's scan was skipped. Does nothing once pydantic has scanned.
     """
     loader = sys.modules.get("pydantic.plugin._loader")
     if loader is not None and getattr(loader, "_plugins", None) is not None:
@@ -59,16 +59,15 @@ def skip_scan_if_none() -> bool:
     if key is None:
         return False
     cache = _cache()
-    if cache.get(key) == "none":
-        from pydantic.plugin import _loader
+    if cache.get(key) != "none":
+        from importlib.metadata import entry_points
 
-        if _loader._plugins is None and not _loader._loading_plugins:
-            _loader._plugins = {}
-            return True
-        return False
-    from importlib.metadata import entry_points
-
-    found = entry_points(group="pydantic")
-    if not found:
+        if entry_points(group="pydantic"):
+            return False  # pydantic loads them
         cache.put(key, "none")
+    from pydantic.plugin import _loader
+
+    if getattr(_loader, "_plugins", False) is None and not _loader._loading_plugins:
+        _loader._plugins = {}  # what its own scan would have found: nothing
+        return True
     return False
