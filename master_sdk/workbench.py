@@ -141,6 +141,8 @@ class Workbench:
         self._catalog: ProductCatalog | None = None
         self._engine: Engine | None = None
         self._memory_parts: VectorMemory | None = None
+        if opening.replay_models:
+            self.router  # noqa: B018  # built now: it reports a wrong replay model at opening
         self._mark_abandoned()
 
     def _mark_abandoned(self) -> None:

@@ -62,6 +62,9 @@ class OpeningSettings:
     secret_values: tuple[str, ...]
     telemetry_enabled: bool
     has_store_password: bool
+    # replay models are checked against the others when the router is built: at opening,
+    # so that a wrong one is reported there
+    replay_models: bool = False
 
     @classmethod
     def of(cls, settings: Settings) -> OpeningSettings:
@@ -76,6 +79,7 @@ class OpeningSettings:
             secret_values=settings.secret_values,
             telemetry_enabled=settings.telemetry.enabled,
             has_store_password=settings.store_password is not None,
+            replay_models=any(e.provider == "replay" for e in settings.models.models.values()),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -89,6 +93,7 @@ class OpeningSettings:
                 "extra_patterns": dict(self.redaction.extra_patterns),
             },
             "telemetry_enabled": self.telemetry_enabled,
+            "replay_models": self.replay_models,
         }
 
     @classmethod
@@ -109,8 +114,8 @@ class OpeningSettings:
             return None
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in patterns.items()):
             return None
-        telemetry = data.get("telemetry_enabled")
-        if not isinstance(telemetry, bool):
+        telemetry, replay = data.get("telemetry_enabled"), data.get("replay_models")
+        if not isinstance(telemetry, bool) or not isinstance(replay, bool):
             return None
         return cls(
             root=Path(data["root"]),
@@ -120,6 +125,7 @@ class OpeningSettings:
             secret_values=(),
             telemetry_enabled=telemetry,
             has_store_password=False,
+            replay_models=replay,
         )
 
 
