@@ -26,7 +26,6 @@ class GateReader(Protocol):
         """The window, backoffs, cost spent and any block, now."""
         ...
 
-
 # how a run's status counts in the progress line
 _DONE = frozenset({"completed", "rejected"})
 _FAILED = frozenset({"failed", "blocked", "aborted", "interrupted"})

@@ -220,7 +220,9 @@ def run_lineage_v7(conn: sqlite3.Connection) -> None:
     earlier versions were never forked: both stay NULL."""
     conn.execute("ALTER TABLE runs ADD COLUMN parent_run_id TEXT")
     conn.execute("ALTER TABLE runs ADD COLUMN forked_at TEXT")
-    conn.execute("CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL")
+    conn.execute(
+        "CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL"
+    )
 
 
 # MIGRATIONS[n] upgrades a store from version n to n + 1. A migration runs inside the

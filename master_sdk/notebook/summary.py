@@ -324,3 +324,4 @@ def form_text(form: Any, context: str | None = None) -> str:
     if status:
         parts.append(str(status))
     return " · ".join(parts)
+

@@ -227,7 +227,9 @@ def _render_run(
         render=render,
     )
     title = "Approval" if approval else ("Input" if waiting else "Run")
-    return _html(state, title, page_body, user=who.user, message=message, bad=bad, status=status)
+    return _html(
+        state, title, page_body, user=who.user, message=message, bad=bad, status=status
+    )
 
 
 def _flat(fields: list[FormField]) -> list[FormField]:
