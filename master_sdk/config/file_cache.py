@@ -39,7 +39,7 @@ def _version() -> str:
 
 def _checksum(entries: dict[str, Any]) -> str:
     text = json.dumps(entries, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{_version()}\0{text}".encode()).hexdigest()
+    return hashlib.sha256(f"{_version()}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def beside_bytecode(module_file: str, name: str) -> Path:
@@ -119,14 +119,14 @@ class JsonCache:
         return entries
 
     def _write(self, entries: dict[str, Any]) -> None:
-        document = {
-            "format": _FORMAT,
-            "version": _version(),
-            "checksum": _checksum(entries),
-            "entries": entries,
-        }
         temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         try:
+            document = {
+                "format": _FORMAT,
+                "version": _version(),
+                "checksum": _checksum(entries),
+                "entries": entries,
+            }
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # created private: the cache is trusted only when no one else can write it
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

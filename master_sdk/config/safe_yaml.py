@@ -93,7 +93,7 @@ def parse_cache() -> Any:
     if cache is None:
         from master_sdk.config.file_cache import JsonCache, beside_bytecode
 
-        cache = JsonCache(beside_bytecode(__file__, "master_sdk-parsed-yaml.json"))
+        cache = JsonCache(beside_bytecode(__file__, "master_sdk-parsed-yaml.json"), max_entries=128)
         cache = _CACHES.setdefault("parsed", cache)
     return cache
 

@@ -109,3 +109,8 @@ def test_values_json_cannot_hold_are_parsed_every_time() -> None:
         "when": dt.date(2026, 1, 2),
         1: "one",
     }
+
+
+def test_text_json_cannot_write_is_parsed_and_not_cached() -> None:
+    """A lone surrogate (a YAML escape) cannot be written as UTF-8: the parse still works."""
+    assert safe_yaml.loads('a: "\\ud800"\n', cached=True) == {"a": "\ud800"}
