@@ -241,3 +241,220 @@ def format_cold_resume(result: ColdResumeResult) -> str:
     for name, stats in result.imports_us.items():
         lines.append(f"  import {name:<28} median {stats.median / 1e6:.3f} s (-X importtime)")
     return "\n".join(lines)
+
+
+# --- master_sdk's cold start on the hello_world product ---------------------------------
+
+# a fresh process opening the workbench (a notebook's first cell), then exiting
+OPEN_SCRIPT = "import sys, master_sdk as ms; ms.Workbench.open(sys.argv[1]).close()"
+# starts paused hello_world runs (untimed); prints their ids
+START_SCRIPT = """
+import sys, master_sdk as ms
+wb = ms.Workbench.open(sys.argv[1])
+print(" ".join(wb.run("hello_world/greet", inputs={"text": f"cold {i}"}).id
+               for i in range(int(sys.argv[2]))))
+wb.close()
+"""
+
+
+@dataclass(frozen=True)
+class ChildTiming:
+    """Wall and CPU (user + system) seconds of fresh processes, one pair per process."""
+
+    wall_s: tuple[float, ...]
+    cpu_s: tuple[float, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The timing as JSON-ready data."""
+        return {
+            "wall_s": Stats.of(self.wall_s).to_json(),
+            "cpu_s": Stats.of(self.cpu_s).to_json(),
+        }
+
+    def line(self, label: str) -> str:
+        """One printed line: medians, ranges and the count."""
+        wall, cpu = Stats.of(self.wall_s), Stats.of(self.cpu_s)
+        return (
+            f"  {label:<44} wall median {wall.median:.3f} s ({wall.min:.3f}-{wall.max:.3f})  "
+            f"CPU median {cpu.median:.3f} s ({cpu.min:.3f}-{cpu.max:.3f}), {wall.n} runs"
+        )
+
+
+def time_child(
+    argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> tuple[float, float, str]:
+    """Wall and CPU seconds of one child process, and its stdout; raises if it fails."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{argv[0]} exited with {done.returncode}: {done.stderr.decode(errors='replace')}"
+        )
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout.decode(errors="replace")
+
+
+def hello_world_project(folder: Path) -> Path:
+    """A copy of the repository's hello_world product and configs (no secrets)."""
+    import shutil
+
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO_ROOT / "configs", folder / "configs", ignore=ignore)
+    shutil.copytree(
+        REPO_ROOT / "products" / "hello_world",
+        folder / "products" / "hello_world",
+        ignore=ignore,
+    )
+    return folder
+
+
+def master_command(python: str = sys.executable) -> list[str]:
+    """How the ``master`` console script is run: the installed script when there is one
+    (``[project.scripts] master = "master_sdk.cli:main"``), else ``python -m``."""
+    script = Path(python).with_name("master")
+    return [str(script)] if script.exists() else [python, "-m", "master_sdk.cli"]
+
+
+def clear_master_caches() -> None:
+    """Removes the cold-start caches of the installed master_sdk (settings, parsed YAML,
+    pydantic plugins), as after an upgrade; bytecode is left alone."""
+    from master_sdk.config import file_cache
+
+    folder = file_cache.beside_bytecode(file_cache.__file__, "x").parent
+    for path in folder.glob("master_sdk-*.json"):
+        path.unlink(missing_ok=True)
+
+
+def measure_master_cold(
+    workdir: Path, *, runs: int = 9, python: str = sys.executable
+) -> dict[str, ChildTiming]:
+    """Fresh processes on hello_world: ``master approve RUN`` (the run goes on to its
+    user-input step) and ``Workbench.open()``, each with the library's caches warm (as
+    after any first use) and cold (removed before each process: the first process after an
+    edit or an upgrade pays this; bytecode stays); plus ``import master_sdk`` and a bare
+    interpreter. Each approve finishes a different paused run."""
+    root = hello_world_project(workdir / "project")
+    env = child_env()
+    # an installed program has its bytecode: a PYTHONDONTWRITEBYTECODE in the calling
+    # shell would time compiling (and switch the caches off)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    started = time_child([python, "-c", START_SCRIPT, str(root), str(2 * runs + 2)], env=env)
+    paused = started[2].split()
+    approve = [*master_command(python), "--root", str(root), "approve"]
+    results: dict[str, ChildTiming] = {}
+    for label, cold in (("warm", False), ("cold", True)):
+        for what in ("approve", "open"):
+            walls, cpus = [], []
+            for index in range(runs + 1):
+                if cold:
+                    clear_master_caches()
+                if what == "approve":
+                    argv = [*approve, paused.pop()]
+                else:
+                    argv = [python, "-c", OPEN_SCRIPT, str(root)]
+                wall, cpu, out = time_child(argv, env=env)
+                if what == "approve" and "waiting_input" not in out:
+                    raise AssertionError(f"approve did not reach the user input: {out}")
+                if index > 0:  # the first writes bytecode and, warm, the caches
+                    walls.append(wall)
+                    cpus.append(cpu)
+            results[f"{what}_{label}"] = ChildTiming(tuple(walls), tuple(cpus))
+    for name, argv in (
+        ("import_master_sdk", [python, "-c", "import master_sdk"]),
+        ("python", [python, "-c", "pass"]),
+    ):
+        pairs = [time_child(argv, env=env)[:2] for _ in range(runs + 1)][1:]
+        results[name] = ChildTiming(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+    return results
+
+
+def top_imports(
+    argv: Sequence[str], *, count: int = 12, env: Mapping[str, str] | None = None
+) -> list[ImportLine]:
+    """The top-level imports of ``python -X importtime`` for ``argv`` (a python command
+    line, the interpreter first), largest cumulative time first."""
+    done = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv} failed: {done.stderr[-2000:]}")
+    lines = parse_importtime(done.stderr)
+    return sorted((x for x in lines if x.depth == 0), key=lambda x: -x.cumulative_us)[:count]
+
+
+def format_top_imports(title: str, lines: Sequence[ImportLine]) -> str:
+    """The printed list of :func:`top_imports`."""
+    total = sum(x.cumulative_us for x in lines)
+    body = [f"    {x.cumulative_us / 1000:7.1f} ms  {x.module}" for x in lines]
+    return "\n".join(
+        [f"  {title} (top-level imports, cumulative; listed: {total / 1000:.1f} ms)", *body]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.cold_resume``: master_sdk's cold start on hello_world and,
+    when LangGraph is installed, its cold resume in the same run."""
+    import argparse
+    import importlib.util
+    import json
+    import os
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cold_resume")
+    parser.add_argument("--runs", type=int, default=9, help="fresh processes per figure")
+    parser.add_argument("--output", help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    report: dict[str, Any] = {"load_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="cold-start-") as tmp:
+        work = Path(tmp)
+        master = measure_master_cold(work / "master", runs=args.runs)
+        report["master_sdk"] = {name: timing.to_json() for name, timing in master.items()}
+        print("master_sdk, hello_world, fresh processes:")
+        labels = {
+            "approve_warm": "master approve RUN (caches warm)",
+            "open_warm": "Workbench.open() + close (caches warm)",
+            "approve_cold": "master approve RUN (caches cold)",
+            "open_cold": "Workbench.open() + close (caches cold)",
+            "import_master_sdk": "python -c 'import master_sdk'",
+            "python": "python -c pass",
+        }
+        for name, label in labels.items():
+            print(master[name].line(label))
+        if importlib.util.find_spec("langgraph") is not None:
+            (work / "langgraph").mkdir()
+            peer = measure_langgraph_cold_resume(work / "langgraph", runs=args.runs)
+            report["langgraph"] = peer.to_json()
+            print("LangGraph + SqliteSaver, the same flow shape, fresh processes:")
+            print(format_cold_resume(peer))
+            ratio = peer.resume.stats.median / Stats.of(master["approve_warm"].wall_s).median
+            print(f"  master approve is {ratio:.1f}x faster than LangGraph's cold resume (wall)")
+        else:
+            print("LangGraph is not installed (pip install -e '.[bench]'): no peer figures")
+        root = work / "master" / "project"
+        env = child_env()
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        opened = top_imports([sys.executable, "-c", OPEN_SCRIPT, str(root)], env=env)
+        print(format_top_imports("Workbench.open()", opened))
+    report["load_after"] = os.getloadavg()
+    print(
+        "load average before/after: "
+        + " / ".join(" ".join(f"{x:.2f}" for x in report[k]) for k in ("load_before", "load_after"))
+    )
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -48,6 +49,7 @@ ACTIONS: tuple[str, ...] = (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from master_sdk.config.opening import SettingsSource
     from master_sdk.config.settings import Settings
     from master_sdk.experiments.answers import Answers
     from master_sdk.experiments.compare import Comparison
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
     from master_sdk.memory.store import CommitHook, Reservation, Store
     from master_sdk.memory.transfer import TransferReport
     from master_sdk.memory.vector_memory import Collection as MemoryCollection
+    from master_sdk.memory.vector_memory import VectorMemory
+    from master_sdk.models.router import Router
     from master_sdk.models.types import Provider
     from master_sdk.orchestrator.context import RunContext
     from master_sdk.orchestrator.determinism import SeededRunIds, TestClock
@@ -76,49 +80,44 @@ class Workbench:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | SettingsSource,
         *,
         providers: Mapping[str, Provider] | None = None,
         store: Store | None = None,
         hooks: Sequence[CommitHook] | None = None,
     ) -> None:
+        from master_sdk.config.opening import SettingsSource
         from master_sdk.governance.scrubbing import build_redactor
         from master_sdk.memory.open import open_store
-        from master_sdk.models.router import Router
         from master_sdk.orchestrator.crashpoints import CrashPoints
-        from master_sdk.orchestrator.engine import Engine
-        from master_sdk.orchestrator.templating import TemplateEngine
-        from master_sdk.products.loader import ProductCatalog
-        from master_sdk.tools.executor import ToolExecutor
         from master_sdk.tracing.logs import TraceLog
 
-        self.settings = settings
-        self.root: Path = settings.root
-        self.user: str = settings.user
-        policy = settings.policy
-        redactor = build_redactor(policy.redaction, settings.secret_values)
+        # opening reads a few fields; the full settings are built when first needed
+        source = settings if isinstance(settings, SettingsSource) else SettingsSource.of(settings)
+        self._settings_source = source
+        opening = source.opening
+        self.root: Path = opening.root
+        self.user: str = opening.user
+        redactor = build_redactor(opening.redaction, opening.secret_values)
         self._redact = redactor.value
-        log_file = settings.app.log_file
+        log_file = opening.app.log_file
         self._log = TraceLog(
-            level=settings.app.log_level,
-            file=settings.root / log_file if log_file else None,
+            level=opening.app.log_level,
+            file=opening.root / log_file if log_file else None,
             scrub=self._redact,
         )
-        self._telemetry = self._open_telemetry(settings)
-        crash = CrashPoints(settings.app.crash_point)
+        self._telemetry = self._open_telemetry(source.full()) if opening.telemetry_enabled else None
+        crash = CrashPoints(opening.app.crash_point)
         # store= (a Store object, which its owner closes), else app.store: a path,
         # sqlite:///path or memory://
         self._owns_store = store is None
+        password = source.full().store_password if opening.has_store_password else None
         self.store: Store = open_store(
             store,
-            settings.app,
-            settings.root,
+            opening.app,
+            opening.root,
             scrub=self._redact,
-            password=(
-                None
-                if settings.store_password is None
-                else settings.store_password.get_secret_value()
-            ),
+            password=None if password is None else password.get_secret_value(),
         )
         if getattr(self.store, "role", None) is not None:
             self.user = str(self.store.role)  # type: ignore[attr-defined]  # identity: database
@@ -133,42 +132,17 @@ class Workbench:
         ):
             if hook is not None:
                 self.add_hook(hook)
-        self.router = Router(
-            settings.models, root=settings.root, providers=providers, scrub=self._redact
-        )
-        self.catalog: ProductCatalog = ProductCatalog(
-            settings.products_path,
-            policy=settings.policy,
-            templates=TemplateEngine(
-                max_rendered_chars=policy.max_rendered_chars, max_render_ms=policy.max_render_ms
-            ),
-            model_names=self.router.names,
-            load_timeout_s=settings.app.load_timeout_s,
-        )
-        from master_sdk.orchestrator.services import (
-            StepServiceFactory,
-            build_memory,
-            vector_store_for,
-        )
-
-        self._memory = build_memory(
-            vector_store_for(self.store, crash=crash.hit if crash.armed else None),
-            router=self.router,
-            catalog=self.catalog,
-            redact=self._redact,
-            crash=crash.hit if crash.armed else None,
-        )
-        clock, run_ids = _determinism(self.store) if settings.app.deterministic else (None, None)
-        self.engine: Engine = Engine(
-            store=self.store,
-            router=self.router,
-            tools=ToolExecutor(
-                services=StepServiceFactory(router=self.router, memory=self._memory)
-            ),
-            scrub=self._redact,
-            clock=clock,
-            run_ids=run_ids,
-        )
+        # the router, product catalog and engine are built on first use: a command that
+        # only reads the store (runs, pending, trace) never pays for them
+        self._providers = providers
+        self._crash = crash
+        self._parts_lock = threading.Lock()
+        self._router: Router | None = None
+        self._catalog: ProductCatalog | None = None
+        self._engine: Engine | None = None
+        self._memory_parts: VectorMemory | None = None
+        if opening.replay_models:
+            self.router  # noqa: B018  # built now: it reports a wrong replay model at opening
         self._mark_abandoned()
 
     def _mark_abandoned(self) -> None:
@@ -185,6 +159,100 @@ class Workbench:
             if not executor_alive(owner, run_id, here=here):
                 with suppress(MasterError):
                     self._read(run_id)
+
+    # ------------------------------------------------------------------ parts built on use
+
+    @property
+    def settings(self) -> Settings:
+        """The project's full, validated settings (built on first use: opening a
+        workbench reads only the few it needs, see :mod:`master_sdk.config.opening`)."""
+        return self._settings_source.full()
+
+    @property
+    def router(self) -> Router:
+        """The model router (built on first use)."""
+        if self._router is None:
+            with self._parts_lock:
+                if self._router is None:
+                    settings = self.settings  # built before the router's models are
+                    from master_sdk.models.router import Router
+
+                    self._router = Router(
+                        settings.models,
+                        root=settings.root,
+                        providers=self._providers,
+                        scrub=self._redact,
+                    )
+        return self._router
+
+    @property
+    def catalog(self) -> ProductCatalog:
+        """The products and their compiled flows (built on first use; loads lazily)."""
+        if self._catalog is None:
+            router = self.router
+            with self._parts_lock:
+                if self._catalog is None:
+                    from master_sdk.orchestrator.templating import TemplateEngine
+                    from master_sdk.products.loader import ProductCatalog
+
+                    policy = self.settings.policy
+                    self._catalog = ProductCatalog(
+                        self.settings.products_path,
+                        policy=policy,
+                        templates=TemplateEngine(
+                            max_rendered_chars=policy.max_rendered_chars,
+                            max_render_ms=policy.max_render_ms,
+                        ),
+                        model_names=router.names,
+                        load_timeout_s=self.settings.app.load_timeout_s,
+                    )
+        return self._catalog
+
+    @property
+    def _memory(self) -> VectorMemory:
+        if self._memory_parts is None:
+            router, catalog = self.router, self.catalog
+            with self._parts_lock:
+                if self._memory_parts is None:
+                    from master_sdk.orchestrator.services import build_memory, vector_store_for
+
+                    crash = self._crash.hit if self._crash.armed else None
+                    self._memory_parts = build_memory(
+                        vector_store_for(self.store, crash=crash),
+                        router=router,
+                        catalog=catalog,
+                        redact=self._redact,
+                        crash=crash,
+                    )
+        return self._memory_parts
+
+    @property
+    def engine(self) -> Engine:
+        """The engine that runs steps (built on first use)."""
+        if self._engine is None:
+            router, memory = self.router, self._memory
+            with self._parts_lock:
+                if self._engine is None:
+                    from master_sdk.orchestrator.engine import Engine
+                    from master_sdk.orchestrator.services import StepServiceFactory
+                    from master_sdk.tools.executor import ToolExecutor
+
+                    clock, run_ids = (
+                        _determinism(self.store)
+                        if self._settings_source.opening.app.deterministic
+                        else (None, None)
+                    )
+                    self._engine = Engine(
+                        store=self.store,
+                        router=router,
+                        tools=ToolExecutor(
+                            services=StepServiceFactory(router=router, memory=memory)
+                        ),
+                        scrub=self._redact,
+                        clock=clock,
+                        run_ids=run_ids,
+                    )
+        return self._engine
 
     @classmethod
     def open(
@@ -217,26 +285,25 @@ class Workbench:
                 (default: the ``deterministic`` setting, ``MASTER_DETERMINISTIC``; on
                 under ``master test``). Never for real work: the clock is not the time.
         """
-        from master_sdk.config.loader import load_settings
+        from master_sdk.config.loader import load_settings_source
         from master_sdk.memory.open import is_store
 
         try:
             if store is not None and is_store(store):
                 given: Store | None = store  # type: ignore[assignment]  # checked by is_store
-                settings = load_settings(root, telemetry=telemetry)
+                source = load_settings_source(root, telemetry=telemetry)
             else:
                 given = None
                 named: str | Path | None = store  # type: ignore[assignment]  # not a Store
-                settings = load_settings(root, store=named, telemetry=telemetry)
+                source = load_settings_source(root, store=named, telemetry=telemetry)
         except ConfigError as exc:
             # no secrets are known yet: the detectors still hide keys and personal data
             from master_sdk.governance.redaction import Redactor
 
             raise redact_exception(exc, Redactor().value) from None
         if deterministic is not None:
-            app = settings.app.model_copy(update={"deterministic": deterministic})
-            settings = settings.model_copy(update={"app": app})
-        return cls(settings, providers=providers, store=given, hooks=hooks)
+            source = source.deterministic(deterministic)
+        return cls(source, providers=providers, store=given, hooks=hooks)
 
     # ------------------------------------------------------------------ telemetry
 
@@ -1239,12 +1306,15 @@ class Workbench:
     def close(self) -> None:
         """Close the store connection (unless the store was given to :meth:`open`), the
         trace log and the model providers' connections."""
-        self.engine.close()
+        if self._engine is not None:
+            self._engine.close()
         for hook in self._hooks:
             with suppress(ValueError):
                 self.store.hooks.remove(hook)
-        self.router.close()
-        self.catalog.close()
+        if self._router is not None:
+            self._router.close()
+        if self._catalog is not None:
+            self._catalog.close()
         if self._owns_store:
             self.store.close()
         self._log.close()

@@ -24,18 +24,21 @@ import getpass
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, SecretStr, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from master_sdk.config import safe_yaml
-from master_sdk.config.server import ServerSecrets
-from master_sdk.config.settings import AppSettings, ModelsSettings, Settings
-from master_sdk.config.telemetry import TelemetrySettings
-from master_sdk.contracts.policy import Policy
 from master_sdk.errors import ConfigError
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:
+    # imported where used: opening a workbench from cached settings needs no pydantic
+    from pydantic import BaseModel
+
+    from master_sdk.config.opening import OpeningSettings, SettingsSource
+    from master_sdk.config.server import ServerSecrets
+    from master_sdk.config.settings import Settings
+    from master_sdk.config.telemetry import TelemetrySettings
+
+M = TypeVar("M", bound="BaseModel")
 
 ENV_PREFIX = "MASTER_"
 CONFIG_FILES = ("app.yaml", "policy.yaml", "models.yaml", "telemetry.yaml")
@@ -60,6 +63,7 @@ def load_settings(
     store: Path | str | None = None,
     environ: Mapping[str, str] | None = None,
     telemetry: bool | Mapping[str, Any] | TelemetrySettings | None = None,
+    texts: Mapping[str, str | None] | None = None,
 ) -> Settings:
     """Build :class:`Settings` for a project.
 
@@ -70,23 +74,40 @@ def load_settings(
         telemetry: overrides ``configs/telemetry.yaml``: a bool turns export on or off, a
             mapping sets fields over the file's (``enabled`` defaults to true there), a
             :class:`TelemetrySettings` replaces it.
+        texts: the config files' texts already read, by path relative to the root
+            (``configs/app.yaml``; None: the file does not exist); the others are read.
     """
+    from master_sdk.config.pydantic_plugins import skip_scan_if_none
+
+    skip_scan_if_none()  # before the settings build what may be the process's first models
+    from pydantic import SecretStr
+
+    from master_sdk.config.settings import AppSettings, ModelsSettings, Settings
+    from master_sdk.config.telemetry import TelemetrySettings
+    from master_sdk.contracts.policy import Policy
+
     base = Path(root).resolve() if root is not None else find_root()
     env = dict(os.environ if environ is None else environ)
     configs = base / "configs"
+    given = texts or {}
 
-    app_data = _read_mapping(configs / "app.yaml")
-    policy_data = _read_mapping(configs / "policy.yaml")
+    def read(name: str) -> dict[str, Any]:
+        return (
+            _read_mapping(base / name, given[name]) if name in given else _read_mapping(base / name)
+        )
+
+    app_data = read("configs/app.yaml")
+    policy_data = read("configs/policy.yaml")
     policy_data = policy_data.get("policy", policy_data) if isinstance(policy_data, dict) else {}
-    models_data = _read_mapping(configs / "models.yaml")
-    telemetry_data = _read_mapping(configs / "telemetry.yaml")
+    models_data = read("configs/models.yaml")
+    telemetry_data = read("configs/telemetry.yaml")
     telemetry_data = telemetry_data.get("telemetry", telemetry_data)
     if not isinstance(telemetry_data, dict):
         raise ConfigError(
             "expected a mapping under 'telemetry'", file=str(configs / "telemetry.yaml")
         )
     secrets_file = base / "secrets" / "secrets.yaml"
-    secrets = _read_mapping(secrets_file)
+    secrets = _read_mapping(secrets_file, cached=False)
 
     dotenv_file = base / ".env"
     dotenv = _read_dotenv(dotenv_file) if dotenv_file.is_file() else {}
@@ -175,6 +196,10 @@ def load_settings(
 def _server_secrets(secrets: dict[str, Any], file: Path) -> ServerSecrets:
     """The ``server:`` section, taken out of the secrets: its user and role names are
     not secrets (only its tokens and signing key are redacted)."""
+    from pydantic import ValidationError
+
+    from master_sdk.config.server import ServerSecrets
+
     data = secrets.pop("server", None)
     if data is None:
         return ServerSecrets()
@@ -213,11 +238,21 @@ def _prefixed(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+_ABSENT = object()
+
+
+def _read_mapping(path: Path, text: Any = _ABSENT, *, cached: bool = True) -> dict[str, Any]:
+    """A YAML file's top-level mapping (``text``: its text already read, None when it does
+    not exist); ``cached``: parsed once per content (never for the secrets file, whose
+    values must not be copied anywhere)."""
+    if text is None or (text is _ABSENT and not path.is_file()):
         return {}
     try:
-        data = safe_yaml.load_file(path)
+        data = (
+            safe_yaml.load_file(path, cached=cached)
+            if text is _ABSENT
+            else safe_yaml.loads(text, cached=cached)
+        )
     except safe_yaml.YamlProblem as exc:
         raise ConfigError(str(exc), file=str(path)) from None
     if data is None:
@@ -253,6 +288,9 @@ def _apply_variable(
     policy: dict[str, Any],
     secrets: dict[str, Any],
 ) -> None:
+    from master_sdk.config.settings import AppSettings
+    from master_sdk.contracts.policy import Policy
+
     key = name[len(ENV_PREFIX) :]
     if key.startswith("POLICY__"):
         field = key[len("POLICY__") :].lower()
@@ -289,6 +327,8 @@ TELEMETRY_PREFIX = ENV_PREFIX + "TELEMETRY__"
 def _apply_telemetry_variable(
     name: str, value: str, source: str, telemetry: dict[str, Any]
 ) -> None:
+    from master_sdk.config.telemetry import TelemetrySettings
+
     field = name[len(TELEMETRY_PREFIX) :].lower()
     fields = [f for f in TelemetrySettings.model_fields if f != "secret_headers"]
     if field not in fields:
@@ -323,6 +363,8 @@ def _scalar(value: str, source: str, name: str) -> Any:
 
 
 def _validate(model: type[M], data: dict[str, Any], path: Path) -> M:
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -367,3 +409,116 @@ def _os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "analyst"
+
+
+# --- opening without building the full settings (see master_sdk.config.opening) ---------
+
+SETTINGS_CACHE_FILE = "master_sdk-settings.json"
+_OPENING_FILES = tuple(f"configs/{name}" for name in CONFIG_FILES)
+_NOT_CACHED_WITH = ("secrets/secrets.yaml", ".env")
+
+
+def settings_cache_path() -> Path:
+    """Where the opening settings of recently opened projects are kept (beside this
+    module's bytecode; see :mod:`master_sdk.config.file_cache`)."""
+    from master_sdk.config.file_cache import beside_bytecode
+
+    return beside_bytecode(__file__, SETTINGS_CACHE_FILE)
+
+
+def load_settings_source(
+    root: Path | str | None = None,
+    *,
+    store: Path | str | None = None,
+    telemetry: bool | Mapping[str, Any] | TelemetrySettings | None = None,
+) -> SettingsSource:
+    """The settings of a project as a workbench opens them: the opening fields at once,
+    the full settings (:func:`load_settings`, from the same texts and environment) when
+    first asked for.
+
+    The opening fields come from a cache when the project's config files, the ``MASTER_*``
+    variables, ``store``, ``telemetry`` and this library's version are all as they were
+    when full settings were last built for it. A project with a secrets file or a
+    ``.env``, or a process with ``MASTER_SECRET__*`` variables, always builds the full
+    settings (its secrets are never cached, nor their hashes).
+    """
+    from master_sdk.config.file_cache import JsonCache
+    from master_sdk.config.opening import SettingsSource
+
+    base = Path(root).resolve() if root is not None else find_root()
+    env = dict(os.environ)
+    texts = _opening_texts(base)
+    key = None if texts is None else _opening_key(base, store, telemetry, env, texts)
+    cache = JsonCache(settings_cache_path(), max_entries=64)
+
+    def build() -> Settings:
+        return load_settings(base, store=store, environ=env, telemetry=telemetry, texts=texts)
+
+    if key is not None:
+        entry = cache.get(key)
+        opening = _cached_opening(entry, env)
+        if opening is not None:
+            return SettingsSource(opening, build)
+    settings = build()
+    source = SettingsSource.of(settings)
+    if key is not None and not settings.secret_values and settings.store_password is None:
+        key_env = sorted({e.api_key_env for e in settings.models.models.values() if e.api_key_env})
+        cache.put(key, {"opening": source.opening.to_json(), "key_env": key_env})
+    return source
+
+
+def _cached_opening(entry: Any, env: Mapping[str, str]) -> OpeningSettings | None:
+    from master_sdk.config.opening import OpeningSettings, StoreSettings
+
+    if not isinstance(entry, dict):
+        return None
+    key_env = entry.get("key_env")
+    if not isinstance(key_env, list) or any(not isinstance(n, str) or n in env for n in key_env):
+        return None  # a model's key variable is set now: it is a secret to redact
+
+    def user(app: StoreSettings) -> str:
+        return app.default_user or ("analyst" if app.deterministic else _os_user())
+
+    return OpeningSettings.from_json(entry.get("opening"), user=user)
+
+
+def _opening_texts(base: Path) -> dict[str, str | None] | None:
+    """The config files' texts (None: absent); None when the cache must not be used."""
+    for name in _NOT_CACHED_WITH:
+        if (base / name).exists():
+            return None
+    texts: dict[str, str | None] = {}
+    for name in _OPENING_FILES:
+        path = base / name
+        try:
+            texts[name] = safe_yaml.read_text(path) if path.is_file() else None
+        except (OSError, safe_yaml.YamlProblem):
+            return None  # the full load reports it
+    return texts
+
+
+def _opening_key(
+    base: Path,
+    store: Path | str | None,
+    telemetry: Any,
+    env: Mapping[str, str],
+    texts: Mapping[str, str | None],
+) -> str | None:
+    import hashlib
+    import json
+
+    if telemetry is not None and not isinstance(telemetry, bool):
+        return None
+    variables = sorted((k, v) for k, v in env.items() if k.startswith(ENV_PREFIX))
+    if any(k.startswith(ENV_PREFIX + "SECRET__") for k, _ in variables):
+        return None
+    material = {
+        "root": str(base),
+        "store": None if store is None else str(store),
+        "telemetry": telemetry,
+        "files": texts,
+        "variables": variables,
+        "semconv": env.get(SEMCONV_OPT_IN),
+    }
+    text = json.dumps(material, sort_keys=True, ensure_ascii=False)
+    return "opening:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -16,12 +16,10 @@ a loader derived from ``SafeLoader``.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from pathlib import Path
-from typing import IO, Any
-
-import yaml
-from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node
+from typing import Any
 
 MAX_YAML_BYTES = 1_000_000
 MAX_YAML_DEPTH = 100
@@ -35,63 +33,31 @@ class YamlProblem(ValueError):
         super().__init__(f"line {line}: {message}" if line else message)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases, deep nesting and duplicate keys."""
+def loads(text: str, *, cached: bool = False) -> Any:
+    """Parse YAML text safely (see module docstring).
 
-    def __init__(self, stream: str | IO[str]) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Node | None, index: int) -> Node | None:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]  # PyYAML is untyped
-            raise YamlProblem(
-                "YAML aliases (*name) are not allowed; write the value out",
-                event.start_mark.line + 1,
-            )
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                event = self.peek_event()  # type: ignore[no-untyped-call]  # PyYAML is untyped
-                raise YamlProblem(
-                    f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark.line + 1
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:
-                continue  # unhashable keys are reported by the base class
-            if duplicate:
-                raise YamlProblem(f"duplicate key '{key}'", key_node.start_mark.line + 1)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def loads(text: str) -> Any:
-    """Parse YAML text safely (see module docstring)."""
+    ``cached=True``: remember the result under the hash of the text (see
+    :func:`parse_cache`), so the next process given the same text skips the parser and
+    PyYAML's import. Only for text that holds no secrets; a result JSON cannot hold exactly
+    (dates, non-string keys, ...) and any error are never remembered.
+    """
     if len(text) > MAX_YAML_BYTES:
         raise YamlProblem(f"text is longer than {MAX_YAML_BYTES} characters")
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506  # _StrictLoader derives from SafeLoader
-    except YamlProblem:
-        raise
-    except ConstructorError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise YamlProblem(str(exc.problem or exc), line) from None
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise YamlProblem(str(exc.problem or exc), line) from None
-    except yaml.YAMLError as exc:
-        raise YamlProblem(str(exc)) from None
-    except RecursionError:
-        raise YamlProblem(f"nested deeper than {MAX_YAML_DEPTH} levels") from None
+    if not cached:
+        from master_sdk.config.yaml_parser import parse
+
+        return parse(text)
+    cache = parse_cache()
+    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    hit = cache.get(key)
+    if isinstance(hit, list) and len(hit) == 1:
+        return _copy(hit[0])  # callers may change what they get; the cache must not
+    from master_sdk.config.yaml_parser import parse
+
+    value = parse(text)
+    if _json_exact(value, 0):
+        cache.put(key, [_copy(value)])
+    return value
 
 
 def read_text(path: Path) -> str:
@@ -111,6 +77,47 @@ def read_text(path: Path) -> str:
         raise YamlProblem(f"not UTF-8 text (byte {exc.start})") from None
 
 
-def load_file(path: Path) -> Any:
-    """Read and parse a YAML file, refusing files over the size cap before reading them."""
-    return loads(read_text(path))
+def load_file(path: Path, *, cached: bool = False) -> Any:
+    """Read and parse a YAML file, refusing files over the size cap before reading them
+    (``cached``: see :func:`loads`)."""
+    return loads(read_text(path), cached=cached)
+
+
+_CACHES: dict[str, Any] = {}
+
+
+def parse_cache() -> Any:
+    """The parsed-YAML cache of this library install (a
+    :class:`~master_sdk.config.file_cache.JsonCache` beside this module's bytecode)."""
+    cache = _CACHES.get("parsed")
+    if cache is None:
+        from master_sdk.config.file_cache import JsonCache, beside_bytecode
+
+        cache = JsonCache(beside_bytecode(__file__, "master_sdk-parsed-yaml.json"), max_entries=128)
+        cache = _CACHES.setdefault("parsed", cache)
+    return cache
+
+
+def _copy(value: Any) -> Any:
+    if type(value) is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy(v) for v in value]
+    return value
+
+
+def _json_exact(value: Any, depth: int) -> bool:
+    """Whether JSON gives ``value`` back exactly (same types, same keys, same order)."""
+    if depth > MAX_YAML_DEPTH + 1:
+        return False
+    if value is None or isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return type(value) is int
+    if isinstance(value, float):
+        return type(value) is float and math.isfinite(value)
+    if type(value) is list:
+        return all(_json_exact(item, depth + 1) for item in value)
+    if type(value) is dict:
+        return all(type(k) is str and _json_exact(v, depth + 1) for k, v in value.items())
+    return False

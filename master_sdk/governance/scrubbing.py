@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from master_sdk.contracts.policy import RedactionPolicy
 from master_sdk.governance.detectors import Hit
 from master_sdk.governance.redaction import Finding, Redactor, _resolve
+
+if TYPE_CHECKING:  # opening a workbench from cached settings imports no pydantic
+    from master_sdk.config.opening import RedactionRules
+    from master_sdk.contracts.policy import RedactionPolicy
 
 __all__ = ["PolicyRedactor", "build_redactor"]
 
@@ -28,7 +32,7 @@ __all__ = ["PolicyRedactor", "build_redactor"]
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
 
 
-def build_redactor(policy: RedactionPolicy, secrets: Iterable[str]) -> Redactor:
+def build_redactor(policy: RedactionPolicy | RedactionRules, secrets: Iterable[str]) -> Redactor:
     """The redactor for a policy and the secrets file's values."""
     if policy.enabled and not policy.extra_patterns:
         return Redactor(secrets)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from master_sdk.errors import ConfigError
 
 if TYPE_CHECKING:
+    from master_sdk.config.opening import StoreSettings
     from master_sdk.config.settings import AppSettings
     from master_sdk.memory.store import CommitHook, Store
 
@@ -164,7 +165,7 @@ def _sqlite_url(text: str, rest: str, root: Path) -> Path:
 
 def open_store(
     spec: str | Path | Store | None,
-    app: AppSettings,
+    app: AppSettings | StoreSettings,
     root: Path,
     *,
     scrub: Callable[[Any], Any] | None = None,

@@ -27,7 +27,6 @@ code. Three guards apply while such a package is imported:
 
 from __future__ import annotations
 
-import ctypes
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -194,8 +193,14 @@ def _signal_for_main() -> signal.Signals | None:
     return None
 
 
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+def _set_async_exc(thread: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in ``thread`` at its next bytecode (None: clear a pending one).
+    ctypes is imported here, not with the module: most loads never need it."""
+    import ctypes
+
+    set_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    set_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+    set_exc(thread, ctypes.py_object() if exc is None else exc)  # NULL clears it
 
 
 @contextmanager
@@ -236,7 +241,7 @@ def _watchdog(timeout_s: float, interrupt_with: signal.Signals | None) -> Iterat
             done.set()
             if interrupt_with is None:
                 # an exception sent but not yet raised must not hit the caller's next line
-                _set_async_exc(target, ctypes.py_object())  # a NULL object clears it
+                _set_async_exc(target, None)
         watcher.join()
         if interrupt_with is not None:
             signal.signal(interrupt_with, previous)

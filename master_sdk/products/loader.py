@@ -123,7 +123,7 @@ def _stamp(path: Path) -> tuple[int, int]:
 def _read_spec(path: Path, model: type[BaseModel], *, flow: str | None = None) -> tuple[Any, str]:
     try:
         source = safe_yaml.read_text(path)
-        raw = safe_yaml.loads(source)
+        raw = safe_yaml.loads(source, cached=True)
     except OSError as exc:
         raise FlowError(f"cannot read: {exc.strerror}", file=str(path), flow=flow) from None
     except safe_yaml.YamlProblem as exc:
