@@ -3,9 +3,12 @@
 A fresh process (``master approve``, a notebook's first cell) pays for work whose answer
 only changes when some files change: parsing the project's YAML, scanning every installed
 distribution for pydantic plugins. :class:`JsonCache` remembers such answers in one JSON
-file under a ``__pycache__`` folder, with the same rules Python applies to bytecode there:
-nothing is written when bytecode writing is off (``-B``, ``PYTHONDONTWRITEBYTECODE``), a
-folder that cannot be written is left alone.
+file under a ``__pycache__`` folder of the library (or under ``sys.pycache_prefix``); a
+folder that cannot be written is left alone. Unlike bytecode, these files are written when
+bytecode writing is off (``-B``, ``PYTHONDONTWRITEBYTECODE``): that switch is set in many
+images and CI machines to keep ``.pyc`` files out of source trees, these caches live only in
+the library's own folder, and without them every process would pay the cold start again.
+(The product schema cache, which lives in the project's folders, does follow ``-B``.)
 
 The file is data, never code (JSON, not pickle), and it is trusted only as far as the files
 it stands for: it is ignored unless it is a regular file owned by the user running the
@@ -97,8 +100,6 @@ class JsonCache:
             self._entries[key] = value
             while len(self._entries) > self.max_entries:
                 del self._entries[next(iter(self._entries))]
-            if sys.dont_write_bytecode:
-                return
             self._write(self._entries)
 
     def _read(self) -> dict[str, Any]:
