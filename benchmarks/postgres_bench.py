@@ -26,9 +26,12 @@ Sections of the output:
   ``ConnectionPool`` of as many connections (the documented way to share a saver), each
   thread its own runs; taking turns, medians.
 * ``writers``: 1, 2, 4 and 8 processes, one Workbench each, ``RUNS`` runs each after a few
-  untimed ones; aggregate runs/s (medians of 3) and errors.
+  untimed ones; aggregate runs/s (medians of 3) and errors. Started from this process they
+  share its session's CPU share (Linux autogroup); ``--writer-sessions`` gives each a
+  session of its own, as kernels started by Jupyter or processes on other hosts have.
 
     .venv/bin/python -m benchmarks.postgres_bench [--runs 50] [--rounds 9] [--threads 8]
+        [--only SECTION] [--writer-sessions]
 
 Prints one JSON object (with the load average before, between and after the sections) and
 writes it to ``benchmarks/results/postgres-<host>-<date>.json`` (``--output`` to change).
@@ -277,7 +280,9 @@ def compare_threads(root: Path, server: Any, threads: int, n: int, rounds: int) 
 # ----------------------------------------------------------------------------- writers
 
 
-def _writer(root: str, url: str, n: int, first: int, gate: Any, out: Any) -> None:
+def _writer(root: str, url: str, n: int, first: int, gate: Any, out: Any, session: bool) -> None:
+    if session:  # a session of its own, as a kernel Jupyter starts or another host
+        os.setsid()
     wb = open_workbench(Path(root), url)  # type: ignore[arg-type]
     errors = 0
     for k in range(5):  # untimed: product loading, prepared statements, trace name codes
@@ -292,12 +297,14 @@ def _writer(root: str, url: str, n: int, first: int, gate: Any, out: Any) -> Non
     out.put(errors)
 
 
-def writers_runs_per_s(root: Path, url: str, processes: int, n_each: int) -> dict[str, Any]:
+def writers_runs_per_s(
+    root: Path, url: str, processes: int, n_each: int, sessions: bool = False
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     gate = ctx.Barrier(processes + 1)
     out = ctx.Queue()
     procs = [
-        ctx.Process(target=_writer, args=(str(root), url, n_each, p * n_each, gate, out))
+        ctx.Process(target=_writer, args=(str(root), url, n_each, p * n_each, gate, out, sessions))
         for p in range(processes)
     ]
     for p in procs:
@@ -311,11 +318,12 @@ def writers_runs_per_s(root: Path, url: str, processes: int, n_each: int) -> dic
     return {"runs_per_s": processes * n_each / seconds, "errors": errors}
 
 
-def writers(root: Path, server: Any, n: int) -> dict[str, Any]:
+def writers(root: Path, server: Any, n: int, sessions: bool = False) -> dict[str, Any]:
     scaling: dict[str, Any] = {}
     for processes in (1, 2, 4, 8):
         samples = [
-            writers_runs_per_s(root, server.fresh_database(), processes, n) for _ in range(3)
+            writers_runs_per_s(root, server.fresh_database(), processes, n, sessions)
+            for _ in range(3)
         ]
         scaling[str(processes)] = {
             "runs_per_s": statistics.median(s["runs_per_s"] for s in samples),
@@ -339,6 +347,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument(
         "--only", action="append", choices=("anatomy", "flow", "threads", "writers"), default=[]
+    )
+    parser.add_argument(
+        "--writer-sessions",
+        action="store_true",
+        help="each writer process in a session of its own (Linux gives each session, not "
+        "each process, a share of a CPU: autogroup)",
     )
     parser.add_argument("--output")
     args = parser.parse_args()
@@ -367,7 +381,8 @@ def main() -> None:
                 )
                 result["load_after_threads"] = _load()
             if "writers" in sections:
-                result["writers"] = writers(root, server, args.runs)
+                result["writers"] = writers(root, server, args.runs, args.writer_sessions)
+                result["writer_sessions"] = args.writer_sessions
     finally:
         postgres.stop()
     result["load_after"] = _load()
