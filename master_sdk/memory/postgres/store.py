@@ -241,13 +241,15 @@ class PostgresStore(
 
     # ------------------------------------------------------------------ writing
 
-    def _run_values(self, run: RunRecord) -> tuple[Any, ...]:
+    def _run_values(self, run: RunRecord, *, new: bool = True) -> tuple[Any, ...]:
+        """The ``runs`` row of ``run``; its inputs (written once, never updated) only when
+        ``new``."""
         enc = self._enc
         return (
             run.run_id, run.product, run.flow, run.status, run.version, run.cursor,
             run.created_us, run.updated_us, run.flow_hash, run.product_version,
             run.created_by, run.owner, run.steps_used, run.tool_calls, run.model_calls,
-            run.tokens_in, run.tokens_out, run.cost_usd, enc.dumps(run.inputs),
+            run.tokens_in, run.tokens_out, run.cost_usd, enc.dumps(run.inputs) if new else None,
             enc.dumps(run.output), enc.dumps(run.state), enc.text(run.error),
             run.parent_run_id, run.forked_at,
         )  # fmt: skip
@@ -366,7 +368,7 @@ class PostgresStore(
             source = None  # stored already (flow texts are never deleted)
         with self._conn(f"while committing run {run.run_id} ({label})") as conn:
             statement = commit_statement(
-                self._run_values(run),
+                self._run_values(run, new=expect_version is None),
                 run_id=run.run_id,
                 expect_version=expect_version,
                 enc=self._enc,

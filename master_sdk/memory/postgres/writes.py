@@ -12,13 +12,15 @@ Sent alone on an autocommit connection, the statement is its own transaction: on
 to the server and one answer a commit, whatever it holds (an explicit ``BEGIN`` ...
 ``COMMIT``, even pipelined, wakes the server once per message). Rows travel as typed
 ``VALUES`` rows: the SQL text depends on which kinds of rows a commit holds and how many (a
-handful of shapes, each prepared once by a connection, see ``connecting.py``).
+handful of shapes, each built once by the process and prepared once by a connection, see
+``connecting.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -97,29 +99,36 @@ REPLACE_STEPS = (
 
 @dataclass(slots=True)
 class Statement:
-    """SQL text and its parameters, built up one CTE at a time."""
+    """SQL text and its parameters."""
 
-    ctes: list[str] = field(default_factory=list)
+    sql: str
     params: list[Any] = field(default_factory=list)
-    # a step's start: the transaction does not wait for its WAL flush (the next commit's
-    # flush covers it); set_config(..., true) lasts until the statement's own commit
-    relaxed: bool = False
 
-    def add(self, cte: str, params: Sequence[Any]) -> None:
-        self.ctes.append(cte)
-        self.params.extend(params)
 
-    def add_rows(self, kind: tuple[str, str], rows: Sequence[Sequence[Any]]) -> None:
-        """An INSERT of ``rows`` (one ``VALUES`` row each, numbered)."""
-        cte, row = kind
-        self.ctes.append(cte.format(rows=", ".join(f"({row}, {o})" for o in range(len(rows)))))
-        for r in rows:
-            self.params.extend(r)
+# A commit's shape: (insert or compare-and-set, rows of each kind, a flow text or not,
+# relaxed or synced). The SQL text depends on nothing else, so it is built once a shape.
+Shape = tuple[bool, int, int, int, int, int, bool, bool]
 
-    @property
-    def sql(self) -> str:
-        relax = ", set_config('synchronous_commit', 'off', true)" if self.relaxed else ""
-        return "WITH " + ", ".join(self.ctes) + f" SELECT pk{relax} FROM r"
+
+@lru_cache(maxsize=256)
+def statement_sql(shape: Shape) -> str:
+    """The text of the one statement writing a commit of ``shape``."""
+    insert, attempts, steps, blocks, approvals, inputs, flow, relaxed = shape
+    ctes = [_INSERT_RUN if insert else _UPDATE_RUN]
+    for kind, rows in (
+        (_ATTEMPTS, attempts), (_STEPS, steps), (_BLOCKS, blocks), (_APPROVALS, approvals),
+        (_INPUTS, inputs),
+    ):  # fmt: skip
+        if rows:
+            cte, row = kind
+            ctes.append(cte.format(rows=", ".join(f"({row}, {o})" for o in range(rows))))
+    if flow:
+        ctes.append(_FLOW)
+    # a step's start: the transaction does not wait for its WAL flush (the next synced
+    # commit's flush covers it, WAL being flushed in order); set_config(..., true) lasts
+    # until the statement's own commit
+    relax = ", set_config('synchronous_commit', 'off', true)" if relaxed else ""
+    return "WITH " + ", ".join(ctes) + f" SELECT pk{relax} FROM r"
 
 
 def attempt_rows(enc: Encoder, steps: Sequence[StepAttempt]) -> list[tuple[Any, ...]]:
@@ -151,23 +160,26 @@ def commit_statement(
 ) -> Statement:
     """The one statement writing a commit (see the module docstring); it returns the run's
     ``pk``, or no row when the run exists already (insert) or moved on (compare-and-set)."""
-    st = Statement(relaxed=not sync)
+    params: list[Any] = []
     if expect_version is None:
-        st.add(_INSERT_RUN, run_values)
+        params.extend(run_values)
     else:
-        st.add(_UPDATE_RUN, [*(run_values[i] for _, i in _UPDATED), run_id, expect_version])
-    if steps:
-        st.add_rows(_ATTEMPTS, attempt_rows(enc, steps))
-        st.add_rows(_STEPS, [(s.idx, s.step_id, s.attempt) for s in steps])
-    if blocks:
-        st.add_rows(_BLOCKS, [(n, data, metrics, attrs) for data, metrics, attrs, n in blocks])
-    if approvals:
-        st.add_rows(
-            _APPROVALS,
-            [(a.step_id, a.decision, a.by, enc.text(a.comment), a.at_us) for a in approvals],
-        )
-    if inputs:
-        st.add_rows(_INPUTS, [(i.step_id, enc.dumps(i.data), i.by, i.at_us) for i in inputs])
+        params.extend([*(run_values[i] for _, i in _UPDATED), run_id, expect_version])
+    attempts = attempt_rows(enc, steps) if steps else []
+    for r in attempts:
+        params.extend(r)
+    for s in steps:
+        params.extend((s.idx, s.step_id, s.attempt))
+    for data, metrics, attrs, n in blocks:
+        params.extend((n, data, metrics, attrs))
+    for a in approvals:
+        params.extend((a.step_id, a.decision, a.by, enc.text(a.comment), a.at_us))
+    for i in inputs:
+        params.extend((i.step_id, enc.dumps(i.data), i.by, i.at_us))
     if flow is not None:
-        st.add(_FLOW, (flow.flow_hash, flow.product, flow.flow, flow.product_version, flow_text))
-    return st
+        params.extend((flow.flow_hash, flow.product, flow.flow, flow.product_version, flow_text))
+    shape: Shape = (
+        expect_version is None, len(attempts), len(steps), len(blocks), len(approvals),
+        len(inputs), flow is not None, not sync,
+    )  # fmt: skip
+    return Statement(statement_sql(shape), params)
