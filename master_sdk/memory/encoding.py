@@ -11,18 +11,16 @@ Scrub = Callable[[Any], Any]
 
 encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
-try:  # the C encoder json.JSONEncoder.encode builds anew on every call
-    from _json import make_encoder as _make_encoder
-except ImportError:  # pragma: no cover  # CPython always has it
-    _make_encoder = None
+# the C encoder json.JSONEncoder.encode builds anew on every call (None without _json)
+_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
 
 _local = threading.local()
 
 
-def _encoder() -> Callable[[Any, int], Any]:
+def _encoder() -> Any:
     """This thread's C encoder, with the same settings as :data:`encode`, built once."""
     markers: dict[int, Any] = {}
-    made = _make_encoder(  # type: ignore[misc]  # not None: checked by the caller
+    made = _make_encoder(
         markers, str, json.encoder.encode_basestring, None, ":", ",", False, False, True
     )
     _local.encoder = (made, markers)
