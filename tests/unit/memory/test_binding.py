@@ -1,4 +1,4 @@
-"""``None`` parameters are bound without sqlite3's adaptation search, and bind as before."""
+"""``None`` and ``bytes`` parameters skip sqlite3's adaptation search, and bind as before."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ def test_none_binds_as_null_through_the_registered_adapter() -> None:
         ("x", "text", None, "null"),
     ]
     assert conn.execute("SELECT count(*) FROM t WHERE a IS ?", (None,)).fetchone() == (2,)
+
+
+def test_bytes_bind_as_the_same_blob() -> None:
+    assert (bytes, sqlite3.PrepareProtocol) in sqlite3.adapters
+    conn = sqlite3.connect(":memory:")
+    blob = bytes(range(256)) * 3
+    assert conn.execute("SELECT ?, typeof(?), ?", (blob, b"", b"\x00")).fetchone() == (
+        blob,
+        "blob",
+        b"\x00",
+    )
 
 
 def test_an_adapter_registered_before_is_left_alone() -> None:
