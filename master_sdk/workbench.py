@@ -1336,9 +1336,11 @@ def _adopt_code_pin(row: RunRow, flow: CompiledFlow) -> None:
     """A run stored before runs pinned their product's code recorded the hash of its flow
     text alone: if that text is unchanged, it continues on the current code (and records
     the combined hash at its next commit), as it would have before."""
+    if row.flow_hash == flow.flow_hash:
+        return  # the usual case: no import per load
     from master_sdk.products.compiler import flow_hash
 
-    if row.flow_hash != flow.flow_hash and row.flow_hash == flow_hash(flow.source):
+    if row.flow_hash == flow_hash(flow.source):
         row.flow_hash = flow.flow_hash
 
 

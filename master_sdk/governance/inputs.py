@@ -8,7 +8,7 @@ or seen by later steps. A refusal raises :class:`InputInvalid` and changes nothi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from master_sdk.errors import FieldError, InputInvalid
@@ -139,8 +139,6 @@ def require_mapping(data: Any, *, what: str, run_id: str | None = None) -> dict[
         >>> require_mapping({"a": 1}, what="user input")
         {'a': 1}
     """
-    from collections.abc import Mapping
-
     if not isinstance(data, Mapping):
         raise InputInvalid(
             [

@@ -423,10 +423,13 @@ class Redactor:
                     new_val = "<SSN>"
             elif kind is float or kind is bool or val is None:
                 new_val = val
+            elif kind is int:
+                # counters, sizes, timestamps: too short for a card number (checked inline)
+                new_val = val if -(10**12) < val < 10**12 or not _is_card_number(val) else "<CARD>"
+                if 10**8 <= val < 10**9 and _names_ssn(key) and ssn_ok(str(val)):
+                    new_val = "<SSN>"
             else:
                 new_val = self._value(val, depth)
-                if kind is int and 10**8 <= val < 10**9 and _names_ssn(key) and ssn_ok(str(val)):
-                    new_val = "<SSN>"
             if pairs is None:
                 if new_key is key and new_val is val:
                     continue

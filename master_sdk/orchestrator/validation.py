@@ -59,16 +59,26 @@ def schema_problem(schema: Mapping[str, Any]) -> str | None:
 
 
 class SchemaValidator:
-    """Validates data against one schema; built once per step, compiled on first use."""
+    """Validates data against one schema; built once per step, compiled on first use.
 
-    __slots__ = ("_validator", "schema")
+    A flat object schema (fields of a plain type, ``required``, ``additionalProperties``
+    and annotations only: the usual flow inputs) is also compiled into a direct check
+    that accepts valid data without jsonschema; anything it does not accept is checked by
+    jsonschema, which says what is wrong.
+    """
+
+    __slots__ = ("_flat", "_validator", "schema")
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = schema
         self._validator: Validator | None = None
+        self._flat = _flat_check(schema)
 
     def errors(self, data: Any) -> list[FieldError]:
         """Every failing field, sorted by path; empty when ``data`` is valid."""
+        flat = self._flat
+        if flat is not None and flat(data):
+            return []
         if self._validator is None:
             cls = _validator_class(self.schema)
             self._validator = cls(self.schema, format_checker=cls.FORMAT_CHECKER)
@@ -78,6 +88,72 @@ class SchemaValidator:
         # jsonschema reports each missing required property as its own error carrying the
         # whole `required` list, so the same field error can arise more than once
         return sorted(set(found), key=lambda e: (e.path, e.message))
+
+
+# keywords that never make an instance invalid
+_ANNOTATIONS = frozenset(
+    {
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$comment",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    }
+)
+# a property's plain type -> whether a value has it, exactly as jsonschema's type checker
+# says for JSON data (bool is not an integer; 1.0 is one, but is left to jsonschema)
+_PLAIN_TYPES: dict[str, Any] = {
+    "string": lambda v: type(v) is str,
+    "integer": lambda v: type(v) is int,
+    "number": lambda v: type(v) is int or type(v) is float,
+    "boolean": lambda v: type(v) is bool,
+}
+
+
+def _flat_check(schema: Mapping[str, Any]) -> Any:
+    """A function telling whether data is valid for a flat object schema (True only when
+    jsonschema would find no error), or None when ``schema`` is not one."""
+    if not isinstance(schema, Mapping) or schema.get("type") != "object":
+        return None
+    if not set(schema) <= {"type", "properties", "required", "additionalProperties"} | _ANNOTATIONS:
+        return None
+    properties = schema.get("properties", {})
+    required = schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    if not isinstance(properties, Mapping) or not isinstance(required, list):
+        return None
+    if not isinstance(extra, bool) or not all(isinstance(name, str) for name in required):
+        return None
+    checks: dict[str, Any] = {}
+    for name, field in properties.items():
+        if not isinstance(field, Mapping) or not set(field) <= {"type"} | _ANNOTATIONS:
+            return None
+        kind = field.get("type")
+        if not isinstance(kind, str) or kind not in _PLAIN_TYPES:
+            return None
+        checks[name] = _PLAIN_TYPES[kind]
+    needed = tuple(required)
+    closed = not extra
+
+    def valid(data: Any) -> bool:
+        if type(data) is not dict:
+            return False
+        for name in needed:
+            if name not in data:
+                return False
+        for name, value in data.items():
+            check = checks.get(name)
+            if check is None:
+                if closed:
+                    return False
+            elif not check(value):
+                return False
+        return True
+
+    return valid
 
 
 def _join(parts: Any) -> str:

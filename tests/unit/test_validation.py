@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
+
+import pytest
 
 from master_sdk.orchestrator.validation import SchemaValidator
 
@@ -69,3 +72,73 @@ def test_validating_does_not_import_the_iri_grammar() -> None:
     assert lines[0] == "[]"
     assert lines[1] == "False absent"
     assert lines[2] == "True"
+
+
+_FLAT_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    {
+        "type": "object",
+        "title": "order",
+        "properties": {
+            "n": {"type": "integer", "description": "how many"},
+            "price": {"type": "number"},
+            "ok": {"type": "boolean"},
+            "name": {"type": "string"},
+        },
+        "required": ["n", "ok"],
+        "additionalProperties": False,
+    },
+    {"type": "object"},
+    {"type": "object", "required": ["x"]},
+]
+_DATA: list[Any] = [
+    {},
+    {"text": "hi"},
+    {"text": 3},
+    {"text": None},
+    {"text": "a", "more": [1, 2]},
+    {"n": 1, "ok": True},
+    {"n": True, "ok": True},
+    {"n": 1.0, "ok": False},
+    {"n": 1.5, "ok": False, "price": 2},
+    {"n": 2, "ok": 1},
+    {"n": 2, "ok": False, "price": 2.5, "name": "x"},
+    {"n": 2, "ok": False, "extra": 1},
+    {"x": None},
+    [],
+    "text",
+    None,
+]
+
+
+@pytest.mark.parametrize("schema", _FLAT_SCHEMAS)
+def test_the_compiled_check_of_a_flat_schema_agrees_with_jsonschema(schema: dict[str, Any]) -> None:
+    """A flat object schema is checked without jsonschema when the data is valid; every
+    answer is the one jsonschema gives (the errors come from jsonschema itself)."""
+    from jsonschema import Draft202012Validator
+
+    compiled = SchemaValidator(schema)
+    assert compiled._flat is not None
+    reference = Draft202012Validator(schema)
+    for data in _DATA:
+        assert (compiled.errors(data) == []) == reference.is_valid(data), (schema, data)
+        if compiled._flat(data):
+            assert reference.is_valid(data), (schema, data)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"d": {"type": "string", "format": "date"}}},
+        {"type": "object", "properties": {"s": {"type": "string", "minLength": 2}}},
+        {"type": "object", "properties": {"s": {"type": ["string", "null"]}}},
+        {"type": "object", "properties": {"o": {"type": "object"}}},
+        {"type": "object", "patternProperties": {"^x": {"type": "string"}}},
+        {"type": "object", "additionalProperties": {"type": "string"}},
+        {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"},
+        {"properties": {"s": {"type": "string"}}},
+    ],
+)
+def test_any_other_schema_is_left_to_jsonschema(schema: dict[str, Any]) -> None:
+    """Formats, constraints, unions, nested objects and dialects are not compiled."""
+    assert SchemaValidator(schema)._flat is None

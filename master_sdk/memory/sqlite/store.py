@@ -33,6 +33,7 @@ from master_sdk.memory.schema import PAGE_SIZE, ensure_schema, refuse_newer, sto
 from master_sdk.memory.sqlite import reads
 from master_sdk.memory.sqlite.connections import Connections
 from master_sdk.memory.sqlite.experiments import SQLiteExperiments
+from master_sdk.memory.sqlite.reviews import read_reservation
 from master_sdk.memory.sqlite.syncing import WalSync
 from master_sdk.memory.sqlite.writes import (
     RUN_FIELDS,
@@ -536,8 +537,6 @@ class SQLiteStore(SQLiteExperiments, Derived):
 
     def reservation(self, run_id: str) -> Reservation | None:
         """The lease stored on a run (possibly expired), or None."""
-        from master_sdk.memory.sqlite.reviews import read_reservation
-
         return self._reading(lambda conn: read_reservation(conn, run_id))
 
     def read_runs(self, run_ids: Sequence[str] | None = None) -> Iterator[StoredRun]:

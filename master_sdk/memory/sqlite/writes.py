@@ -95,7 +95,7 @@ def run_values(run: RunRecord, enc: Encoder) -> tuple[Any, ...]:
         run.run_id,
         run.product,
         run.flow,
-        run.status,
+        str(run.status),
         run.version,
         run.cursor,
         run.created_us,
@@ -175,7 +175,7 @@ def prepare(
         insert = run_values(run, enc)
     else:
         update = (
-            run.status,
+            str(run.status),  # a plain str: a StrEnum would go through sqlite3's adapters
             run.version,
             run.cursor,
             run.updated_us,

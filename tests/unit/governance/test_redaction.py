@@ -473,6 +473,12 @@ def test_integer_card_numbers_are_redacted(redactor: Redactor) -> None:
         "ok": True,
     }
     assert redactor.value(10**5000) == 10**5000
+    # in a mapping, ints are checked inline: the same answers
+    assert redactor.value({"big": 10**5000, "neg": -4111111111111111, "n": 7}) == {
+        "big": 10**5000,
+        "neg": "<CARD>",
+        "n": 7,
+    }
 
 
 def test_too_deep_nesting_and_cycles_do_not_raise(redactor: Redactor) -> None:

@@ -221,3 +221,58 @@ def test_threads_sharing_a_workbench_load_a_changed_product_once(demo: Project) 
 
 def _packages() -> set[str]:
     return {m.split(".")[1] for m in sys.modules if m.startswith("master_products.demo_v")}
+
+
+def _age(folder: Path, seconds: float) -> None:
+    """Set a folder's mtime ``seconds`` back, as if its last change was that long ago."""
+    stat = folder.stat()
+    back = int(seconds * 1e9)
+    os.utime(folder, ns=(stat.st_atime_ns - back, stat.st_mtime_ns - back))
+
+
+def test_a_helper_module_added_to_a_still_folder_is_used(demo: Project) -> None:
+    """A folder whose listing is remembered is listed again once an entry is added."""
+    from master_sdk.products.fingerprint import Fingerprinter
+
+    folder = (demo.root / "products/demo").resolve()
+    _age(folder, 60)
+    prints = Fingerprinter()
+    before = prints.of(folder, folder / "flows")
+    assert str(folder) in prints._listings  # settled: remembered
+    assert prints.of(folder, folder / "flows") == before
+    (folder / "helper.py").write_text("X = 1\n", encoding="utf-8")
+    after = prints.of(folder, folder / "flows")
+    assert after.code != before.code
+    (folder / "helper.py").unlink()
+    assert prints.of(folder, folder / "flows").code == before.code
+
+
+def test_a_folder_changed_just_now_is_listed_on_every_check(demo: Project) -> None:
+    """A listing taken just after a change is not remembered: a second change within the
+    same timestamp tick would leave the folder's stat as it was. Once the folder has been
+    still for a moment, its listing is remembered (and its stat checked on every use)."""
+    from master_sdk.products.fingerprint import Fingerprinter
+
+    folder = (demo.root / "products/demo").resolve()
+    (folder / "first.py").write_text("A = 1\n", encoding="utf-8")
+    prints = Fingerprinter()
+    before = prints.of(folder, folder / "flows")
+    assert str(folder) not in prints._listings
+    (folder / "second.py").write_text("B = 2\n", encoding="utf-8")
+    assert prints.of(folder, folder / "flows").code != before.code
+    _age(folder, 1)
+    prints.of(folder, folder / "flows")
+    assert str(folder) in prints._listings
+
+
+def test_a_flow_added_to_a_still_flows_folder_is_listed(demo: Project) -> None:
+    """The flow names come from the same remembered listing, refreshed on a change."""
+    from master_sdk.products.fingerprint import Fingerprinter
+
+    folder = (demo.root / "products/demo").resolve()
+    flows = folder / "flows"
+    _age(flows, 60)
+    prints = Fingerprinter()
+    assert prints.of(folder, flows).flows == ("f.yaml",)
+    (flows / "g.yaml").write_text(FLOW.replace("id: f", "id: g"), encoding="utf-8")
+    assert prints.of(folder, flows).flows == ("f.yaml", "g.yaml")
