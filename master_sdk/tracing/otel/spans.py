@@ -32,12 +32,12 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from master_sdk.tracing.otel import ids
 from master_sdk.tracing.otel import semconv as sc
 
-__all__ = ["EventLike", "RunInfo", "SpanBuilder", "SpanRecord", "StepStart"]
+__all__ = ["EventLike", "RunInfo", "SpanBuilder", "SpanRecord", "SpanTree", "StepStart"]
 
 AttrValue = str | bool | int | float
 _RUN_END_STATUS = {
@@ -52,6 +52,7 @@ _STEP_END_EVENTS = frozenset({"step_completed", "step_failed", "step_skipped"})
 _ERROR_STATUSES = frozenset({"failed", "blocked", "interrupted", "error"})
 _MAX_TEXT = 4096
 _MAX_RUNS = 10_000  # runs whose open steps are remembered between commits
+SpanT = TypeVar("SpanT")
 
 
 class EventLike(Protocol):
@@ -151,10 +152,14 @@ class _RunState:
     root: int
     open: dict[str, _OpenStep] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
+    wire: Any = None  # what a builder writing bytes keeps of the run (its encoded ids)
 
 
-class SpanBuilder:
-    """Builds the spans that end in each batch of a run's events (see module docstring).
+class SpanTree(Generic[SpanT]):
+    """Follows a run's events and makes a span of type ``SpanT`` for each one that ends
+    (see the module docstring): the bookkeeping shared by :class:`SpanBuilder`, which
+    makes :class:`SpanRecord` values, and ``direct.DirectSpanBuilder``, which writes OTLP
+    bytes.
 
     Feed a run's events in ``seq`` order, by commit (:meth:`build` keeps what a later
     commit needs: which steps are open since when) or all at once. One builder per
@@ -188,21 +193,14 @@ class SpanBuilder:
         events: Sequence[EventLike],
         *,
         starts: Mapping[str, StepStart] | None = None,
-    ) -> list[SpanRecord]:
+    ) -> list[SpanT]:
         """The spans that end within ``events`` (one commit of ``run``, or all of them).
 
         ``starts`` gives, by step id, the attempt the commit wrote (its start time and
         output), for a step that started in an earlier commit this builder did not see.
         """
-        state = self._runs.pop(run.run_id, None) or _RunState(
-            run.run_id, ids.trace_id(run.run_id), ids.root_span_id(run.run_id)
-        )
-        base: dict[str, AttrValue] = {
-            "master.run_id": run.run_id,
-            "master.product": run.product,
-            "master.flow": run.flow,
-        }
-        out: list[SpanRecord] = []
+        state = self._runs.pop(run.run_id, None) or self._new_state(run)
+        out: list[SpanT] = []
         known = starts or {}
         paused_or_ended = False
         closed: set[str] = set()
@@ -223,15 +221,15 @@ class SpanBuilder:
                 )
             elif kind in ("tool_called", "model_called", "model_retry") and step_id is not None:
                 step = self._step(state, step_id, event, known)
-                out.append(self._call_span(run, state, base, step_id, step, event))
+                out.append(self._call_span(run, state, step_id, step, event))
             elif kind in ("approval_requested", "input_requested"):
-                out.append(self._pause_span(run, state, base, event))
+                out.append(self._pause_span(run, state, event))
                 paused_or_ended = True
             elif kind == "approval_decided" and step_id is not None:
                 self._step(state, step_id, event, known).decision = event.status
             elif kind in _STEP_END_EVENTS and step_id is not None:
                 step = self._step(state, step_id, event, known)
-                out.append(self._step_span(run, state, base, step_id, step, event, known))
+                out.append(self._step_span(run, state, step_id, step, event, known))
                 del state.open[step_id]
                 closed.add(step_id)
             elif kind in ("policy_violation", "run_interrupted") and step_id is not None:
@@ -240,13 +238,13 @@ class SpanBuilder:
                     step_id not in closed and (step_id in known or kind == "policy_violation")
                 ):
                     step = self._step(state, step_id, event, known)
-                    out.append(self._step_span(run, state, base, step_id, step, event, known))
+                    out.append(self._step_span(run, state, step_id, step, event, known))
                     del state.open[step_id]
                     closed.add(step_id)
                 if kind == "run_interrupted":
                     paused_or_ended = True
             if kind in _RUN_END_EVENTS:
-                out.append(self._root_span(run, state, base, event))
+                out.append(self._root_span(run, state, event))
                 paused_or_ended = True
         if not paused_or_ended or state.open:
             self._runs[run.run_id] = state
@@ -255,6 +253,14 @@ class SpanBuilder:
         return out
 
     # ------------------------------------------------------------------ spans
+
+    def _new_state(self, run: RunInfo) -> _RunState:
+        return _RunState(run.run_id, ids.trace_id(run.run_id), ids.root_span_id(run.run_id))
+
+    @staticmethod
+    def _base(run: RunInfo) -> dict[str, AttrValue]:
+        """The attributes every span of a run starts with."""
+        return {"master.run_id": run.run_id, "master.product": run.product, "master.flow": run.flow}
 
     def _step(
         self,
@@ -288,12 +294,49 @@ class SpanBuilder:
         self,
         run: RunInfo,
         state: _RunState,
-        base: dict[str, AttrValue],
+        step_id: str,
+        step: _OpenStep,
+        event: EventLike,
+    ) -> SpanT:
+        raise NotImplementedError
+
+    def _step_span(
+        self,
+        run: RunInfo,
+        state: _RunState,
+        step_id: str,
+        step: _OpenStep,
+        event: EventLike,
+        known: Mapping[str, StepStart],
+    ) -> SpanT:
+        raise NotImplementedError
+
+    def _pause_span(self, run: RunInfo, state: _RunState, event: EventLike) -> SpanT:
+        raise NotImplementedError
+
+    def _root_span(self, run: RunInfo, state: _RunState, event: EventLike) -> SpanT:
+        raise NotImplementedError
+
+
+class SpanBuilder(SpanTree[SpanRecord]):
+    """Builds the spans that end in each batch of a run's events as :class:`SpanRecord`
+    values (see :class:`SpanTree` and the module docstring).
+
+    Args:
+        semconv: ``latest``, ``legacy`` or ``both`` (:mod:`.semconv`).
+        capture_content: add run inputs/outputs and step outputs (redacted).
+        scrub: the workbench's redaction, applied to every free text that leaves.
+    """
+
+    def _call_span(
+        self,
+        run: RunInfo,
+        state: _RunState,
         step_id: str,
         step: _OpenStep,
         event: EventLike,
     ) -> SpanRecord:
-        attrs: dict[str, AttrValue] = dict(base)
+        attrs = self._base(run)
         attrs["master.step_id"] = step_id
         attrs["master.step.type"] = event.step_type or step.step_type or ""
         attrs["master.step.attempt"] = step.attempt
@@ -334,15 +377,7 @@ class SpanBuilder:
             if event.status == "error":
                 error = self._text(extra.get("error") or f"model call {extra.get('kind')}")
                 attrs[sc.ERROR_TYPE] = str(extra.get("kind") or "_OTHER")
-            # what an agent step span reports: the first model, the sums of usage
-            step.provider = step.provider or (str(provider) if provider else None)
-            step.request_model = step.request_model or model
-            step.response_model = response_model
-            if event.event == "model_called":
-                step.tokens_in = (step.tokens_in or 0) + (event.tokens_in or 0)
-                step.tokens_out = (step.tokens_out or 0) + (event.tokens_out or 0)
-                if event.cost_usd is not None:
-                    step.cost_usd = (step.cost_usd or 0.0) + event.cost_usd
+            _account(step, event, provider, model, response_model)
         end_us = event.ts_us
         start_us = end_us - int((event.duration_ms or 0.0) * 1000)
         return SpanRecord(
@@ -361,13 +396,12 @@ class SpanBuilder:
         self,
         run: RunInfo,
         state: _RunState,
-        base: dict[str, AttrValue],
         step_id: str,
         step: _OpenStep,
         event: EventLike,
         known: Mapping[str, StepStart],
     ) -> SpanRecord:
-        attrs: dict[str, AttrValue] = dict(base)
+        attrs = self._base(run)
         step_type = event.step_type or step.step_type or ""
         attrs["master.step_id"] = step_id
         attrs["master.step.type"] = step_type
@@ -426,10 +460,8 @@ class SpanBuilder:
             error,
         )
 
-    def _pause_span(
-        self, run: RunInfo, state: _RunState, base: dict[str, AttrValue], event: EventLike
-    ) -> SpanRecord:
-        attrs: dict[str, AttrValue] = dict(base)
+    def _pause_span(self, run: RunInfo, state: _RunState, event: EventLike) -> SpanRecord:
+        attrs = self._base(run)
         attrs["master.step_id"] = event.step_id or ""
         attrs["master.step.type"] = event.step_type or ""
         attrs["master.pause"] = "approval" if event.event == "approval_requested" else "input"
@@ -445,10 +477,8 @@ class SpanBuilder:
             attrs,
         )
 
-    def _root_span(
-        self, run: RunInfo, state: _RunState, base: dict[str, AttrValue], event: EventLike
-    ) -> SpanRecord:
-        attrs: dict[str, AttrValue] = dict(base)
+    def _root_span(self, run: RunInfo, state: _RunState, event: EventLike) -> SpanRecord:
+        attrs = self._base(run)
         workflow = f"{run.product}/{run.flow}"
         attrs[sc.OPERATION] = "invoke_workflow"
         attrs[sc.WORKFLOW_NAME] = workflow
@@ -490,6 +520,21 @@ class SpanBuilder:
     def _json(self, value: Any) -> str:
         text = json.dumps(self.scrub(value), ensure_ascii=False, default=str)
         return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+
+def _account(
+    step: _OpenStep, event: EventLike, provider: Any, model: str, response_model: str
+) -> None:
+    """What an agent step span reports of its model calls: the first model and provider,
+    the last response model, the sums of usage (failed tries count no usage)."""
+    step.provider = step.provider or (str(provider) if provider else None)
+    step.request_model = step.request_model or model
+    step.response_model = response_model
+    if event.event == "model_called":
+        step.tokens_in = (step.tokens_in or 0) + (event.tokens_in or 0)
+        step.tokens_out = (step.tokens_out or 0) + (event.tokens_out or 0)
+        if event.cost_usd is not None:
+            step.cost_usd = (step.cost_usd or 0.0) + event.cost_usd
 
 
 def _exception_name(message: str) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from master_sdk.tracing.otel.spans import AttrValue, SpanRecord
 
-__all__ = ["Encoder"]
+__all__ = ["Encoder", "double_attr_prefix", "entry", "int_attr_prefixes", "span_times"]
 
 _KIND = {"internal": 1, "server": 2, "client": 3}  # Span.SpanKind
 _STATUS_ERROR = 2  # Status.StatusCode
@@ -65,6 +65,36 @@ def _key_value(key: str, value: AttrValue) -> bytes:
     return _field(1, key.encode("utf-8")) + _field(2, _any_value(value))
 
 
+def entry(span: bytes) -> bytes:
+    """A serialized ``Span`` as an element of ``ScopeSpans.spans`` (field 2), ready to be
+    joined into a request (:meth:`Encoder.request_entries`)."""
+    return b"".join((_T_ENTRY, _varint(len(span)), span))
+
+
+def int_attr_prefixes(key: str) -> tuple[bytes, ...]:
+    """An int attribute ``key`` is ``prefixes[len(v)] + v``, ``v`` the value's varint
+    (``_varint``): everything before the value, by the value's length (1 to 10 bytes)."""
+    name = _field(1, key.encode("utf-8"))
+    out = [b""]
+    for size in range(1, 11):
+        pair = name + _varint(2 << 3 | 2) + _varint(1 + size) + _varint(3 << 3)
+        out.append(_T_ATTR + _varint(len(pair) + size) + pair)
+    return tuple(out)
+
+
+def double_attr_prefix(key: str) -> bytes:
+    """A float attribute ``key`` is ``prefix + struct.pack("<d", value)``."""
+    pair = _field(1, key.encode("utf-8")) + _varint(2 << 3 | 2) + _varint(9) + _varint(4 << 3 | 1)
+    return _T_ATTR + _varint(len(pair) + 8) + pair
+
+
+span_times = struct.Struct("<BQBQ").pack
+"""``span_times(START, start_ns, END, end_ns)``: a span's two fixed64 time fields."""
+START, END = 7 << 3 | 1, 8 << 3 | 1
+T_TRACE = _varint(1 << 3 | 2) + _varint(16)
+T_SPAN = _varint(2 << 3 | 2) + _varint(8)
+T_PARENT = _varint(4 << 3 | 2) + _varint(8)
+_T_ENTRY = _varint(2 << 3 | 2)
 _T_TRACE = _varint(1 << 3 | 2) + _varint(16)
 _T_SPAN = _varint(2 << 3 | 2) + _varint(8)
 _T_PARENT = _varint(4 << 3 | 2) + _varint(8)
@@ -91,6 +121,31 @@ class Encoder:
         self._heads: dict[tuple[str, str], bytes] = {}
         self._trace = -1
         self._trace_head = b""
+
+    def pair(self, key: str, value: AttrValue) -> bytes:
+        """One encoded ``Span.attributes`` element (cached: see :meth:`span`)."""
+        return self._pair(key, value)
+
+    @staticmethod
+    def attr(key: str, value: AttrValue) -> bytes:
+        """One encoded ``Span.attributes`` element, not cached (a value seen once)."""
+        body = _key_value(key, value)
+        return _T_ATTR + _varint(len(body)) + body
+
+    def entry(self, record: SpanRecord) -> bytes:
+        """:meth:`span` as an element of ``ScopeSpans.spans`` (:func:`entry`)."""
+        return entry(self.span(record))
+
+    def head(self, name: str, kind: str) -> bytes:
+        """A span's ``name`` and ``kind`` fields."""
+        return _field(5, name.encode("utf-8")) + _T_KIND + _varint(_KIND[kind])
+
+    @staticmethod
+    def status(error: str) -> bytes:
+        """A span's ``status`` field: ERROR with ``error`` as its message."""
+        return _field(
+            15, _field(2, error.encode("utf-8")) + _varint(3 << 3) + _varint(_STATUS_ERROR)
+        )
 
     def _pair(self, key: str, value: AttrValue) -> bytes:
         # strings by key then value (no tuple per lookup); numbers with their type, as
@@ -126,7 +181,7 @@ class Encoder:
             parts.append(_T_PARENT + parent.to_bytes(8, "big"))
         head = self._heads.get((record.name, record.kind))
         if head is None:
-            head = _field(5, record.name.encode("utf-8")) + _T_KIND + _varint(_KIND[record.kind])
+            head = self.head(record.name, record.kind)
             if len(self._heads) >= _CACHE_LIMIT:
                 self._heads.clear()
             self._heads[(record.name, record.kind)] = head
@@ -141,11 +196,14 @@ class Encoder:
             else:
                 parts.append(pair(key, value))
         if record.error is not None:
-            status = (
-                _field(2, record.error.encode("utf-8")) + _varint(3 << 3) + _varint(_STATUS_ERROR)
-            )
-            parts.append(_field(15, status))
+            parts.append(self.status(record.error))
         return b"".join(parts)
+
+    def request_entries(self, entries: Sequence[bytes]) -> bytes:
+        """The serialized ``ExportTraceServiceRequest`` holding spans already written as
+        :func:`entry` values."""
+        scope_spans = _field(2, self._scope + b"".join(entries))
+        return _field(1, self._resource + scope_spans)
 
     def request(self, records: Sequence[SpanRecord]) -> bytes:
         """The serialized ``ExportTraceServiceRequest`` holding ``records``."""
