@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from master_sdk.tracing.otel.direct import DirectSpanBuilder
 from master_sdk.tracing.otel.hook import NamedEvent
-from master_sdk.tracing.otel.spans import RunInfo, SpanBuilder, StepStart
+from master_sdk.tracing.otel.spans import RunInfo, SpanBuilder, StepRows, StepStart
 from master_sdk.tracing.otel.wire import Encoder
 
 RUN = "01a2b3c4d5e6f70812345678abcdef01"
@@ -93,7 +93,11 @@ def both_paths(
     built, written = [], []
     for run, events, starts in commits:
         built += records.build(run, events, starts=starts)
-        written += direct.build(run, events, starts=starts)
+        # the live export reads the commit's step rows as the hook copies them
+        rows = None
+        if starts is not None:
+            rows = StepRows((step_id, *start) for step_id, start in starts.items())
+        written += direct.build(run, events, starts=rows)
     assert len(built) == len(written)
     return decoded(encoder.request(built)), decoded(direct.encoder.request_entries(written))
 
@@ -292,7 +296,10 @@ def test_random_event_sequences_are_the_same(seed: int) -> None:
             status = rng.choice(["running", "completed", "failed", "blocked", "aborted"])
             run = info(status, rng.choice([None, "boom"]), run_id=run_id,
                        inputs=rng.choice([None, {"x": 1}]))  # fmt: skip
-            starts = {"a": StepStart(2, rng.choice([None, 5]), rng.choice([None, "o"]))}
+            starts = {
+                name: StepStart(2, rng.choice([None, 5]), rng.choice([None, "o"]))
+                for name in rng.sample(["a", "b", "c"], rng.randint(1, 3))
+            }
             commits.append((run, events, rng.choice([None, starts])))
     for semconv, capture in (("latest", False), ("both", True)):
         old, new = both_paths(commits, semconv=semconv, capture_content=capture)

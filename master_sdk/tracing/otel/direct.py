@@ -23,6 +23,7 @@ from typing import Any
 
 from master_sdk.tracing.otel import ids
 from master_sdk.tracing.otel import semconv as sc
+from master_sdk.tracing.otel.ids import sha256
 from master_sdk.tracing.otel.spans import (
     _ERROR_STATUSES,
     _RUN_END_STATUS,
@@ -30,7 +31,7 @@ from master_sdk.tracing.otel.spans import (
     RunInfo,
     SpanBuilder,
     SpanTree,
-    StepStart,
+    Starts,
     _account,
     _OpenStep,
     _RunState,
@@ -44,7 +45,7 @@ from master_sdk.tracing.otel.wire import (
     Encoder,
     _varint,
     double_attr_prefix,
-    entry,
+    entry_head,
     int_attr_prefixes,
     span_times,
 )
@@ -53,6 +54,10 @@ __all__ = ["DirectSpanBuilder"]
 
 _CONST_LIMIT = 20_000  # distinct constant parts kept (a few per step of each flow)
 _double = struct.Struct("<d").pack
+_NO_ATTRS: Mapping[str, Any] = {}
+_ZERO8, _ONE8 = bytes(8), (1).to_bytes(8, "big")  # a span id is never zero (.ids)
+_HEADS = 4096  # spans written here are a few hundred bytes: their entry heads, ready
+_ENTRY_HEADS = tuple(entry_head(size) for size in range(_HEADS))
 
 
 class DirectSpanBuilder(SpanTree[bytes]):
@@ -107,11 +112,13 @@ class DirectSpanBuilder(SpanTree[bytes]):
             shared = self._keep(
                 key, pair("master.product", run.product) + pair("master.flow", run.flow)
             )
-        # the trace id field and the span id tag; the run's own attributes; the root as parent
+        # the trace id field and the span id tag; the run's own attributes; the root's id;
+        # what the id of a span made from an event hashes, before the event's seq
         state.wire = (
             T_TRACE + state.trace.to_bytes(16, "big") + T_SPAN,
-            _run_id_attr(run.run_id) + shared,
+            Encoder.attr("master.run_id", run.run_id) + shared,
             state.root.to_bytes(8, "big"),
+            ids.event_span_prefix(run.run_id),
         )
         return state
 
@@ -129,41 +136,18 @@ class DirectSpanBuilder(SpanTree[bytes]):
 
     def _usage(self, tokens_in: int | None, tokens_out: int | None, cost: float | None) -> bytes:
         """The token counts and cost, as :meth:`.semconv.Semconv.usage` sets them."""
-        parts: list[bytes] = []
+        out = b""
         if tokens_in is not None:
             value = _varint(int(tokens_in))
-            parts += [p[len(value)] + value for p in self._tokens_in]
+            for prefixes in self._tokens_in:
+                out += prefixes[len(value)] + value
         if tokens_out is not None:
             value = _varint(int(tokens_out))
-            parts += [p[len(value)] + value for p in self._tokens_out]
+            for prefixes in self._tokens_out:
+                out += prefixes[len(value)] + value
         if cost is not None:
-            parts.append(self._cost + _double(float(cost)))
-        return b"".join(parts)
-
-    def _span(
-        self,
-        state: _RunState,
-        span_id: bytes,
-        parent: bytes | None,
-        const: bytes,
-        start_ns: int,
-        end_ns: int,
-        variable: bytes,
-    ) -> bytes:
-        head, base, _root = state.wire
-        return entry(
-            b"".join(
-                (
-                    head,
-                    span_id,
-                    T_PARENT + parent if parent is not None else b"",
-                    const,
-                    span_times(START, start_ns, END, end_ns),
-                    base,
-                    variable,
-                )
-            )
-        )
+            out += self._cost + _double(float(cost))
+        return out
 
     # ------------------------------------------------------------------ spans
 
@@ -178,8 +162,9 @@ class DirectSpanBuilder(SpanTree[bytes]):
         if event.status == "error":
             return self.encoder.entry(self.records._call_span(run, state, step_id, step, event))
         step_type = event.step_type or step.step_type or ""
-        seq = _varint(event.seq)
-        variable = self._seq[len(seq)] + seq
+        seq = event.seq
+        number = _varint(seq)
+        variable = self._seq[len(number)] + number
         if event.event == "tool_called":
             tool = event.name or ""
             key: tuple[Any, ...] = ("tool", step_id, step_type, step.attempt, tool)
@@ -199,7 +184,7 @@ class DirectSpanBuilder(SpanTree[bytes]):
                     },
                 )
         else:
-            extra = event.attrs or {}
+            extra = event.attrs or _NO_ATTRS
             model = str(extra.get("model") or event.name or "")
             provider = extra.get("provider")
             response_model = str(extra.get("response_model") or model)
@@ -223,20 +208,28 @@ class DirectSpanBuilder(SpanTree[bytes]):
             variable += self._usage(event.tokens_in, event.tokens_out, event.cost_usd)
             cached = extra.get("cached_tokens")
             if cached:
-                value = _varint(int(cached))
-                variable += self._cached[len(value)] + value
+                number = _varint(int(cached))
+                variable += self._cached[len(number)] + number
             _account(step, event, provider, model, response_model)
         end_us = event.ts_us
-        start_us = end_us - int((event.duration_ms or 0.0) * 1000)
-        return self._span(
-            state,
-            ids.event_span_bytes(run.run_id, event.seq),
-            step.span_id.to_bytes(8, "big"),
-            const,
-            start_us * 1000,
-            end_us * 1000,
-            variable,
+        duration = event.duration_ms
+        start_us = end_us - int(duration * 1000) if duration else end_us
+        head, base, _root, event_prefix = state.wire
+        span_id = sha256(event_prefix + b"%d" % seq).digest()[:8]
+        body = b"".join(
+            (
+                head,
+                span_id if span_id != _ZERO8 else _ONE8,
+                T_PARENT,
+                step.span_id.to_bytes(8, "big"),
+                const,
+                span_times(START, start_us * 1000, END, end_us * 1000),
+                base,
+                variable,
+            )
         )
+        size = len(body)
+        return (_ENTRY_HEADS[size] if size < _HEADS else entry_head(size)) + body
 
     def _chat_const(self, key: tuple[Any, ...]) -> bytes:
         (kind, step_id, step_type, attempt, name, model, provider, response, finish,
@@ -268,14 +261,14 @@ class DirectSpanBuilder(SpanTree[bytes]):
         step_id: str,
         step: _OpenStep,
         event: EventLike,
-        known: Mapping[str, StepStart],
+        known: Starts,
     ) -> bytes:
         kind = event.event
         status = event.status or ("interrupted" if kind == "run_interrupted" else "")
         if (
             kind == "policy_violation"
             or status in _ERROR_STATUSES
-            or (kind == "step_skipped" and (event.attrs or {}).get("manual"))
+            or (kind == "step_skipped" and (event.attrs or _NO_ATTRS).get("manual"))
             or (self.capture_content and _has_output(known, step_id))
         ):
             return self.encoder.entry(
@@ -302,15 +295,23 @@ class DirectSpanBuilder(SpanTree[bytes]):
         const = self._consts.get(key)
         if const is None:
             const = self._step_const(key)
-        return self._span(
-            state,
-            step.span_id.to_bytes(8, "big"),
-            state.wire[2],
-            const,
-            step.start_us * 1000,
-            max(event.ts_us, step.start_us) * 1000,
-            variable,
+        head, base, root, _prefix = state.wire
+        start_us = step.start_us
+        end_us = event.ts_us
+        body = b"".join(
+            (
+                head,
+                step.span_id.to_bytes(8, "big"),
+                T_PARENT,
+                root,
+                const,
+                span_times(START, start_us * 1000, END, max(end_us, start_us) * 1000),
+                base,
+                variable,
+            )
         )
+        size = len(body)
+        return (_ENTRY_HEADS[size] if size < _HEADS else entry_head(size)) + body
 
     def _step_const(self, key: tuple[Any, ...]) -> bytes:
         step_id, step_type, attempt, status, decision = key[1:6]
@@ -348,17 +349,26 @@ class DirectSpanBuilder(SpanTree[bytes]):
                     "master.pause": "approval" if event.event == "approval_requested" else "input",
                 },
             )
-        seq = _varint(event.seq)
+        seq = event.seq
+        number = _varint(seq)
         moment = event.ts_us * 1000
-        return self._span(
-            state,
-            ids.event_span_bytes(run.run_id, event.seq),
-            state.wire[2],
-            const,
-            moment,
-            moment,
-            self._seq[len(seq)] + seq,
+        head, base, root, event_prefix = state.wire
+        span_id = sha256(event_prefix + b"%d" % seq).digest()[:8]
+        body = b"".join(
+            (
+                head,
+                span_id if span_id != _ZERO8 else _ONE8,
+                T_PARENT,
+                root,
+                const,
+                span_times(START, moment, END, moment),
+                base,
+                self._seq[len(number)],
+                number,
+            )
         )
+        size = len(body)
+        return (_ENTRY_HEADS[size] if size < _HEADS else entry_head(size)) + body
 
     def _root_span(self, run: RunInfo, state: _RunState, event: EventLike) -> bytes:
         status = _RUN_END_STATUS.get(event.event, run.status)
@@ -380,29 +390,32 @@ class DirectSpanBuilder(SpanTree[bytes]):
                     "master.status": status,
                 },
             )
-        parts = []
-        for prefixes, count in zip(
-            self._counts, (run.steps_used, run.tool_calls, run.model_calls), strict=True
-        ):
-            value = _varint(count)
-            parts.append(prefixes[len(value)] + value)
-        parts.append(self._usage(run.tokens_in, run.tokens_out, run.cost_usd))
-        return self._span(
-            state,
-            state.wire[2],
-            None,
-            const,
-            min(run.created_us, event.ts_us) * 1000,
-            event.ts_us * 1000,
-            b"".join(parts),
+        steps, tools, models = self._counts
+        n_steps = _varint(run.steps_used)
+        n_tools = _varint(run.tool_calls)
+        n_models = _varint(run.model_calls)
+        head, base, root, _prefix = state.wire
+        end_us = event.ts_us
+        body = b"".join(
+            (
+                head,
+                root,
+                const,
+                span_times(START, min(run.created_us, end_us) * 1000, END, end_us * 1000),
+                base,
+                steps[len(n_steps)],
+                n_steps,
+                tools[len(n_tools)],
+                n_tools,
+                models[len(n_models)],
+                n_models,
+                self._usage(run.tokens_in, run.tokens_out, run.cost_usd),
+            )
         )
+        size = len(body)
+        return (_ENTRY_HEADS[size] if size < _HEADS else entry_head(size)) + body
 
 
-def _has_output(known: Mapping[str, StepStart], step_id: str) -> bool:
+def _has_output(known: Starts, step_id: str) -> bool:
     start = known.get(step_id)
     return start is not None and start.output is not None
-
-
-def _run_id_attr(run_id: str) -> bytes:
-    """``master.run_id`` (not cached: a new value per run)."""
-    return Encoder.attr("master.run_id", run_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from master_sdk.tracing.otel.spans import RunInfo
+from master_sdk.tracing.otel.spans import RunInfo, StepRows
 
 if TYPE_CHECKING:
     from master_sdk.config.telemetry import TelemetrySettings
@@ -96,7 +96,7 @@ class TelemetryHook:
             self._submit(
                 _new(RunInfo, self._run(commit.run) + self._tail),
                 tuple(events),
-                tuple(map(self._step, steps.values())) if steps else None,
+                StepRows(map(self._step, steps.values())) if steps else None,
             )
 
     def status(self) -> dict[str, Any]:

@@ -22,17 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 from master_sdk.tracing.otel import ids
 from master_sdk.tracing.otel.sender import SpanSender, quiet_in_thread
-from master_sdk.tracing.otel.spans import RunInfo, SpanBuilder, SpanTree, StepStart
+from master_sdk.tracing.otel.spans import RunInfo, SpanBuilder, SpanTree, StepRows
 
 if TYPE_CHECKING:
     from master_sdk.config.telemetry import TelemetrySettings
 
 __all__ = ["TelemetryPipeline"]
 
+WAKE_AT = 32
+
 
 # one commit: the run as of it, its events, its step attempts' (step_id, attempt,
 # started_us[, output]); plain tuples, made on the run's thread
-_Commit = tuple[RunInfo, Sequence[Any], Sequence[tuple[Any, ...]] | None]
+_Commit = tuple[RunInfo, Sequence[Any], StepRows | None]
 
 
 class TelemetryPipeline:
@@ -82,7 +84,7 @@ class TelemetryPipeline:
         self._cond = threading.Condition()
         self._batch_size = settings.batch_size
         # the builder wakes every flush interval, or when this many commits wait
-        self._wake_at = max(1, min(settings.batch_size, settings.max_queue) // 2)
+        self._wake_at = max(1, min(WAKE_AT, settings.batch_size, settings.max_queue) // 2)
         self._building = False
         self._sending = 0  # spans in the request under way
         self._flush = False
@@ -104,7 +106,7 @@ class TelemetryPipeline:
         self,
         run: RunInfo,
         events: Sequence[Any],
-        steps: Sequence[tuple[Any, ...]] | None = None,
+        steps: StepRows | None = None,
     ) -> None:
         """Queue one commit's events of ``run`` (and its step attempts as ``(step_id,
         attempt, started_us[, output])``); returns at once, never raises for the
@@ -188,8 +190,7 @@ class TelemetryPipeline:
                     # work; each hand-over costs two context switches, so not more often
                     time.sleep(0)
                 try:
-                    starts = {step[0]: StepStart(*step[1:]) for step in steps} if steps else None
-                    spans.extend(build(run, events, starts=starts))
+                    spans.extend(build(run, events, starts=steps))
                 except Exception as exc:  # a bug here must never reach a run
                     self._error(f"building spans: {type(exc).__name__}: {exc}")
                     with cond:

@@ -37,7 +37,16 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 from master_sdk.tracing.otel import ids
 from master_sdk.tracing.otel import semconv as sc
 
-__all__ = ["EventLike", "RunInfo", "SpanBuilder", "SpanRecord", "SpanTree", "StepStart"]
+__all__ = [
+    "EventLike",
+    "RunInfo",
+    "SpanBuilder",
+    "SpanRecord",
+    "SpanTree",
+    "Starts",
+    "StepRows",
+    "StepStart",
+]
 
 AttrValue = str | bool | int | float
 _RUN_END_STATUS = {
@@ -53,6 +62,19 @@ _ERROR_STATUSES = frozenset({"failed", "blocked", "interrupted", "error"})
 _MAX_TEXT = 4096
 _MAX_RUNS = 10_000  # runs whose open steps are remembered between commits
 SpanT = TypeVar("SpanT")
+# what each trace event does to the span tree
+_STARTED, _STEP_END, _CALL, _PAUSE, _DECIDED, _RETRIED, _CUT, _END = range(8)
+_CODES: dict[str, int] = {
+    "step_started": _STARTED,
+    **dict.fromkeys(_STEP_END_EVENTS, _STEP_END),
+    **dict.fromkeys(("tool_called", "model_called", "model_retry"), _CALL),
+    **dict.fromkeys(("approval_requested", "input_requested"), _PAUSE),
+    "approval_decided": _DECIDED,
+    "step_retried": _RETRIED,
+    **dict.fromkeys(("policy_violation", "run_interrupted"), _CUT),
+    **dict.fromkeys(_RUN_END_EVENTS, _END),
+}
+_NO_STARTS: Mapping[str, StepStart] = {}
 
 
 class EventLike(Protocol):
@@ -112,6 +134,33 @@ class StepStart(NamedTuple):
     attempt: int
     started_us: int | None
     output: Any = None
+
+
+class Starts(Protocol):
+    """What :meth:`SpanTree.build` reads of a commit's step attempts: a
+    ``Mapping[str, StepStart]`` (by step id), or :class:`StepRows`."""
+
+    def get(self, step_id: str, /) -> StepStart | None: ...
+    def __contains__(self, step_id: object, /) -> bool: ...
+
+
+class StepRows(tuple[tuple[Any, ...], ...]):
+    """A commit's step attempts as ``(step_id, attempt, started_us[, output])`` rows, read
+    by step id like a ``Mapping[str, StepStart]``. The commit hook makes one per commit on
+    the run's thread — ``StepRows(map(getter, steps))``, no Python frame — and the builder
+    seldom reads it (only for a step it did not see start)."""
+
+    __slots__ = ()
+
+    def get(self, step_id: str, /) -> StepStart | None:
+        """The attempt of ``step_id`` this commit wrote, if any."""
+        for row in self:
+            if row[0] == step_id:
+                return StepStart(*row[1:])
+        return None
+
+    def __contains__(self, step_id: object, /) -> bool:
+        return any(row[0] == step_id for row in self)
 
 
 @dataclass(slots=True)
@@ -192,64 +241,73 @@ class SpanTree(Generic[SpanT]):
         run: RunInfo,
         events: Sequence[EventLike],
         *,
-        starts: Mapping[str, StepStart] | None = None,
+        starts: Starts | None = None,
     ) -> list[SpanT]:
         """The spans that end within ``events`` (one commit of ``run``, or all of them).
 
         ``starts`` gives, by step id, the attempt the commit wrote (its start time and
         output), for a step that started in an earlier commit this builder did not see.
         """
-        state = self._runs.pop(run.run_id, None) or self._new_state(run)
+        run_id = run.run_id
+        state = self._runs.pop(run_id, None) or self._new_state(run)
+        opened = state.open
         out: list[SpanT] = []
-        known = starts or {}
+        known: Starts = starts if starts is not None else _NO_STARTS
         paused_or_ended = False
         closed: set[str] = set()
         for event in events:
             kind = event.event
+            code = _CODES.get(kind)
+            if code is None:
+                continue
             step_id = event.step_id
-            if kind == "step_retried" and step_id is not None:
-                attempt = (event.attrs or {}).get("attempt")
-                state.attempts[step_id] = int(attempt) if isinstance(attempt, int) else 1
-            elif kind == "step_started" and step_id is not None:
+            if code == _END:  # the run ends (whichever step it names)
+                out.append(self._root_span(run, state, event))
+                paused_or_ended = True
+            elif code == _PAUSE:
+                out.append(self._pause_span(run, state, event))
+                paused_or_ended = True
+            elif step_id is None:
+                continue
+            elif code == _STARTED:
                 attempt = state.attempts.pop(step_id, 1)
-                state.open[step_id] = _OpenStep(
+                opened[step_id] = _OpenStep(
                     event.ts_us,
                     attempt,
                     event.step_type,
                     event.name,
-                    ids.step_span_id(run.run_id, step_id, attempt),
+                    ids.step_span_id(run_id, step_id, attempt),
                 )
-            elif kind in ("tool_called", "model_called", "model_retry") and step_id is not None:
-                step = self._step(state, step_id, event, known)
-                out.append(self._call_span(run, state, step_id, step, event))
-            elif kind in ("approval_requested", "input_requested"):
-                out.append(self._pause_span(run, state, event))
-                paused_or_ended = True
-            elif kind == "approval_decided" and step_id is not None:
-                self._step(state, step_id, event, known).decision = event.status
-            elif kind in _STEP_END_EVENTS and step_id is not None:
-                step = self._step(state, step_id, event, known)
+            elif code == _STEP_END:
+                step = opened.get(step_id) or self._step(state, step_id, event, known)
                 out.append(self._step_span(run, state, step_id, step, event, known))
-                del state.open[step_id]
+                del opened[step_id]
                 closed.add(step_id)
-            elif kind in ("policy_violation", "run_interrupted") and step_id is not None:
+            elif code == _CALL:
+                step = opened.get(step_id) or self._step(state, step_id, event, known)
+                out.append(self._call_span(run, state, step_id, step, event))
+            elif code == _DECIDED:
+                step = opened.get(step_id) or self._step(state, step_id, event, known)
+                step.decision = event.status
+            elif code == _RETRIED:
+                number = (event.attrs or {}).get("attempt")
+                state.attempts[step_id] = int(number) if isinstance(number, int) else 1
+            else:  # _CUT
                 # a blocked or interrupted step has no step_* end event of its own
-                if step_id in state.open or (
+                if step_id in opened or (
                     step_id not in closed and (step_id in known or kind == "policy_violation")
                 ):
                     step = self._step(state, step_id, event, known)
                     out.append(self._step_span(run, state, step_id, step, event, known))
-                    del state.open[step_id]
+                    del opened[step_id]
                     closed.add(step_id)
                 if kind == "run_interrupted":
                     paused_or_ended = True
-            if kind in _RUN_END_EVENTS:
-                out.append(self._root_span(run, state, event))
-                paused_or_ended = True
-        if not paused_or_ended or state.open:
-            self._runs[run.run_id] = state
-            if len(self._runs) > _MAX_RUNS:
-                self._runs.popitem(last=False)
+        if not paused_or_ended or opened:
+            runs = self._runs
+            runs[run_id] = state
+            if len(runs) > _MAX_RUNS:
+                runs.popitem(last=False)
         return out
 
     # ------------------------------------------------------------------ spans
@@ -267,7 +325,7 @@ class SpanTree(Generic[SpanT]):
         state: _RunState,
         step_id: str,
         event: EventLike,
-        known: Mapping[str, StepStart],
+        known: Starts,
     ) -> _OpenStep:
         step = state.open.get(step_id)
         if step is None:
@@ -307,7 +365,7 @@ class SpanTree(Generic[SpanT]):
         step_id: str,
         step: _OpenStep,
         event: EventLike,
-        known: Mapping[str, StepStart],
+        known: Starts,
     ) -> SpanT:
         raise NotImplementedError
 
@@ -399,7 +457,7 @@ class SpanBuilder(SpanTree[SpanRecord]):
         step_id: str,
         step: _OpenStep,
         event: EventLike,
-        known: Mapping[str, StepStart],
+        known: Starts,
     ) -> SpanRecord:
         attrs = self._base(run)
         step_type = event.step_type or step.step_type or ""

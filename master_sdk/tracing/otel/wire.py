@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from master_sdk.tracing.otel.spans import AttrValue, SpanRecord
 
-__all__ = ["Encoder", "double_attr_prefix", "entry", "int_attr_prefixes", "span_times"]
+__all__ = [
+    "Encoder",
+    "double_attr_prefix",
+    "entry",
+    "entry_head",
+    "int_attr_prefixes",
+    "span_times",
+]
 
 _KIND = {"internal": 1, "server": 2, "client": 3}  # Span.SpanKind
 _STATUS_ERROR = 2  # Status.StatusCode
@@ -69,6 +76,11 @@ def entry(span: bytes) -> bytes:
     """A serialized ``Span`` as an element of ``ScopeSpans.spans`` (field 2), ready to be
     joined into a request (:meth:`Encoder.request_entries`)."""
     return b"".join((_T_ENTRY, _varint(len(span)), span))
+
+
+def entry_head(size: int) -> bytes:
+    """What :func:`entry` puts before a span of ``size`` bytes."""
+    return _T_ENTRY + _varint(size)
 
 
 def int_attr_prefixes(key: str) -> tuple[bytes, ...]:
