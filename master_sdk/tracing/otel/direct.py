@@ -38,16 +38,19 @@ from master_sdk.tracing.otel.spans import (
 )
 from master_sdk.tracing.otel.wire import (
     END,
+    SMALL_VARINTS,
     START,
     T_PARENT,
     T_SPAN,
     T_TRACE,
     Encoder,
-    _varint,
+    attr_name,
     double_attr_prefix,
     entry_head,
     int_attr_prefixes,
     span_times,
+    str_attr,
+    varint,
 )
 
 __all__ = ["DirectSpanBuilder"]
@@ -55,6 +58,8 @@ __all__ = ["DirectSpanBuilder"]
 _CONST_LIMIT = 20_000  # distinct constant parts kept (a few per step of each flow)
 _double = struct.Struct("<d").pack
 _NO_ATTRS: Mapping[str, Any] = {}
+_RUN_ID = attr_name("master.run_id")
+_small = SMALL_VARINTS.get
 _ZERO8, _ONE8 = bytes(8), (1).to_bytes(8, "big")  # a span id is never zero (.ids)
 _HEADS = 4096  # spans written here are a few hundred bytes: their entry heads, ready
 _ENTRY_HEADS = tuple(entry_head(size) for size in range(_HEADS))
@@ -91,13 +96,11 @@ class DirectSpanBuilder(SpanTree[bytes]):
             int_attr_prefixes(key)
             for key in ("master.steps", "master.tool_calls", "master.model_calls")
         )
-        legacy = self.sc.legacy
-        self._tokens_in = (int_attr_prefixes("gen_ai.usage.input_tokens"),) + (
-            (int_attr_prefixes("gen_ai.usage.prompt_tokens"),) if legacy else ()
-        )
-        self._tokens_out = (int_attr_prefixes("gen_ai.usage.output_tokens"),) + (
-            (int_attr_prefixes("gen_ai.usage.completion_tokens"),) if legacy else ()
-        )
+        self._legacy = self.sc.legacy
+        self._tokens_in = int_attr_prefixes("gen_ai.usage.input_tokens")
+        self._tokens_out = int_attr_prefixes("gen_ai.usage.output_tokens")
+        self._prompt = int_attr_prefixes("gen_ai.usage.prompt_tokens")
+        self._completion = int_attr_prefixes("gen_ai.usage.completion_tokens")
         self._cost = double_attr_prefix(sc.COST)
         self._cached = int_attr_prefixes("gen_ai.usage.cache_read.input_tokens")
 
@@ -116,7 +119,7 @@ class DirectSpanBuilder(SpanTree[bytes]):
         # what the id of a span made from an event hashes, before the event's seq
         state.wire = (
             T_TRACE + state.trace.to_bytes(16, "big") + T_SPAN,
-            Encoder.attr("master.run_id", run.run_id) + shared,
+            str_attr(_RUN_ID, run.run_id) + shared,
             state.root.to_bytes(8, "big"),
             ids.event_span_prefix(run.run_id),
         )
@@ -138,13 +141,15 @@ class DirectSpanBuilder(SpanTree[bytes]):
         """The token counts and cost, as :meth:`.semconv.Semconv.usage` sets them."""
         out = b""
         if tokens_in is not None:
-            value = _varint(int(tokens_in))
-            for prefixes in self._tokens_in:
-                out += prefixes[len(value)] + value
+            value = _small(tokens_in) or varint(int(tokens_in))
+            out = self._tokens_in[len(value)] + value
+            if self._legacy:
+                out += self._prompt[len(value)] + value
         if tokens_out is not None:
-            value = _varint(int(tokens_out))
-            for prefixes in self._tokens_out:
-                out += prefixes[len(value)] + value
+            value = _small(tokens_out) or varint(int(tokens_out))
+            out += self._tokens_out[len(value)] + value
+            if self._legacy:
+                out += self._completion[len(value)] + value
         if cost is not None:
             out += self._cost + _double(float(cost))
         return out
@@ -163,7 +168,7 @@ class DirectSpanBuilder(SpanTree[bytes]):
             return self.encoder.entry(self.records._call_span(run, state, step_id, step, event))
         step_type = event.step_type or step.step_type or ""
         seq = event.seq
-        number = _varint(seq)
+        number = _small(seq) or varint(seq)
         variable = self._seq[len(number)] + number
         if event.event == "tool_called":
             tool = event.name or ""
@@ -208,7 +213,7 @@ class DirectSpanBuilder(SpanTree[bytes]):
             variable += self._usage(event.tokens_in, event.tokens_out, event.cost_usd)
             cached = extra.get("cached_tokens")
             if cached:
-                number = _varint(int(cached))
+                number = _small(cached) or varint(int(cached))
                 variable += self._cached[len(number)] + number
             _account(step, event, provider, model, response_model)
         end_us = event.ts_us
@@ -350,7 +355,7 @@ class DirectSpanBuilder(SpanTree[bytes]):
                 },
             )
         seq = event.seq
-        number = _varint(seq)
+        number = _small(seq) or varint(seq)
         moment = event.ts_us * 1000
         head, base, root, event_prefix = state.wire
         span_id = sha256(event_prefix + b"%d" % seq).digest()[:8]
@@ -391,9 +396,9 @@ class DirectSpanBuilder(SpanTree[bytes]):
                 },
             )
         steps, tools, models = self._counts
-        n_steps = _varint(run.steps_used)
-        n_tools = _varint(run.tool_calls)
-        n_models = _varint(run.model_calls)
+        n_steps = _small(run.steps_used) or varint(run.steps_used)
+        n_tools = _small(run.tool_calls) or varint(run.tool_calls)
+        n_models = _small(run.model_calls) or varint(run.model_calls)
         head, base, root, _prefix = state.wire
         end_us = event.ts_us
         body = b"".join(

@@ -178,13 +178,10 @@ class SpanRecord:
     error: str | None = None
 
 
-@dataclass(slots=True)
 class _OpenStep:
-    start_us: int
-    attempt: int
-    step_type: str | None
-    name: str | None
-    span_id: int  # the attempt's span: the parent of its calls
+    """A step attempt whose span has not ended. The agent-only fields stay class defaults
+    until a model call sets them (one made per step: five assignments, not twelve)."""
+
     provider: str | None = None
     request_model: str | None = None
     response_model: str | None = None
@@ -192,6 +189,15 @@ class _OpenStep:
     tokens_out: int | None = None
     cost_usd: float | None = None
     decision: str | None = None
+
+    def __init__(
+        self, start_us: int, attempt: int, step_type: str | None, name: str | None, span_id: int
+    ) -> None:
+        self.start_us = start_us
+        self.attempt = attempt
+        self.step_type = step_type
+        self.name = name
+        self.span_id = span_id  # the attempt's span: the parent of its calls
 
 
 @dataclass(slots=True)
@@ -255,54 +261,60 @@ class SpanTree(Generic[SpanT]):
         known: Starts = starts if starts is not None else _NO_STARTS
         paused_or_ended = False
         closed: set[str] = set()
+        codes = _CODES
         for event in events:
-            kind = event.event
-            code = _CODES.get(kind)
+            code = codes.get(event.event)
             if code is None:
                 continue
             step_id = event.step_id
+            if step_id is not None:
+                if code == _STARTED:
+                    attempt = state.attempts.pop(step_id, 1)
+                    opened[step_id] = _OpenStep(
+                        event.ts_us,
+                        attempt,
+                        event.step_type,
+                        event.name,
+                        ids.step_span_id(run_id, step_id, attempt),
+                    )
+                    continue
+                if code == _STEP_END:
+                    step = opened.get(step_id) or self._step(state, step_id, event, known)
+                    out.append(self._step_span(run, state, step_id, step, event, known))
+                    del opened[step_id]
+                    closed.add(step_id)
+                    continue
+                if code == _CALL:
+                    step = opened.get(step_id) or self._step(state, step_id, event, known)
+                    out.append(self._call_span(run, state, step_id, step, event))
+                    continue
+                if code == _DECIDED:
+                    step = opened.get(step_id) or self._step(state, step_id, event, known)
+                    step.decision = event.status
+                    continue
+                if code == _RETRIED:
+                    number = (event.attrs or {}).get("attempt")
+                    state.attempts[step_id] = int(number) if isinstance(number, int) else 1
+                    continue
+                if code == _CUT:
+                    # a blocked or interrupted step has no step_* end event of its own
+                    kind = event.event
+                    if step_id in opened or (
+                        step_id not in closed and (step_id in known or kind == "policy_violation")
+                    ):
+                        step = self._step(state, step_id, event, known)
+                        out.append(self._step_span(run, state, step_id, step, event, known))
+                        del opened[step_id]
+                        closed.add(step_id)
+                    if kind == "run_interrupted":
+                        paused_or_ended = True
+                    continue
             if code == _END:  # the run ends (whichever step it names)
                 out.append(self._root_span(run, state, event))
                 paused_or_ended = True
             elif code == _PAUSE:
                 out.append(self._pause_span(run, state, event))
                 paused_or_ended = True
-            elif step_id is None:
-                continue
-            elif code == _STARTED:
-                attempt = state.attempts.pop(step_id, 1)
-                opened[step_id] = _OpenStep(
-                    event.ts_us,
-                    attempt,
-                    event.step_type,
-                    event.name,
-                    ids.step_span_id(run_id, step_id, attempt),
-                )
-            elif code == _STEP_END:
-                step = opened.get(step_id) or self._step(state, step_id, event, known)
-                out.append(self._step_span(run, state, step_id, step, event, known))
-                del opened[step_id]
-                closed.add(step_id)
-            elif code == _CALL:
-                step = opened.get(step_id) or self._step(state, step_id, event, known)
-                out.append(self._call_span(run, state, step_id, step, event))
-            elif code == _DECIDED:
-                step = opened.get(step_id) or self._step(state, step_id, event, known)
-                step.decision = event.status
-            elif code == _RETRIED:
-                number = (event.attrs or {}).get("attempt")
-                state.attempts[step_id] = int(number) if isinstance(number, int) else 1
-            else:  # _CUT
-                # a blocked or interrupted step has no step_* end event of its own
-                if step_id in opened or (
-                    step_id not in closed and (step_id in known or kind == "policy_violation")
-                ):
-                    step = self._step(state, step_id, event, known)
-                    out.append(self._step_span(run, state, step_id, step, event, known))
-                    del opened[step_id]
-                    closed.add(step_id)
-                if kind == "run_interrupted":
-                    paused_or_ended = True
         if not paused_or_ended or opened:
             runs = self._runs
             runs[run_id] = state

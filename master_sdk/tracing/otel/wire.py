@@ -20,12 +20,16 @@ if TYPE_CHECKING:
     from master_sdk.tracing.otel.spans import AttrValue, SpanRecord
 
 __all__ = [
+    "SMALL_VARINTS",
     "Encoder",
+    "attr_name",
     "double_attr_prefix",
     "entry",
     "entry_head",
     "int_attr_prefixes",
     "span_times",
+    "str_attr",
+    "varint",
 ]
 
 _KIND = {"internal": 1, "server": 2, "client": 3}  # Span.SpanKind
@@ -51,6 +55,29 @@ _SMALL = tuple(_varint_slow(n) for n in range(1 << 14))  # every tag and most le
 
 def _varint(value: int) -> bytes:
     return _SMALL[value] if 0 <= value < 16384 else _varint_slow(value)
+
+
+SMALL_VARINTS: dict[int, bytes] = dict(enumerate(_SMALL[:4096]))
+"""The varints of 0..4095, for ``SMALL_VARINTS.get(n) or varint(n)`` in hot loops (no
+Python frame for a small number)."""
+varint = _varint
+
+
+def attr_name(key: str) -> bytes:
+    """An attribute's key, encoded (``KeyValue.key``), for :func:`str_attr`."""
+    return _field(1, key.encode("utf-8"))
+
+
+def str_attr(name: bytes, value: str) -> bytes:
+    """One ``Span.attributes`` element with a string value, not cached (a value seen
+    once, such as a run id); ``name`` from :func:`attr_name`."""
+    data = value.encode("utf-8")
+    size = len(data)
+    if len(name) + size < 120:  # every length below fits one varint byte
+        head = bytes((_T_ATTR[0], len(name) + size + 4))
+        return head + name + bytes((0x12, size + 2, 0x0A, size)) + data
+    body = name + _field(2, _field(1, data))
+    return _T_ATTR + _varint(len(body)) + body
 
 
 def _field(number: int, payload: bytes) -> bytes:
