@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["TelemetryPipeline"]
 
-WAKE_AT = 32
+# the builder is woken once this many commits wait (or every flush interval): a dozen runs,
+# so the events it keeps die young (a commit's events held until the flush interval end
+# up in the garbage collector's older generations, which costs the runs' thread)
+_WAKE_AT = 64
 
 
 # one commit: the run as of it, its events, its step attempts' (step_id, attempt,
@@ -84,7 +87,7 @@ class TelemetryPipeline:
         self._cond = threading.Condition()
         self._batch_size = settings.batch_size
         # the builder wakes every flush interval, or when this many commits wait
-        self._wake_at = max(1, min(WAKE_AT, settings.batch_size, settings.max_queue) // 2)
+        self._wake_at = max(1, min(_WAKE_AT, settings.batch_size // 2, settings.max_queue // 2))
         self._building = False
         self._sending = 0  # spans in the request under way
         self._flush = False
