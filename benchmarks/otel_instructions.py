@@ -61,6 +61,11 @@ def counted(path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="keep the callgrind files there (per thread: callgrind_annotate DIR/on.out.1-02)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODE", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -78,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     assert receiver.stdout is not None and receiver.stdin is not None
     url = receiver.stdout.readline().strip()
     out: dict[str, int] = {}
+    threads: dict[str, dict[str, int]] = {}
     try:
-        with tempfile.TemporaryDirectory(prefix="otel-callgrind-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="otel-callgrind-") as scratch:
+            tmp = args.keep or scratch
+            Path(tmp).mkdir(parents=True, exist_ok=True)
             procs = {
                 mode: subprocess.Popen(
                     [
@@ -87,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--tool=callgrind",
                         "--instr-atstart=no",
                         "--dump-instr=no",
+                        "--separate-threads=yes",
                         f"--callgrind-out-file={tmp}/{mode}.out",
                         sys.executable,
                         "-m",
@@ -105,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             for mode, proc in procs.items():
                 if proc.wait() != 0:
                     raise RuntimeError(f"the {mode} configuration failed under valgrind")
-                out[mode] = counted(Path(tmp) / f"{mode}.out.1")
+                per_thread = {
+                    path.name.rsplit("-", 1)[1]: counted(path)
+                    for path in sorted(Path(tmp).glob(f"{mode}.out.1-*"))
+                }
+                out[mode] = sum(per_thread.values())
+                threads[mode] = per_thread
     finally:
         receiver.stdin.close()
         tail = receiver.stdout.read().strip()
@@ -117,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"off: {off / 1e6:.3f} M")
     print(f"on:  {on / 1e6:.3f} M  (+{(on - off) / 1e3:.0f} k, +{100 * (on - off) / off:.1f} %)")
+    for mode in ("off", "on"):
+        shares = ", ".join(
+            f"thread {n}: {count / args.runs / 1e3:.0f} k" for n, count in threads[mode].items()
+        )
+        print(f"{mode} by thread (1 = the runs' thread): {shares}")
     print(f"receiver: {tail}")
     return 0
 

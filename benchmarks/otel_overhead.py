@@ -18,7 +18,8 @@ as the median over rounds of ``1 - rate / rate(off)`` in the same round (paired,
 shared machine's drifting load cancels out); CPU ms per run of the whole process (the
 exporter's threads included) and its paired increase over ``off`` — steadier than wall time
 on a loaded machine, and an upper bound of the throughput cost when runs are CPU-bound;
-the CPU of the two telemetry threads alone per run (``export ms``, from ``/proc``);
+the CPU of the two telemetry threads alone per run (``export ms``, from ``/proc``: the
+scheduler's nanosecond count);
 spans exported and dropped; failed runs.
 Targets: overhead <= 5 % with the receiver up and down, zero failed runs.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,15 +54,20 @@ def open_workbench(root: Path, store: Path, telemetry: Any) -> Any:
 
 
 def telemetry_threads_cpu_s() -> float:
-    """CPU seconds used so far by this process's telemetry threads (Linux /proc; 0 where
-    it is missing)."""
-    import os
+    """CPU seconds used so far by this process's telemetry threads (Linux /proc: the
+    scheduler's nanosecond count, else 10 ms ticks; 0 where it is missing)."""
     import threading
 
     ids = {t.native_id for t in threading.enumerate() if t.name.startswith("master-telemetry")}
     total = 0.0
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     for tid in ids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat", encoding="ascii") as handle:
+                total += int(handle.read().split()[0]) / 1e9
+            continue
+        except (OSError, ValueError, IndexError):
+            pass
         try:
             with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="write the JSON report here")
     args = parser.parse_args(argv)
 
+    load_start = os.getloadavg()
     receiver = subprocess.Popen(
         [sys.executable, "-m", "tests.support.otlp_receiver", "--count-only"],
         stdin=subprocess.PIPE,
@@ -160,10 +168,19 @@ def main(argv: list[str] | None = None) -> int:
         tail = receiver.stdout.read().strip()
         receiver.wait(timeout=30)
 
-    report: dict[str, Any] = {"runs": args.runs, "repeat": args.repeat, "rows": {}}
+    load_end = os.getloadavg()
+    report: dict[str, Any] = {
+        "runs": args.runs,
+        "repeat": args.repeat,
+        "load_average_start": load_start,
+        "load_average_end": load_end,
+        "rows": {},
+    }
     print(f"durable flow, {args.repeat} rounds x {args.runs} runs per configuration; runs/s "
           "include sending every span (flush); medians (min-max); overhead = median over "
-          "rounds of 1 - rate / rate(off) in the same round")
+          "rounds of 1 - rate / rate(off) in the same round; load average "
+          f"{' '.join(f'{x:.2f}' for x in load_start)} at the start, "
+          f"{' '.join(f'{x:.2f}' for x in load_end)} at the end")
     print(f"{'config':<6} {'runs/s':>8} {'min-max':>15} {'overhead':>9} {'CPU ms/run':>11} "
           f"{'CPU +':>7} {'export ms':>9} {'exported':>9} {'dropped':>8} {'failed runs':>11}")
     off = [r["runs_per_s"] for r in results["off"]]

@@ -72,7 +72,12 @@ class TelemetrySettings(BaseModel):
         description="Spans held while the collector is slow or down; beyond it spans are "
         "dropped and counted (wb.telemetry_status()).",
     )
-    batch_size: int = Field(default=512, ge=1, description="Spans per export request.")
+    batch_size: int = Field(
+        default=2048,
+        ge=1,
+        description="Most spans per export request (about 1 MB; each request costs the process "
+        "~0.6 ms of CPU whatever its size, so fewer, larger ones).",
+    )
     flush_interval_s: float = Field(
         default=0.5, gt=0, description="Longest a finished span waits before it is sent."
     )

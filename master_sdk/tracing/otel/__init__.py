@@ -1,6 +1,8 @@
 """OpenTelemetry export of runs with the GenAI semantic conventions (the ``otel`` extra).
 
 * :mod:`.spans` builds spans from committed trace events (no OpenTelemetry import);
+* :mod:`.direct` writes the same spans straight as OTLP protobuf bytes (the live export);
+* :mod:`.wire` encodes the OTLP protobuf messages;
 * :mod:`.ids` derives trace and span ids from the run, so a paused run is one trace;
 * :mod:`.semconv` names the attributes (latest, legacy or both sets);
 * :mod:`.sender` is the only module that imports ``opentelemetry`` (and only when on);

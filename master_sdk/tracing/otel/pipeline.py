@@ -2,11 +2,11 @@
 
 The commit path does almost nothing: :meth:`TelemetryPipeline.submit` checks the run's
 sampling decision and puts the commit's events on a bounded queue without waiting. Two
-daemon threads do the rest — one builds spans (:mod:`.spans`) and converts them, one sends
-batches — so a collector that is down, slow or answering 503 only ever delays the sending
-thread. Spans wait in a buffer of at most ``max_queue``; beyond it, and when an export
-fails after its ``timeout_s`` budget, they are dropped and counted
-(:meth:`TelemetryPipeline.status`). Nothing is retried outside that budget.
+daemon threads do the rest — one writes spans straight as OTLP bytes (:mod:`.direct`), one
+joins them into requests and sends them — so a collector that is down, slow or answering
+503 only ever delays the sending thread. Spans wait in a buffer of at most ``max_queue``;
+beyond it, and when an export fails after its ``timeout_s`` budget, they are dropped and
+counted (:meth:`TelemetryPipeline.status`). Nothing is retried outside that budget.
 """
 
 from __future__ import annotations
@@ -16,18 +16,13 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from master_sdk.tracing.otel import ids
 from master_sdk.tracing.otel.sender import SpanSender, quiet_in_thread
-from master_sdk.tracing.otel.spans import (
-    RunInfo,
-    SpanBuilder,
-    SpanRecord,
-    StepStart,
-)
+from master_sdk.tracing.otel.spans import RunInfo, SpanBuilder, SpanTree, StepRows
 
 if TYPE_CHECKING:
     from master_sdk.config.telemetry import TelemetrySettings
@@ -35,10 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["TelemetryPipeline"]
 
 
-class _Commit(NamedTuple):
-    run: RunInfo
-    events: Sequence[Any]
-    starts: Mapping[str, StepStart] | None
+# one commit: the run as of it, its events, its step attempts' (step_id, attempt,
+# started_us[, output]); plain tuples, made on the run's thread
+_Commit = tuple[RunInfo, Sequence[Any], StepRows | None]
 
 
 class TelemetryPipeline:
@@ -65,17 +59,32 @@ class TelemetryPipeline:
             service_name=settings.service_name,
             timeout_s=settings.timeout_s,
         )
-        self.builder = SpanBuilder(
-            semconv=settings.semconv, capture_content=settings.capture_content, scrub=scrub
-        )
+        self.builder: SpanTree[Any]
+        if self.sender.direct:
+            from master_sdk.tracing.otel.direct import DirectSpanBuilder
+
+            self.builder = DirectSpanBuilder(
+                self.sender.encoder,
+                semconv=settings.semconv,
+                capture_content=settings.capture_content,
+                scrub=scrub,
+            )
+        else:  # spans go through the SDK's public export(): records, not bytes
+            self.builder = SpanBuilder(
+                semconv=settings.semconv, capture_content=settings.capture_content, scrub=scrub
+            )
         self._ratio = settings.sample_ratio
+        self._max_queue = settings.max_queue
         self._sampled: dict[str, bool] = {}
         # commits waiting to become spans (bounded, like the spans waiting to be sent)
         self._commits: deque[_Commit] = deque()
-        self._spans: deque[SpanRecord] = deque()
+        self._spans: deque[Any] = deque()  # span entries (bytes) or records
         self._cond = threading.Condition()
         self._batch_size = settings.batch_size
-        # the builder wakes every flush interval, or when this many commits wait
+        # the builder wakes every flush interval, or when this many commits wait: rarely,
+        # so that it works in few long turns (each turn costs the runs' thread hand-overs
+        # of the interpreter lock and cold caches; waking every 32 commits cost the two
+        # telemetry threads 20-30 % more CPU per run than this, measured)
         self._wake_at = max(1, min(settings.batch_size, settings.max_queue) // 2)
         self._building = False
         self._sending = 0  # spans in the request under way
@@ -98,9 +107,10 @@ class TelemetryPipeline:
         self,
         run: RunInfo,
         events: Sequence[Any],
-        starts: Mapping[str, StepStart] | None = None,
+        steps: StepRows | None = None,
     ) -> None:
-        """Queue one commit's events of ``run``; returns at once, never raises for the
+        """Queue one commit's events of ``run`` (and its step attempts as ``(step_id,
+        attempt, started_us[, output])``); returns at once, never raises for the
         collector's sake (a full queue drops the commit and counts it).
 
         No lock and no thread wake-up here in the common case: the commit goes on a deque
@@ -108,27 +118,31 @@ class TelemetryPipeline:
         """
         if not events or self._closed:
             return
-        keep = self._sampled.get(run.run_id)
-        if keep is None:
-            keep = ids.sampled(ids.trace_id(run.run_id), self._ratio)
-            if len(self._sampled) > 100_000:
-                self._sampled.clear()
-            self._sampled[run.run_id] = keep
-        if not keep:
+        if self._ratio < 1.0 and not self._keep(run.run_id):
             return
         if not self._threads:
             self._start()
         commits = self._commits
-        if len(commits) >= self.settings.max_queue:
+        if len(commits) >= self._max_queue:
             with self._cond:
                 self.dropped_commits += 1
                 # about one span per event: what the buffer would have held
                 self.dropped_queue_full += len(events)
             return
-        commits.append(_Commit(run, events, starts))
+        commits.append((run, events, steps))
         if len(commits) == self._wake_at:
             with self._cond:
                 self._cond.notify_all()
+
+    def _keep(self, run_id: str) -> bool:
+        """The run's sampling decision (remembered)."""
+        keep = self._sampled.get(run_id)
+        if keep is None:
+            keep = ids.sampled(ids.trace_id(run_id), self._ratio)
+            if len(self._sampled) > 100_000:
+                self._sampled.clear()
+            self._sampled[run_id] = keep
+        return keep
 
     # ------------------------------------------------------------------ threads
 
@@ -166,17 +180,18 @@ class TelemetryPipeline:
                 if not commits:
                     continue
                 self._building = True
-            spans: list[SpanRecord] = []
+            spans: list[Any] = []
             built = 0
+            build = self.builder.build
             while commits:
-                item = commits.popleft()
+                run, events, steps = commits.popleft()
                 built += 1
-                if built % 32 == 0:
+                if built % 64 == 0:
                     # let a run's thread take the GIL (runs come first) every ~0.1 ms of
                     # work; each hand-over costs two context switches, so not more often
                     time.sleep(0)
                 try:
-                    spans.extend(self.builder.build(item.run, item.events, starts=item.starts))
+                    spans.extend(build(run, events, starts=steps))
                 except Exception as exc:  # a bug here must never reach a run
                     self._error(f"building spans: {type(exc).__name__}: {exc}")
                     with cond:
@@ -286,7 +301,7 @@ class TelemetryPipeline:
             self._spans.clear()
             dropped = list(self._commits)
             self._commits.clear()
-            self.dropped_queue_full += sum(len(item.events) for item in dropped)
+            self.dropped_queue_full += sum(len(item[1]) for item in dropped)
 
     def status(self) -> dict[str, Any]:
         """Counters: what was exported, what waits, what was dropped and why."""

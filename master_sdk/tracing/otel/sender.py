@@ -126,7 +126,7 @@ class SpanSender:
         self._success = SpanExportResult.SUCCESS
         from master_sdk.tracing.otel.wire import Encoder
 
-        self._encoder = Encoder(
+        self.encoder = Encoder(
             {"service.name": service_name, "service.version": __version__},
             ("master_sdk", __version__),
         )
@@ -136,6 +136,12 @@ class SpanSender:
         client = getattr(self._exporter, "_client", None)
         self._client = client if callable(getattr(client, "export", None)) else None
         _settle_environment(self._exporter, endpoint)
+
+    @property
+    def direct(self) -> bool:
+        """Whether encoded spans (:func:`.wire.entry` values) can be sent as they are: the
+        exporter's HTTP client is reachable. Otherwise :meth:`send` takes records only."""
+        return self._client is not None
 
     def convert(self, record: SpanRecord) -> Any:
         """One SDK ``ReadableSpan`` with the record's ids, times, attributes and status."""
@@ -161,15 +167,24 @@ class SpanSender:
             instrumentation_scope=self._scope,
         )
 
-    def send(self, records: Sequence[SpanRecord]) -> tuple[bool, str | None]:
-        """Export span records in one request: whether the collector accepted them, and
-        why not."""
+    def send(self, records: Sequence[SpanRecord] | Sequence[bytes]) -> tuple[bool, str | None]:
+        """Export spans in one request — span records, or spans already encoded as
+        :func:`.wire.entry` values (only when :attr:`direct`): whether the collector
+        accepted them, and why not."""
         if not records:
             return True, None
+        first = records[0]
         if self._client is None:
-            ok = self._exporter.export([self.convert(r) for r in records]) == self._success
+            if isinstance(first, bytes):
+                raise TypeError("encoded spans need the exporter's HTTP client; send records")
+            spans = [self.convert(r) for r in records]  # type: ignore[arg-type]
+            ok = self._exporter.export(spans) == self._success
             return bool(ok), None if ok else "the exporter reported a failure"
-        result = self._client.export(self._encoder.request(records))
+        if isinstance(first, bytes):
+            body = self.encoder.request_entries(records)  # type: ignore[arg-type]
+        else:
+            body = self.encoder.request(records)  # type: ignore[arg-type]
+        result = self._client.export(body)
         if result.success:
             return True, None
         code = getattr(result, "status_code", None)

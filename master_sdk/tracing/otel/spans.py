@@ -32,12 +32,21 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from master_sdk.tracing.otel import ids
 from master_sdk.tracing.otel import semconv as sc
 
-__all__ = ["EventLike", "RunInfo", "SpanBuilder", "SpanRecord", "StepStart"]
+__all__ = [
+    "EventLike",
+    "RunInfo",
+    "SpanBuilder",
+    "SpanRecord",
+    "SpanTree",
+    "Starts",
+    "StepRows",
+    "StepStart",
+]
 
 AttrValue = str | bool | int | float
 _RUN_END_STATUS = {
@@ -52,6 +61,20 @@ _STEP_END_EVENTS = frozenset({"step_completed", "step_failed", "step_skipped"})
 _ERROR_STATUSES = frozenset({"failed", "blocked", "interrupted", "error"})
 _MAX_TEXT = 4096
 _MAX_RUNS = 10_000  # runs whose open steps are remembered between commits
+SpanT = TypeVar("SpanT")
+# what each trace event does to the span tree
+_STARTED, _STEP_END, _CALL, _PAUSE, _DECIDED, _RETRIED, _CUT, _END = range(8)
+_CODES: dict[str, int] = {
+    "step_started": _STARTED,
+    **dict.fromkeys(_STEP_END_EVENTS, _STEP_END),
+    **dict.fromkeys(("tool_called", "model_called", "model_retry"), _CALL),
+    **dict.fromkeys(("approval_requested", "input_requested"), _PAUSE),
+    "approval_decided": _DECIDED,
+    "step_retried": _RETRIED,
+    **dict.fromkeys(("policy_violation", "run_interrupted"), _CUT),
+    **dict.fromkeys(_RUN_END_EVENTS, _END),
+}
+_NO_STARTS: Mapping[str, StepStart] = {}
 
 
 class EventLike(Protocol):
@@ -113,6 +136,33 @@ class StepStart(NamedTuple):
     output: Any = None
 
 
+class Starts(Protocol):
+    """What :meth:`SpanTree.build` reads of a commit's step attempts: a
+    ``Mapping[str, StepStart]`` (by step id), or :class:`StepRows`."""
+
+    def get(self, step_id: str, /) -> StepStart | None: ...
+    def __contains__(self, step_id: object, /) -> bool: ...
+
+
+class StepRows(tuple[tuple[Any, ...], ...]):
+    """A commit's step attempts as ``(step_id, attempt, started_us[, output])`` rows, read
+    by step id like a ``Mapping[str, StepStart]``. The commit hook makes one per commit on
+    the run's thread — ``StepRows(map(getter, steps))``, no Python frame — and the builder
+    seldom reads it (only for a step it did not see start)."""
+
+    __slots__ = ()
+
+    def get(self, step_id: str, /) -> StepStart | None:
+        """The attempt of ``step_id`` this commit wrote, if any."""
+        for row in self:
+            if row[0] == step_id:
+                return StepStart(*row[1:])
+        return None
+
+    def __contains__(self, step_id: object, /) -> bool:
+        return any(row[0] == step_id for row in self)
+
+
 @dataclass(slots=True)
 class SpanRecord:
     """One finished span, as plain data (``error``: status ERROR with that message)."""
@@ -128,13 +178,10 @@ class SpanRecord:
     error: str | None = None
 
 
-@dataclass(slots=True)
 class _OpenStep:
-    start_us: int
-    attempt: int
-    step_type: str | None
-    name: str | None
-    span_id: int  # the attempt's span: the parent of its calls
+    """A step attempt whose span has not ended. The agent-only fields stay class defaults
+    until a model call sets them (one made per step: five assignments, not twelve)."""
+
     provider: str | None = None
     request_model: str | None = None
     response_model: str | None = None
@@ -142,6 +189,15 @@ class _OpenStep:
     tokens_out: int | None = None
     cost_usd: float | None = None
     decision: str | None = None
+
+    def __init__(
+        self, start_us: int, attempt: int, step_type: str | None, name: str | None, span_id: int
+    ) -> None:
+        self.start_us = start_us
+        self.attempt = attempt
+        self.step_type = step_type
+        self.name = name
+        self.span_id = span_id  # the attempt's span: the parent of its calls
 
 
 @dataclass(slots=True)
@@ -151,10 +207,14 @@ class _RunState:
     root: int
     open: dict[str, _OpenStep] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
+    wire: Any = None  # what a builder writing bytes keeps of the run (its encoded ids)
 
 
-class SpanBuilder:
-    """Builds the spans that end in each batch of a run's events (see module docstring).
+class SpanTree(Generic[SpanT]):
+    """Follows a run's events and makes a span of type ``SpanT`` for each one that ends
+    (see the module docstring): the bookkeeping shared by :class:`SpanBuilder`, which
+    makes :class:`SpanRecord` values, and ``direct.DirectSpanBuilder``, which writes OTLP
+    bytes.
 
     Feed a run's events in ``seq`` order, by commit (:meth:`build` keeps what a later
     commit needs: which steps are open since when) or all at once. One builder per
@@ -187,81 +247,97 @@ class SpanBuilder:
         run: RunInfo,
         events: Sequence[EventLike],
         *,
-        starts: Mapping[str, StepStart] | None = None,
-    ) -> list[SpanRecord]:
+        starts: Starts | None = None,
+    ) -> list[SpanT]:
         """The spans that end within ``events`` (one commit of ``run``, or all of them).
 
         ``starts`` gives, by step id, the attempt the commit wrote (its start time and
         output), for a step that started in an earlier commit this builder did not see.
         """
-        state = self._runs.pop(run.run_id, None) or _RunState(
-            run.run_id, ids.trace_id(run.run_id), ids.root_span_id(run.run_id)
-        )
-        base: dict[str, AttrValue] = {
-            "master.run_id": run.run_id,
-            "master.product": run.product,
-            "master.flow": run.flow,
-        }
-        out: list[SpanRecord] = []
-        known = starts or {}
+        run_id = run.run_id
+        state = self._runs.pop(run_id, None) or self._new_state(run)
+        opened = state.open
+        out: list[SpanT] = []
+        known: Starts = starts if starts is not None else _NO_STARTS
         paused_or_ended = False
         closed: set[str] = set()
+        codes = _CODES
         for event in events:
-            kind = event.event
+            code = codes.get(event.event)
+            if code is None:
+                continue
             step_id = event.step_id
-            if kind == "step_retried" and step_id is not None:
-                attempt = (event.attrs or {}).get("attempt")
-                state.attempts[step_id] = int(attempt) if isinstance(attempt, int) else 1
-            elif kind == "step_started" and step_id is not None:
-                attempt = state.attempts.pop(step_id, 1)
-                state.open[step_id] = _OpenStep(
-                    event.ts_us,
-                    attempt,
-                    event.step_type,
-                    event.name,
-                    ids.step_span_id(run.run_id, step_id, attempt),
-                )
-            elif kind in ("tool_called", "model_called", "model_retry") and step_id is not None:
-                step = self._step(state, step_id, event, known)
-                out.append(self._call_span(run, state, base, step_id, step, event))
-            elif kind in ("approval_requested", "input_requested"):
-                out.append(self._pause_span(run, state, base, event))
-                paused_or_ended = True
-            elif kind == "approval_decided" and step_id is not None:
-                self._step(state, step_id, event, known).decision = event.status
-            elif kind in _STEP_END_EVENTS and step_id is not None:
-                step = self._step(state, step_id, event, known)
-                out.append(self._step_span(run, state, base, step_id, step, event, known))
-                del state.open[step_id]
-                closed.add(step_id)
-            elif kind in ("policy_violation", "run_interrupted") and step_id is not None:
-                # a blocked or interrupted step has no step_* end event of its own
-                if step_id in state.open or (
-                    step_id not in closed and (step_id in known or kind == "policy_violation")
-                ):
-                    step = self._step(state, step_id, event, known)
-                    out.append(self._step_span(run, state, base, step_id, step, event, known))
-                    del state.open[step_id]
+            if step_id is not None:
+                if code == _STARTED:
+                    attempt = state.attempts.pop(step_id, 1)
+                    opened[step_id] = _OpenStep(
+                        event.ts_us,
+                        attempt,
+                        event.step_type,
+                        event.name,
+                        ids.step_span_id(run_id, step_id, attempt),
+                    )
+                    continue
+                if code == _STEP_END:
+                    step = opened.get(step_id) or self._step(state, step_id, event, known)
+                    out.append(self._step_span(run, state, step_id, step, event, known))
+                    del opened[step_id]
                     closed.add(step_id)
-                if kind == "run_interrupted":
-                    paused_or_ended = True
-            if kind in _RUN_END_EVENTS:
-                out.append(self._root_span(run, state, base, event))
+                    continue
+                if code == _CALL:
+                    step = opened.get(step_id) or self._step(state, step_id, event, known)
+                    out.append(self._call_span(run, state, step_id, step, event))
+                    continue
+                if code == _DECIDED:
+                    step = opened.get(step_id) or self._step(state, step_id, event, known)
+                    step.decision = event.status
+                    continue
+                if code == _RETRIED:
+                    number = (event.attrs or {}).get("attempt")
+                    state.attempts[step_id] = int(number) if isinstance(number, int) else 1
+                    continue
+                if code == _CUT:
+                    # a blocked or interrupted step has no step_* end event of its own
+                    kind = event.event
+                    if step_id in opened or (
+                        step_id not in closed and (step_id in known or kind == "policy_violation")
+                    ):
+                        step = self._step(state, step_id, event, known)
+                        out.append(self._step_span(run, state, step_id, step, event, known))
+                        del opened[step_id]
+                        closed.add(step_id)
+                    if kind == "run_interrupted":
+                        paused_or_ended = True
+                    continue
+            if code == _END:  # the run ends (whichever step it names)
+                out.append(self._root_span(run, state, event))
                 paused_or_ended = True
-        if not paused_or_ended or state.open:
-            self._runs[run.run_id] = state
-            if len(self._runs) > _MAX_RUNS:
-                self._runs.popitem(last=False)
+            elif code == _PAUSE:
+                out.append(self._pause_span(run, state, event))
+                paused_or_ended = True
+        if not paused_or_ended or opened:
+            runs = self._runs
+            runs[run_id] = state
+            if len(runs) > _MAX_RUNS:
+                runs.popitem(last=False)
         return out
 
     # ------------------------------------------------------------------ spans
+
+    def _new_state(self, run: RunInfo) -> _RunState:
+        return _RunState(run.run_id, ids.trace_id(run.run_id), ids.root_span_id(run.run_id))
+
+    @staticmethod
+    def _base(run: RunInfo) -> dict[str, AttrValue]:
+        """The attributes every span of a run starts with."""
+        return {"master.run_id": run.run_id, "master.product": run.product, "master.flow": run.flow}
 
     def _step(
         self,
         state: _RunState,
         step_id: str,
         event: EventLike,
-        known: Mapping[str, StepStart],
+        known: Starts,
     ) -> _OpenStep:
         step = state.open.get(step_id)
         if step is None:
@@ -288,12 +364,49 @@ class SpanBuilder:
         self,
         run: RunInfo,
         state: _RunState,
-        base: dict[str, AttrValue],
+        step_id: str,
+        step: _OpenStep,
+        event: EventLike,
+    ) -> SpanT:
+        raise NotImplementedError
+
+    def _step_span(
+        self,
+        run: RunInfo,
+        state: _RunState,
+        step_id: str,
+        step: _OpenStep,
+        event: EventLike,
+        known: Starts,
+    ) -> SpanT:
+        raise NotImplementedError
+
+    def _pause_span(self, run: RunInfo, state: _RunState, event: EventLike) -> SpanT:
+        raise NotImplementedError
+
+    def _root_span(self, run: RunInfo, state: _RunState, event: EventLike) -> SpanT:
+        raise NotImplementedError
+
+
+class SpanBuilder(SpanTree[SpanRecord]):
+    """Builds the spans that end in each batch of a run's events as :class:`SpanRecord`
+    values (see :class:`SpanTree` and the module docstring).
+
+    Args:
+        semconv: ``latest``, ``legacy`` or ``both`` (:mod:`.semconv`).
+        capture_content: add run inputs/outputs and step outputs (redacted).
+        scrub: the workbench's redaction, applied to every free text that leaves.
+    """
+
+    def _call_span(
+        self,
+        run: RunInfo,
+        state: _RunState,
         step_id: str,
         step: _OpenStep,
         event: EventLike,
     ) -> SpanRecord:
-        attrs: dict[str, AttrValue] = dict(base)
+        attrs = self._base(run)
         attrs["master.step_id"] = step_id
         attrs["master.step.type"] = event.step_type or step.step_type or ""
         attrs["master.step.attempt"] = step.attempt
@@ -334,15 +447,7 @@ class SpanBuilder:
             if event.status == "error":
                 error = self._text(extra.get("error") or f"model call {extra.get('kind')}")
                 attrs[sc.ERROR_TYPE] = str(extra.get("kind") or "_OTHER")
-            # what an agent step span reports: the first model, the sums of usage
-            step.provider = step.provider or (str(provider) if provider else None)
-            step.request_model = step.request_model or model
-            step.response_model = response_model
-            if event.event == "model_called":
-                step.tokens_in = (step.tokens_in or 0) + (event.tokens_in or 0)
-                step.tokens_out = (step.tokens_out or 0) + (event.tokens_out or 0)
-                if event.cost_usd is not None:
-                    step.cost_usd = (step.cost_usd or 0.0) + event.cost_usd
+            _account(step, event, provider, model, response_model)
         end_us = event.ts_us
         start_us = end_us - int((event.duration_ms or 0.0) * 1000)
         return SpanRecord(
@@ -361,13 +466,12 @@ class SpanBuilder:
         self,
         run: RunInfo,
         state: _RunState,
-        base: dict[str, AttrValue],
         step_id: str,
         step: _OpenStep,
         event: EventLike,
-        known: Mapping[str, StepStart],
+        known: Starts,
     ) -> SpanRecord:
-        attrs: dict[str, AttrValue] = dict(base)
+        attrs = self._base(run)
         step_type = event.step_type or step.step_type or ""
         attrs["master.step_id"] = step_id
         attrs["master.step.type"] = step_type
@@ -426,10 +530,8 @@ class SpanBuilder:
             error,
         )
 
-    def _pause_span(
-        self, run: RunInfo, state: _RunState, base: dict[str, AttrValue], event: EventLike
-    ) -> SpanRecord:
-        attrs: dict[str, AttrValue] = dict(base)
+    def _pause_span(self, run: RunInfo, state: _RunState, event: EventLike) -> SpanRecord:
+        attrs = self._base(run)
         attrs["master.step_id"] = event.step_id or ""
         attrs["master.step.type"] = event.step_type or ""
         attrs["master.pause"] = "approval" if event.event == "approval_requested" else "input"
@@ -445,10 +547,8 @@ class SpanBuilder:
             attrs,
         )
 
-    def _root_span(
-        self, run: RunInfo, state: _RunState, base: dict[str, AttrValue], event: EventLike
-    ) -> SpanRecord:
-        attrs: dict[str, AttrValue] = dict(base)
+    def _root_span(self, run: RunInfo, state: _RunState, event: EventLike) -> SpanRecord:
+        attrs = self._base(run)
         workflow = f"{run.product}/{run.flow}"
         attrs[sc.OPERATION] = "invoke_workflow"
         attrs[sc.WORKFLOW_NAME] = workflow
@@ -490,6 +590,21 @@ class SpanBuilder:
     def _json(self, value: Any) -> str:
         text = json.dumps(self.scrub(value), ensure_ascii=False, default=str)
         return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+
+def _account(
+    step: _OpenStep, event: EventLike, provider: Any, model: str, response_model: str
+) -> None:
+    """What an agent step span reports of its model calls: the first model and provider,
+    the last response model, the sums of usage (failed tries count no usage)."""
+    step.provider = step.provider or (str(provider) if provider else None)
+    step.request_model = step.request_model or model
+    step.response_model = response_model
+    if event.event == "model_called":
+        step.tokens_in = (step.tokens_in or 0) + (event.tokens_in or 0)
+        step.tokens_out = (step.tokens_out or 0) + (event.tokens_out or 0)
+        if event.cost_usd is not None:
+            step.cost_usd = (step.cost_usd or 0.0) + event.cost_usd
 
 
 def _exception_name(message: str) -> str:

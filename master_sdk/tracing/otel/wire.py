@@ -19,7 +19,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from master_sdk.tracing.otel.spans import AttrValue, SpanRecord
 
-__all__ = ["Encoder"]
+__all__ = [
+    "SMALL_VARINTS",
+    "Encoder",
+    "attr_name",
+    "double_attr_prefix",
+    "entry",
+    "entry_head",
+    "int_attr_prefixes",
+    "span_times",
+    "str_attr",
+    "varint",
+]
 
 _KIND = {"internal": 1, "server": 2, "client": 3}  # Span.SpanKind
 _STATUS_ERROR = 2  # Status.StatusCode
@@ -46,6 +57,29 @@ def _varint(value: int) -> bytes:
     return _SMALL[value] if 0 <= value < 16384 else _varint_slow(value)
 
 
+SMALL_VARINTS: dict[int, bytes] = dict(enumerate(_SMALL[:4096]))
+"""The varints of 0..4095, for ``SMALL_VARINTS.get(n) or varint(n)`` in hot loops (no
+Python frame for a small number)."""
+varint = _varint
+
+
+def attr_name(key: str) -> bytes:
+    """An attribute's key, encoded (``KeyValue.key``), for :func:`str_attr`."""
+    return _field(1, key.encode("utf-8"))
+
+
+def str_attr(name: bytes, value: str) -> bytes:
+    """One ``Span.attributes`` element with a string value, not cached (a value seen
+    once, such as a run id); ``name`` from :func:`attr_name`."""
+    data = value.encode("utf-8")
+    size = len(data)
+    if len(name) + size < 120:  # every length below fits one varint byte
+        head = bytes((_T_ATTR[0], len(name) + size + 4))
+        return head + name + bytes((0x12, size + 2, 0x0A, size)) + data
+    body = name + _field(2, _field(1, data))
+    return _T_ATTR + _varint(len(body)) + body
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (strings, bytes, messages)."""
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
@@ -65,6 +99,41 @@ def _key_value(key: str, value: AttrValue) -> bytes:
     return _field(1, key.encode("utf-8")) + _field(2, _any_value(value))
 
 
+def entry(span: bytes) -> bytes:
+    """A serialized ``Span`` as an element of ``ScopeSpans.spans`` (field 2), ready to be
+    joined into a request (:meth:`Encoder.request_entries`)."""
+    return b"".join((_T_ENTRY, _varint(len(span)), span))
+
+
+def entry_head(size: int) -> bytes:
+    """What :func:`entry` puts before a span of ``size`` bytes."""
+    return _T_ENTRY + _varint(size)
+
+
+def int_attr_prefixes(key: str) -> tuple[bytes, ...]:
+    """An int attribute ``key`` is ``prefixes[len(v)] + v``, ``v`` the value's varint
+    (``_varint``): everything before the value, by the value's length (1 to 10 bytes)."""
+    name = _field(1, key.encode("utf-8"))
+    out = [b""]
+    for size in range(1, 11):
+        pair = name + _varint(2 << 3 | 2) + _varint(1 + size) + _varint(3 << 3)
+        out.append(_T_ATTR + _varint(len(pair) + size) + pair)
+    return tuple(out)
+
+
+def double_attr_prefix(key: str) -> bytes:
+    """A float attribute ``key`` is ``prefix + struct.pack("<d", value)``."""
+    pair = _field(1, key.encode("utf-8")) + _varint(2 << 3 | 2) + _varint(9) + _varint(4 << 3 | 1)
+    return _T_ATTR + _varint(len(pair) + 8) + pair
+
+
+span_times = struct.Struct("<BQBQ").pack
+"""``span_times(START, start_ns, END, end_ns)``: a span's two fixed64 time fields."""
+START, END = 7 << 3 | 1, 8 << 3 | 1
+T_TRACE = _varint(1 << 3 | 2) + _varint(16)
+T_SPAN = _varint(2 << 3 | 2) + _varint(8)
+T_PARENT = _varint(4 << 3 | 2) + _varint(8)
+_T_ENTRY = _varint(2 << 3 | 2)
 _T_TRACE = _varint(1 << 3 | 2) + _varint(16)
 _T_SPAN = _varint(2 << 3 | 2) + _varint(8)
 _T_PARENT = _varint(4 << 3 | 2) + _varint(8)
@@ -91,6 +160,31 @@ class Encoder:
         self._heads: dict[tuple[str, str], bytes] = {}
         self._trace = -1
         self._trace_head = b""
+
+    def pair(self, key: str, value: AttrValue) -> bytes:
+        """One encoded ``Span.attributes`` element (cached: see :meth:`span`)."""
+        return self._pair(key, value)
+
+    @staticmethod
+    def attr(key: str, value: AttrValue) -> bytes:
+        """One encoded ``Span.attributes`` element, not cached (a value seen once)."""
+        body = _key_value(key, value)
+        return _T_ATTR + _varint(len(body)) + body
+
+    def entry(self, record: SpanRecord) -> bytes:
+        """:meth:`span` as an element of ``ScopeSpans.spans`` (:func:`entry`)."""
+        return entry(self.span(record))
+
+    def head(self, name: str, kind: str) -> bytes:
+        """A span's ``name`` and ``kind`` fields."""
+        return _field(5, name.encode("utf-8")) + _T_KIND + _varint(_KIND[kind])
+
+    @staticmethod
+    def status(error: str) -> bytes:
+        """A span's ``status`` field: ERROR with ``error`` as its message."""
+        return _field(
+            15, _field(2, error.encode("utf-8")) + _varint(3 << 3) + _varint(_STATUS_ERROR)
+        )
 
     def _pair(self, key: str, value: AttrValue) -> bytes:
         # strings by key then value (no tuple per lookup); numbers with their type, as
@@ -126,7 +220,7 @@ class Encoder:
             parts.append(_T_PARENT + parent.to_bytes(8, "big"))
         head = self._heads.get((record.name, record.kind))
         if head is None:
-            head = _field(5, record.name.encode("utf-8")) + _T_KIND + _varint(_KIND[record.kind])
+            head = self.head(record.name, record.kind)
             if len(self._heads) >= _CACHE_LIMIT:
                 self._heads.clear()
             self._heads[(record.name, record.kind)] = head
@@ -141,11 +235,14 @@ class Encoder:
             else:
                 parts.append(pair(key, value))
         if record.error is not None:
-            status = (
-                _field(2, record.error.encode("utf-8")) + _varint(3 << 3) + _varint(_STATUS_ERROR)
-            )
-            parts.append(_field(15, status))
+            parts.append(self.status(record.error))
         return b"".join(parts)
+
+    def request_entries(self, entries: Sequence[bytes]) -> bytes:
+        """The serialized ``ExportTraceServiceRequest`` holding spans already written as
+        :func:`entry` values."""
+        scope_spans = _field(2, self._scope + b"".join(entries))
+        return _field(1, self._resource + scope_spans)
 
     def request(self, records: Sequence[SpanRecord]) -> bytes:
         """The serialized ``ExportTraceServiceRequest`` holding ``records``."""
