@@ -489,10 +489,10 @@ class ProductCatalog:
         return compiled
 
     def _schema_cache(self, folder: Path) -> SchemaCache:
-        key = str(folder)
-        cache = self._schemas.get(key)
+        # one cache for every product: its keys hold the schema itself, not where it lives
+        cache = self._schemas.get("")
         if cache is None:
-            cache = self._schemas[key] = SchemaCache(folder)
+            cache = self._schemas[""] = SchemaCache()
         return cache
 
 

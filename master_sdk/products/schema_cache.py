@@ -1,14 +1,15 @@
-"""Which JSON Schemas of a product were already found valid, kept beside its bytecode.
+"""Which JSON Schemas were already found valid, kept in the library's own cache.
 
 Compiling a flow checks every JSON Schema it declares against its metaschema. That check
 needs ``jsonschema``, whose import costs more than everything else a fresh ``master
 approve`` does; and the answer only changes when the schema, ``jsonschema`` or this library
-changes. So a schema found valid is remembered, in the product's ``__pycache__`` folder
-(where Python keeps the product's bytecode, and under the same rules: nothing is written
-when bytecode writing is off, a folder that cannot be written is left alone), under a key
-made of the schema's canonical JSON, this library's version and the installed
-``jsonschema`` and checking code. Any change to one of those gives a new key, which is
-checked again. Invalid schemas are never remembered: their error is raised every time.
+changes. So a schema found valid is remembered in a :class:`~master_sdk.config.file_cache.
+JsonCache` beside the library's bytecode (trusted only when it is the user's own, private,
+of this library version and with a matching checksum; written under ``-B`` too, and never
+in the project's folders), under a key made of the schema's canonical JSON, this library's
+version and the installed ``jsonschema`` and checking code. Any change to one of those gives
+a new key, which is checked again. Invalid schemas are never remembered: their error is
+raised every time.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import hashlib
 import importlib.util
 import json
 import os
-import sys
 import threading
 from collections.abc import Mapping
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from master_sdk.config.file_cache import JsonCache, beside_bytecode
+
 CACHE_FILE = "master_sdk-valid-schemas.json"
-_FORMAT = 1
+_FORMAT = 2
 _MAX_KEYS = 512
 
 
@@ -47,18 +48,26 @@ def _environment() -> str:
 
 
 class SchemaCache:
-    """Remembered valid schemas of one product folder (see the module docstring)."""
+    """Remembered valid schemas (see the module docstring); one per process is enough."""
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "__pycache__" / CACHE_FILE
-        self._keys: set[str] | None = None
+    def __init__(self, path: os.PathLike[str] | str | None = None) -> None:
+        self._cache = JsonCache(
+            beside_bytecode(__file__, CACHE_FILE) if path is None else Path(path),
+            max_entries=_MAX_KEYS,
+        )
         self._env: str | None = None
         self._lock = threading.Lock()
 
+    @property
+    def path(self) -> Path:
+        """The cache file."""
+        return self._cache.path
+
     def key(self, schema: Mapping[str, Any]) -> str | None:
         """The cache key of a schema (None when it cannot be serialised canonically)."""
-        if self._env is None:
-            self._env = _environment()
+        with self._lock:
+            if self._env is None:
+                self._env = _environment()
         try:
             text = json.dumps(schema, sort_keys=True, separators=(",", ":"), default=repr)
         except (TypeError, ValueError):
@@ -67,37 +76,8 @@ class SchemaCache:
 
     def known(self, key: str) -> bool:
         """Whether the schema with ``key`` was found valid before."""
-        with self._lock:
-            if self._keys is None:
-                self._keys = self._read()
-            return key in self._keys
+        return self._cache.get(key) is True
 
     def remember(self, key: str) -> None:
         """Record a schema found valid (written at once, atomically; best effort)."""
-        with self._lock:
-            if self._keys is None:
-                self._keys = self._read()
-            if key in self._keys:
-                return
-            self._keys.add(key)
-            if sys.dont_write_bytecode:
-                return
-            keys = sorted(self._keys)[-_MAX_KEYS:]
-            temp = self.path.with_name(f"{CACHE_FILE}.{os.getpid()}.{threading.get_ident()}")
-            try:
-                self.path.parent.mkdir(exist_ok=True)
-                temp.write_text(json.dumps({"format": _FORMAT, "valid": keys}), encoding="utf-8")
-                os.replace(temp, self.path)
-            except OSError:
-                with suppress(OSError):
-                    temp.unlink(missing_ok=True)
-
-    def _read(self) -> set[str]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return set()
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            return set()
-        valid = data.get("valid")
-        return {k for k in valid if isinstance(k, str)} if isinstance(valid, list) else set()
+        self._cache.put(key, True)

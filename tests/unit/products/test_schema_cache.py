@@ -1,5 +1,6 @@
-"""Schemas found valid are remembered beside the product's bytecode: a fresh process that
-compiles the same flow again does not import jsonschema; any change is checked again."""
+"""Schemas found valid are remembered in the library's cache: a fresh process that compiles
+the same flow again does not import jsonschema; any change is checked again. Each test's
+processes keep the library's caches under their own ``pycache_prefix``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import master_sdk.products.schema_cache as schema_cache
 from master_sdk.errors import FlowError
 from master_sdk.products.schema_cache import CACHE_FILE
 from tests.conftest import Project
@@ -41,7 +43,7 @@ def _compile_in_a_fresh_process(root: Path, *, bytecode: bool = True) -> bool:
     if not bytecode:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
     done = subprocess.run(
-        [sys.executable, "-c", COMPILE, str(root)],
+        [sys.executable, "-X", f"pycache_prefix={_prefix(root)}", "-c", COMPILE, str(root)],
         capture_output=True,
         text=True,
         env=env,
@@ -52,15 +54,26 @@ def _compile_in_a_fresh_process(root: Path, *, bytecode: bool = True) -> bool:
     return done.stdout.strip().splitlines()[-1] == "True"
 
 
+def _prefix(root: Path) -> Path:
+    return root.parent / "pycache"
+
+
 def _cache(project: Project) -> Path:
-    return project.root / "products" / "demo" / "__pycache__" / CACHE_FILE
+    folder = os.path.dirname(os.path.abspath(schema_cache.__file__))
+    return _prefix(project.root) / folder.lstrip(os.sep) / CACHE_FILE
+
+
+def _valid(project: Project) -> list[str]:
+    entries = json.loads(_cache(project).read_text())["entries"]
+    return [k for k, v in entries.items() if v is True]
 
 
 def test_a_valid_schema_is_checked_once_then_remembered(project: Project) -> None:
     """First process: checks (imports jsonschema) and writes the cache; second: neither."""
     project.flow("ask", FLOW % 10)
     assert _compile_in_a_fresh_process(project.root) is True
-    assert len(json.loads(_cache(project).read_text())["valid"]) == 1
+    assert len(_valid(project)) == 1
+    assert not (project.root / "products" / "demo" / "__pycache__").exists()
     assert _compile_in_a_fresh_process(project.root) is False
 
 
@@ -70,14 +83,15 @@ def test_a_changed_schema_is_checked_again(project: Project) -> None:
     _compile_in_a_fresh_process(project.root)
     project.flow("ask", FLOW % 20)
     assert _compile_in_a_fresh_process(project.root) is True
-    assert len(json.loads(_cache(project).read_text())["valid"]) == 2
+    assert len(_valid(project)) == 2
 
 
-def test_nothing_is_written_when_bytecode_writing_is_off(project: Project) -> None:
-    """PYTHONDONTWRITEBYTECODE: the cache obeys the same rule as Python's bytecode."""
+def test_the_cache_serves_processes_without_bytecode(project: Project) -> None:
+    """PYTHONDONTWRITEBYTECODE=1 (set everywhere on many machines) keeps .pyc files away,
+    not this cache: the second process does not import jsonschema either."""
     project.flow("ask", FLOW % 10)
     assert _compile_in_a_fresh_process(project.root, bytecode=False) is True
-    assert not _cache(project).exists()
+    assert _compile_in_a_fresh_process(project.root, bytecode=False) is False
 
 
 def test_an_invalid_schema_is_never_remembered(project: Project) -> None:
@@ -88,14 +102,17 @@ def test_an_invalid_schema_is_never_remembered(project: Project) -> None:
         with pytest.raises(FlowError, match="invalid JSON Schema"):
             wb.flow("demo/ask")
         wb.close()
+    for _ in range(2):  # fresh processes with their own cache: raised, nothing remembered
+        with pytest.raises(AssertionError, match="invalid JSON Schema"):
+            _compile_in_a_fresh_process(project.root)
     if _cache(project).exists():
-        assert json.loads(_cache(project).read_text())["valid"] == []
+        assert _valid(project) == []
 
 
 def test_a_corrupt_cache_file_is_ignored(project: Project) -> None:
     """A cache file that is not what it should be is read as empty: the check runs."""
     project.flow("ask", FLOW % 10)
-    _cache(project).parent.mkdir(exist_ok=True)
+    _cache(project).parent.mkdir(parents=True, exist_ok=True)
     _cache(project).write_text("not json", encoding="utf-8")
     assert _compile_in_a_fresh_process(project.root) is True
     assert _compile_in_a_fresh_process(project.root) is False
