@@ -71,9 +71,7 @@ class DirectSpanBuilder(SpanTree[bytes]):
 
     Args:
         encoder: the request encoder (its attribute cache is shared).
-        semconv: ``latest``, ``legacy`` or ``both`` (:mod:`.semconv`).
-        capture_content: add run inputs/outputs and step outputs (redacted).
-        scrub: the workbench's redaction, applied to every free text that leaves.
+        semconv, capture_content, scrub: as :class:`~.spans.SpanTree` takes them.
     """
 
     def __init__(
@@ -180,9 +178,7 @@ class DirectSpanBuilder(SpanTree[bytes]):
                     f"execute_tool {tool}",
                     "internal",
                     {
-                        "master.step_id": step_id,
-                        "master.step.type": step_type,
-                        "master.step.attempt": step.attempt,
+                        **self._step_attrs(step_id, step_type, step.attempt),
                         sc.OPERATION: "execute_tool",
                         sc.TOOL_NAME: tool,
                         sc.TOOL_TYPE: "function",
@@ -239,13 +235,9 @@ class DirectSpanBuilder(SpanTree[bytes]):
     def _chat_const(self, key: tuple[Any, ...]) -> bytes:
         (kind, step_id, step_type, attempt, name, model, provider, response, finish,
          estimated, unknown) = key  # fmt: skip
-        attrs: dict[str, Any] = {
-            "master.step_id": step_id,
-            "master.step.type": step_type,
-            "master.step.attempt": attempt,
-            sc.OPERATION: "chat",
-            "master.model": name,
-        }
+        attrs: dict[str, Any] = self._step_attrs(step_id, step_type, attempt)
+        attrs[sc.OPERATION] = "chat"
+        attrs["master.model"] = name
         self.sc.provider(attrs, provider)
         attrs[sc.REQUEST_MODEL] = model
         attrs[sc.RESPONSE_MODEL] = response
@@ -320,12 +312,8 @@ class DirectSpanBuilder(SpanTree[bytes]):
 
     def _step_const(self, key: tuple[Any, ...]) -> bytes:
         step_id, step_type, attempt, status, decision = key[1:6]
-        attrs: dict[str, Any] = {
-            "master.step_id": step_id,
-            "master.step.type": step_type,
-            "master.step.attempt": attempt,
-            "master.step.status": status,
-        }
+        attrs: dict[str, Any] = self._step_attrs(step_id, step_type, attempt)
+        attrs["master.step.status"] = status
         if decision:
             attrs["master.approval.decision"] = decision
         if step_type != "agent":

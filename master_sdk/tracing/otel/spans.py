@@ -332,6 +332,29 @@ class SpanTree(Generic[SpanT]):
         """The attributes every span of a run starts with."""
         return {"master.run_id": run.run_id, "master.product": run.product, "master.flow": run.flow}
 
+    @staticmethod
+    def _step_attrs(step_id: str, step_type: str, attempt: int) -> dict[str, AttrValue]:
+        """The attributes a step span and its calls add to :meth:`_base`."""
+        return {
+            "master.step_id": step_id,
+            "master.step.type": step_type,
+            "master.step.attempt": attempt,
+        }
+
+    @staticmethod
+    def _step_base(
+        run: RunInfo, step_id: str, step_type: str, attempt: int
+    ) -> dict[str, AttrValue]:
+        """:meth:`_base` and :meth:`_step_attrs` in one dictionary (one call, not two)."""
+        return {
+            "master.run_id": run.run_id,
+            "master.product": run.product,
+            "master.flow": run.flow,
+            "master.step_id": step_id,
+            "master.step.type": step_type,
+            "master.step.attempt": attempt,
+        }
+
     def _step(
         self,
         state: _RunState,
@@ -390,12 +413,7 @@ class SpanTree(Generic[SpanT]):
 
 class SpanBuilder(SpanTree[SpanRecord]):
     """Builds the spans that end in each batch of a run's events as :class:`SpanRecord`
-    values (see :class:`SpanTree` and the module docstring).
-
-    Args:
-        semconv: ``latest``, ``legacy`` or ``both`` (:mod:`.semconv`).
-        capture_content: add run inputs/outputs and step outputs (redacted).
-        scrub: the workbench's redaction, applied to every free text that leaves.
+    values (see :class:`SpanTree`, whose arguments it takes, and the module docstring).
     """
 
     def _call_span(
@@ -406,10 +424,7 @@ class SpanBuilder(SpanTree[SpanRecord]):
         step: _OpenStep,
         event: EventLike,
     ) -> SpanRecord:
-        attrs = self._base(run)
-        attrs["master.step_id"] = step_id
-        attrs["master.step.type"] = event.step_type or step.step_type or ""
-        attrs["master.step.attempt"] = step.attempt
+        attrs = self._step_base(run, step_id, event.step_type or step.step_type or "", step.attempt)
         attrs["master.event.seq"] = event.seq
         extra = event.attrs or {}
         error: str | None = None
@@ -471,11 +486,8 @@ class SpanBuilder(SpanTree[SpanRecord]):
         event: EventLike,
         known: Starts,
     ) -> SpanRecord:
-        attrs = self._base(run)
         step_type = event.step_type or step.step_type or ""
-        attrs["master.step_id"] = step_id
-        attrs["master.step.type"] = step_type
-        attrs["master.step.attempt"] = step.attempt
+        attrs = self._step_base(run, step_id, step_type, step.attempt)
         extra = event.attrs or {}
         status = event.status or ("interrupted" if event.event == "run_interrupted" else "")
         if event.event == "policy_violation":
