@@ -55,7 +55,7 @@ def as_role(role: str, run: RunRecord, changes: Changes, *, new: bool) -> Change
 
 IDENTITY_SCHEMA_VERSION = 1
 
-GUARD = """
+_GUARD_FUNCTION = """
 CREATE OR REPLACE FUNCTION master_actor_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     actor text;
@@ -88,31 +88,23 @@ BEGIN
         session_user, coalesce(actor, 'nobody'), TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege';
 END $$;
-DROP TRIGGER IF EXISTS runs_actor_insert ON runs;
-CREATE TRIGGER runs_actor_insert BEFORE INSERT ON runs FOR EACH ROW
-    WHEN (NEW.created_by IS DISTINCT FROM session_user::text)
+"""
+# the column each guarded table records its actor in
+_ACTOR_COLUMNS = (("runs", "created_by"), ("approvals", "by_"), ("user_inputs", "by_"))
+_TRIGGERS = """\
+DROP TRIGGER IF EXISTS {table}_actor_insert ON {table};
+CREATE TRIGGER {table}_actor_insert BEFORE INSERT ON {table} FOR EACH ROW
+    WHEN (NEW.{column} IS DISTINCT FROM session_user::text)
     EXECUTE FUNCTION master_actor_guard();
-DROP TRIGGER IF EXISTS runs_actor_update ON runs;
-CREATE TRIGGER runs_actor_update BEFORE UPDATE OF created_by ON runs FOR EACH ROW
-    WHEN (NEW.created_by IS DISTINCT FROM OLD.created_by)
-    EXECUTE FUNCTION master_actor_guard();
-DROP TRIGGER IF EXISTS approvals_actor_insert ON approvals;
-CREATE TRIGGER approvals_actor_insert BEFORE INSERT ON approvals FOR EACH ROW
-    WHEN (NEW.by_ IS DISTINCT FROM session_user::text)
-    EXECUTE FUNCTION master_actor_guard();
-DROP TRIGGER IF EXISTS approvals_actor_update ON approvals;
-CREATE TRIGGER approvals_actor_update BEFORE UPDATE OF by_ ON approvals FOR EACH ROW
-    WHEN (NEW.by_ IS DISTINCT FROM OLD.by_)
-    EXECUTE FUNCTION master_actor_guard();
-DROP TRIGGER IF EXISTS user_inputs_actor_insert ON user_inputs;
-CREATE TRIGGER user_inputs_actor_insert BEFORE INSERT ON user_inputs FOR EACH ROW
-    WHEN (NEW.by_ IS DISTINCT FROM session_user::text)
-    EXECUTE FUNCTION master_actor_guard();
-DROP TRIGGER IF EXISTS user_inputs_actor_update ON user_inputs;
-CREATE TRIGGER user_inputs_actor_update BEFORE UPDATE OF by_ ON user_inputs FOR EACH ROW
-    WHEN (NEW.by_ IS DISTINCT FROM OLD.by_)
+DROP TRIGGER IF EXISTS {table}_actor_update ON {table};
+CREATE TRIGGER {table}_actor_update BEFORE UPDATE OF {column} ON {table} FOR EACH ROW
+    WHEN (NEW.{column} IS DISTINCT FROM OLD.{column})
     EXECUTE FUNCTION master_actor_guard();
 """
+# the function, then an insert and an update trigger on each table
+GUARD = _GUARD_FUNCTION + "".join(
+    _TRIGGERS.format(table=table, column=column) for table, column in _ACTOR_COLUMNS
+)
 
 
 def ensure_guard(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
