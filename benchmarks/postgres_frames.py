@@ -26,10 +26,8 @@ seconds, peak RSS) and the load average to stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +36,13 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.trace_frames import COMPLETED, _chunks, _generate, _json  # noqa: E402
+from benchmarks.trace_frames import (  # noqa: E402
+    COMPLETED,
+    _chunks,
+    _generate,
+    _json,
+    run_child,
+)
 
 RUN_COLUMNS = (
     "pk, run_id, product, flow, status, version, cursor, created_us, updated_us, flow_hash, "
@@ -92,14 +96,6 @@ def fill(url: str, n_events: int, *, seed: int = 7) -> int:
 # The child: one measurement; prints one JSON line: wall and CPU seconds, rows, peak RSS
 # (VmHWM) and RSS just before the call, in MiB.
 CHILD = """
-import json, sys, time
-
-def rss(key):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-
 root, url, what = sys.argv[1:4]
 import os
 import pandas as pd
@@ -164,18 +160,7 @@ MEASURED = {"wb.traces() (COPY)": "copy", "rows (fetchall)": "fetchall", "pandas
 
 def measure(url: str, what: str) -> dict[str, float]:
     """One measurement in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(REPO_ROOT), url, what],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"the {what} measurement failed:\n{done.stderr}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_child(CHILD, url, what)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -259,7 +259,8 @@ def fill_rows(path: Path, n_events: int, *, seed: int = 7) -> int:
 # The child: one measurement of ``wb.traces()`` or of ``pandas.read_sql``; it prints one JSON
 # line: wall and CPU seconds, rows, peak RSS (VmHWM) and RSS just before the call, in MiB.
 # CPU time is reported beside wall time because a shared machine makes wall time noisy.
-CHILD = """
+# What every child script begins with: its imports and the ``rss`` reader.
+CHILD_START = """
 import json, sys, time
 
 def rss(key):
@@ -267,7 +268,8 @@ def rss(key):
         for line in status:
             if line.startswith(key):
                 return int(line.split()[1]) / 1024
-
+"""
+CHILD = """
 root, store, what = sys.argv[1:4]
 import pandas as pd
 if what == "traces":
@@ -295,15 +297,24 @@ MEASURED = {"wb.traces()": "traces", "pandas.read_sql": "read_sql"}
 def measure(what: str, store: Path) -> dict[str, float]:
     """Run one measurement (``traces`` of ``store``, or ``read_sql`` of its baseline table,
     :func:`baseline_path`) in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     target = store if what == "traces" else baseline_path(store)
+    return run_child(CHILD, str(target), what)
+
+
+def run_child(script: str, target: str, what: str) -> dict[str, float]:
+    """Run a child ``script`` after :data:`CHILD_START` (``python -c``, with the repository
+    on the path and ``REPO_ROOT target what`` as its arguments); the JSON line it prints
+    last."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(REPO_ROOT), str(target), what],
-        check=True,
+        [sys.executable, "-c", CHILD_START + script, str(REPO_ROOT), target, what],
+        check=False,
         capture_output=True,
         text=True,
         env=env,
     )
+    if done.returncode != 0:
+        raise SystemExit(f"the {what} measurement failed:\n{done.stderr}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
