@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.otel_instructions import counted
+
 WARM_UP = 30
 
 
@@ -84,14 +86,6 @@ def child_burr(runs: int) -> None:
         subprocess.run(["callgrind_control", "-d", "runs", pid], check=True, capture_output=True)
         persister.cleanup()  # type: ignore[no-untyped-call]  # unannotated in Burr
         print(f"statements {counted.statements} commits {counted.commits} (all synced)")
-
-
-def counted(path: Path) -> int:
-    """Instructions in the dump made after the counted runs."""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("summary:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no summary in {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
