@@ -364,14 +364,20 @@ def _child(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
-def _spawn(row: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks.experiments_bench", "--child", row,
+def spawn_row(module: str, row: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Measure ``row`` in a fresh interpreter (``python -m module --child row`` with the
+    size arguments of ``args``); what its last output line says (JSON)."""
+    command = [sys.executable, "-m", module, "--child", row,
                "--workdir", str(work), "--cases", str(args.cases),
                "--concurrency", str(args.concurrency), "--latency", str(args.latency)]  # fmt: skip
-    print(f"... {row}", file=sys.stderr, flush=True)
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def _spawn(row: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    print(f"... {row}", file=sys.stderr, flush=True)
+    return spawn_row("benchmarks.experiments_bench", row, work, args)
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -107,14 +106,10 @@ def row(work: Path, store: str, n: int, concurrency: int, latency: float) -> dic
 
 
 def _spawn(store: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    command = [
-        sys.executable, "-m", "benchmarks.postgres_experiments", "--child", store,
-        "--workdir", str(work), "--cases", str(args.cases),
-        "--concurrency", str(args.concurrency), "--latency", str(args.latency),
-    ]  # fmt: skip
+    from benchmarks.experiments_bench import spawn_row
+
     load = os.getloadavg()[0]
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = spawn_row("benchmarks.postgres_experiments", store, work, args)
     result["load_1m"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     return result
 
