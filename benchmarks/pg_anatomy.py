@@ -19,10 +19,8 @@ each side's processes ran and waited for a CPU.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -35,61 +33,37 @@ from urllib.parse import urlsplit
 
 class TurnProxy:
     """Counts the client's turns (bursts of bytes to the server after an answer) and the
-    server's, over every connection made through it."""
+    server's, over every connection made through it (a :class:`~tests.support.relay.Relay`
+    watching what it forwards)."""
 
     def __init__(self) -> None:
         self.client_turns = 0
         self.server_turns = 0
         self._lock = threading.Lock()
+        # per connection: whether the client spoke last (the server "spoke" first, so the
+        # first client bytes are a turn)
+        self._client_last: dict[int, bool] = {}
 
-    def _pump(
-        self, src: socket.socket, dst: socket.socket, from_client: bool, last: list[bool]
-    ) -> None:
-        try:
-            while data := src.recv(65536):
-                with self._lock:
-                    if last[0] is not from_client:
-                        last[0] = from_client
-                        if from_client:
-                            self.client_turns += 1
-                        else:
-                            self.server_turns += 1
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+    def _observe(self, number: int, from_client: bool, data: bytes) -> None:
+        with self._lock:
+            if self._client_last.get(number, False) is not from_client:
+                self._client_last[number] = from_client
+                if from_client:
+                    self.client_turns += 1
+                else:
+                    self.server_turns += 1
 
     @contextmanager
     def serve(self, url: str) -> Iterator[str]:
-        """A URL reaching ``url``'s server through this proxy."""
+        """A URL reaching ``url``'s server (on loopback) through this proxy."""
+        from tests.support.relay import Relay
+
         parts = urlsplit(url)
-        listener = socket.create_server(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-
-        def accept() -> None:
-            while True:
-                try:
-                    client, _ = listener.accept()
-                except OSError:
-                    return
-                server = socket.create_connection((parts.hostname, parts.port))
-                for s in (client, server):
-                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                last = [False]  # the server spoke last (the first client bytes are a turn)
-                for a, b, c in ((client, server, True), (server, client, False)):
-                    threading.Thread(target=self._pump, args=(a, b, c, last), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
-        try:
+        with Relay(int(parts.port or 5432), observe=self._observe) as relay:
             yield (
-                f"postgresql://{parts.username}@127.0.0.1:{port}{parts.path}"
+                f"postgresql://{parts.username}@127.0.0.1:{relay.port}{parts.path}"
                 "?sslmode=disable&gssencmode=disable"
             )
-        finally:
-            listener.close()
 
 
 _EXECUTED = re.compile(r"duration: ([0-9.]+) ms  (?:execute [^:]*|statement):")

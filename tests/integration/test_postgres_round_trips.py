@@ -4,8 +4,6 @@ counted by a loopback proxy between the store and the server, which counts the s
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import struct
 import threading
 from collections.abc import Iterator
@@ -16,67 +14,44 @@ from master_sdk.memory.postgres import PostgresStore
 from master_sdk.memory.store import ApprovalRecord, Changes, StepAttempt
 from tests.contract.test_store_contract import TS, advance, event, start
 from tests.support import postgres
+from tests.support.relay import Relay
 
 
 class Counter:
+    """Counts the server's ReadyForQuery ('Z') messages, parsed per connection."""
+
     def __init__(self) -> None:
         self.ready = 0
         self.lock = threading.Lock()
+        self._pending: dict[int, bytes] = {}
 
-
-def _pump(src: socket.socket, dst: socket.socket, counter: Counter | None) -> None:
-    """Copy bytes; on the server's side, count ReadyForQuery ('Z') messages."""
-    pending = b""
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-            if counter is None:
-                continue
-            pending += data
-            while len(pending) >= 5:
-                kind, size = pending[:1], struct.unpack("!I", pending[1:5])[0]
-                if len(pending) < 1 + size:
-                    break
-                if kind == b"Z":
-                    with counter.lock:
-                        counter.ready += 1
-                pending = pending[1 + size :]
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
+    def observe(self, number: int, from_client: bool, data: bytes) -> None:
+        if from_client:
+            return
+        pending = self._pending.get(number, b"") + data
+        while len(pending) >= 5:
+            kind, size = pending[:1], struct.unpack("!I", pending[1:5])[0]
+            if len(pending) < 1 + size:
+                break
+            if kind == b"Z":
+                with self.lock:
+                    self.ready += 1
+            pending = pending[1 + size :]
+        self._pending[number] = pending
 
 
 @contextmanager
 def proxy(url: str) -> Iterator[tuple[str, Counter]]:
-    """A URL reaching ``url``'s server through a counting proxy (no TLS, no GSS, so every
+    """A URL reaching ``url``'s server through a counting relay (no TLS, no GSS, so every
     byte from the server is a typed protocol message)."""
     parts = urlsplit(url)
     counter = Counter()
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def accept() -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection((parts.hostname, parts.port))
-            for a, b, c in ((client, server, None), (server, client, counter)):
-                threading.Thread(target=_pump, args=(a, b, c), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
+    with Relay(int(parts.port or 5432), observe=counter.observe) as relay:
         yield (
-            f"postgresql://{parts.username}@127.0.0.1:{port}{parts.path}"
+            f"postgresql://{parts.username}@127.0.0.1:{relay.port}{parts.path}"
             "?sslmode=disable&gssencmode=disable",
             counter,
         )
-    finally:
-        listener.close()
 
 
 def test_a_step_commit_and_a_load_are_one_round_trip_each() -> None:

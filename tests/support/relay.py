@@ -1,21 +1,27 @@
 """A TCP relay on a loopback port for the tests: forwards every connection to a target
 port, and :meth:`Relay.cut` drops all of them at once (both sockets shut and closed), as a
 pooler, load balancer or firewall dropping idle connections does. New connections are
-relayed as before."""
+relayed as before. An ``observe`` callback sees every chunk relayed, to count what crosses
+(round trips, protocol messages)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
+
+# observe(connection number, whether the chunk came from the client, the chunk)
+Observer = Callable[[int, bool, bytes], None]
 
 
 class Relay:
     """Forwards ``127.0.0.1:port`` to ``127.0.0.1:target``."""
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, observe: Observer | None = None) -> None:
         self.target = target
+        self.observe = observe
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._lock = threading.Lock()
@@ -31,11 +37,32 @@ class Relay:
             except OSError:
                 return  # closed
             upstream = socket.create_connection(("127.0.0.1", self.target))
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._open += [client, upstream]
                 self.accepted += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+                number = self.accepted
+            for a, b, from_client in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(a, b, number, from_client), daemon=True
+                ).start()
+
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, number: int, from_client: bool
+    ) -> None:
+        observe = self.observe
+        try:
+            while data := source.recv(65536):
+                if observe is not None:
+                    observe(number, from_client, data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def cut(self) -> int:
         """Drop every relayed connection; returns how many there were."""
@@ -62,14 +89,3 @@ class Relay:
     ) -> None:
         self.close()
 
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
