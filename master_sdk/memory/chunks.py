@@ -1,4 +1,5 @@
-"""Trace events on disk (schema version 2): one ``trace_chunks`` row per commit.
+"""Trace events on disk (schema version 2, keyed by row id since 8): one ``trace_chunks``
+row per commit.
 
 A commit's events are one row. ``data`` holds one fixed-width little-endian record per
 event (:data:`EVENT`, 23 bytes), in ``seq`` order; ``metrics`` one :data:`METRICS` record
@@ -56,23 +57,29 @@ from master_sdk.tracing.events import (
 
 __all__ = [
     "CHUNKS_DDL",
+    "CHUNKS_DDL_V2",
     "EVENT",
     "INSERT_CHUNK",
+    "INSERT_CHUNK_V2",
     "MAX_CHUNK",
     "METRICS",
     "NAMES_DDL",
     "NO_CODE",
     "NO_NAME",
     "NO_TOKENS",
+    "RUN_BITS",
+    "RUN_CHUNKS",
     "Chunk",
     "NewNames",
     "attrs_text",
+    "chunk_id",
     "chunk_rows",
     "coded",
     "named",
     "pack",
     "read_names",
     "run_events",
+    "run_range",
     "unpack",
     "used_codes",
 ]
@@ -88,6 +95,23 @@ MAX_CHUNK = 1024
 
 CHUNKS_DDL = """
 CREATE TABLE trace_chunks (
+    id INTEGER PRIMARY KEY,
+    run_pk INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    metrics BLOB,
+    attrs TEXT
+)
+"""
+"""Schema version 8: a chunk's row id is :func:`chunk_id` of its run and first event, so
+a run's chunks are one range of row ids in ``seq`` order and the chunks of the run being
+written go to the right edge of the table's B-tree, where SQLite appends a row by writing
+the last leaf (and, when it is full, one new leaf and its parent) without rebalancing
+its neighbours; no second index is kept. Version 2 keyed the table by
+``(run_pk, first_seq)`` WITHOUT ROWID (:data:`CHUNKS_DDL_V2`)."""
+CHUNKS_DDL_V2 = """
+CREATE TABLE trace_chunks (
     run_pk INTEGER NOT NULL,
     first_seq INTEGER NOT NULL,
     n INTEGER NOT NULL,
@@ -97,6 +121,9 @@ CREATE TABLE trace_chunks (
     PRIMARY KEY (run_pk, first_seq)
 ) WITHOUT ROWID
 """
+RUN_BITS = 32
+"""A chunk's row id is ``run_pk << RUN_BITS | first_seq`` (``seq`` is an int32 of the
+event record, never negative)."""
 NAMES_DDL = """
 CREATE TABLE trace_names (
     code INTEGER PRIMARY KEY,
@@ -104,8 +131,32 @@ CREATE TABLE trace_names (
 )
 """
 INSERT_CHUNK = (
+    "INSERT INTO trace_chunks (id, run_pk, first_seq, n, data, metrics, attrs) "  # noqa: S608  # constants
+    f"VALUES ((?1 << {RUN_BITS}) | ?2, ?1, ?2, ?3, ?4, ?5, ?6)"
+)
+"""Parameters: run_pk, first_seq, n, data, metrics, attrs (a :data:`Chunk`)."""
+INSERT_CHUNK_V2 = (
     "INSERT INTO trace_chunks (run_pk, first_seq, n, data, metrics, attrs) VALUES (?,?,?,?,?,?)"
 )
+
+
+def run_range(pk: str, table: str = "") -> str:
+    """An SQL condition: the chunk's row id (``table.id``) is in the range of the run whose
+    pk is the SQL expression ``pk``."""
+    return (
+        f"{table}{'.' if table else ''}id BETWEEN ({pk} << {RUN_BITS}) AND "
+        f"({pk} << {RUN_BITS}) + {(1 << RUN_BITS) - 1}"
+    )
+
+
+RUN_CHUNKS = run_range("?1")
+"""The ``WHERE`` condition selecting the chunks of the run whose pk is ``?1``, by row id."""
+
+
+def chunk_id(run_pk: int, first_seq: int) -> int:
+    """The row id of a run's chunk starting at ``first_seq`` (see :data:`CHUNKS_DDL`)."""
+    return run_pk << RUN_BITS | first_seq
+
 
 # run_pk, first_seq, n, data, metrics, attrs
 Chunk = tuple[int, int, int, bytes, bytes | None, str | None]
@@ -330,7 +381,7 @@ def run_events(conn: sqlite3.Connection, pk: int, names: Mapping[int, str]) -> l
     """Every event of one run, in ``seq`` order."""
     events: list[EventRow] = []
     for data, metrics, attrs in conn.execute(
-        "SELECT data, metrics, attrs FROM trace_chunks WHERE run_pk = ? ORDER BY first_seq",
+        f"SELECT data, metrics, attrs FROM trace_chunks WHERE {RUN_CHUNKS} ORDER BY id",  # noqa: S608  # a constant
         (pk,),
     ):
         events.extend(unpack(data, metrics, attrs, names))

@@ -11,7 +11,8 @@ skip, beside ``steps``, which keeps the latest attempt of each step; 4, the expe
 tables; 5, an index on ``runs.status`` and ``reservations`` (review); 6, the vector
 memory tables ``vector_collections`` and ``vectors`` (:mod:`master_sdk.memory.sqlite_vectors`);
 7, a run's lineage: ``runs.parent_run_id`` and ``runs.forked_at`` (a fork's parent run and
-fork step).
+fork step); 8, ``trace_chunks`` keyed by a row id made of its run and first event
+(:data:`~master_sdk.memory.chunks.CHUNKS_DDL`: fewer pages written per commit).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 from master_sdk.errors import StoreError
 from master_sdk.memory.chunks import (
     CHUNKS_DDL,
-    INSERT_CHUNK,
+    CHUNKS_DDL_V2,
+    INSERT_CHUNK_V2,
     MAX_CHUNK,
     NAMES_DDL,
+    RUN_BITS,
     Chunk,
     NewNames,
     pack,
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 
     from master_sdk.tracing.events import EventRow
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 PAGE_SIZE = 2048
 """Page size of new stores. A commit writes every page it touches to the WAL (and a
@@ -138,7 +141,7 @@ def trace_chunks_v2(conn: sqlite3.Connection) -> None:
     (redacted when written), joined into each chunk's JSON array.
     """
     conn.execute(NAMES_DDL)
-    conn.execute(CHUNKS_DDL)
+    conn.execute(CHUNKS_DDL_V2)
     codes = NewNames(conn, {}, _same)
     rows = conn.execute(
         "SELECT run_pk, seq, ts_us, event, step_id, step_type, name, status, duration_ms, "
@@ -150,9 +153,9 @@ def trace_chunks_v2(conn: sqlite3.Connection) -> None:
         for start in range(0, len(events), MAX_CHUNK):
             chunks.append(_v1_chunk(pk, events[start : start + MAX_CHUNK], codes))
         if len(chunks) >= 1000:
-            conn.executemany(INSERT_CHUNK, chunks)
+            conn.executemany(INSERT_CHUNK_V2, chunks)
             chunks.clear()
-    conn.executemany(INSERT_CHUNK, chunks)
+    conn.executemany(INSERT_CHUNK_V2, chunks)
     conn.execute("DROP TABLE trace")
 
 
@@ -235,7 +238,22 @@ MIGRATIONS: dict[int, Migration] = {
     4: reviews_v5,
     5: lambda conn: vector_tables_v6(conn),
     6: run_lineage_v7,
+    7: lambda conn: trace_chunk_ids_v8(conn),
 }
+
+
+def trace_chunk_ids_v8(conn: sqlite3.Connection) -> None:
+    """Version 7 -> 8: ``trace_chunks`` becomes a table keyed by row id
+    ``run_pk << 32 | first_seq`` (:data:`~master_sdk.memory.chunks.CHUNKS_DDL`) instead of
+    WITHOUT ROWID on ``(run_pk, first_seq)``: every chunk is copied as it is, in key order."""
+    conn.execute("ALTER TABLE trace_chunks RENAME TO trace_chunks_v7")
+    conn.execute(CHUNKS_DDL)
+    conn.execute(
+        "INSERT INTO trace_chunks (id, run_pk, first_seq, n, data, metrics, attrs) "  # noqa: S608  # a constant
+        f"SELECT (run_pk << {RUN_BITS}) | first_seq, run_pk, first_seq, n, data, metrics, "
+        "attrs FROM trace_chunks_v7 ORDER BY run_pk, first_seq"
+    )
+    conn.execute("DROP TABLE trace_chunks_v7")
 
 
 def experiments_v4(conn: sqlite3.Connection) -> None:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from master_sdk.memory.chunks import RUN_CHUNKS, run_range
 from master_sdk.memory.retention import PruneReport, report
 
 if TYPE_CHECKING:
@@ -42,11 +43,11 @@ def prune(
     doomed = json.dumps(pks)
     counts = conn.execute(
         # every attempt: the latest (steps) and the superseded ones not copies of them
-        "SELECT (SELECT count(*) FROM steps WHERE run_pk IN (SELECT value FROM json_each(?1))) "
+        "SELECT (SELECT count(*) FROM steps WHERE run_pk IN (SELECT value FROM json_each(?1))) "  # noqa: S608  # a constant
         "+ (SELECT count(*) FROM step_attempts a WHERE a.run_pk IN (SELECT value FROM "
         "json_each(?1)) AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_pk = a.run_pk AND "
         "s.step_id = a.step_id AND s.attempt = a.attempt)), (SELECT coalesce(sum(n), 0) "
-        "FROM trace_chunks WHERE run_pk IN (SELECT value FROM json_each(?1))), "
+        f"FROM trace_chunks JOIN json_each(?1) ON {run_range('value', 'trace_chunks')}), "
         "(SELECT count(*) FROM approvals WHERE run_pk IN "
         "(SELECT value FROM json_each(?1))), (SELECT count(*) FROM user_inputs WHERE run_pk "
         "IN (SELECT value FROM json_each(?1)))",
@@ -55,6 +56,9 @@ def prune(
     if not dry_run and pks:
         for table in (*_CHILDREN, "runs"):
             key = "pk" if table == "runs" else "run_pk"
+            if table == "trace_chunks":  # a run's chunks are a range of row ids
+                _delete_chunks(conn, pks)
+                continue
             conn.execute(
                 f"DELETE FROM {table} WHERE {key} IN (SELECT value FROM json_each(?))",  # noqa: S608  # constant names
                 (doomed,),
@@ -70,3 +74,7 @@ def prune(
         inputs=int(counts[3]),
         kept=int(kept_row[0]),
     )
+
+
+def _delete_chunks(conn: sqlite3.Connection, pks: Sequence[int]) -> None:
+    conn.executemany(f"DELETE FROM trace_chunks WHERE {RUN_CHUNKS}", [(pk,) for pk in pks])  # noqa: S608  # a constant

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from master_sdk.errors import NotFound, StoreBusy, StoreError
-from master_sdk.memory.chunks import NewNames, named, read_names, run_events
+from master_sdk.memory.chunks import NewNames, named, read_names, run_events, run_range
 from master_sdk.memory.derived import TRACE_REDACTED, Derived, identity
 from master_sdk.memory.encoding import Encoder
 from master_sdk.memory.group_commit import GroupCommit, Pending, WriteOne
@@ -478,8 +478,8 @@ class SQLiteStore(SQLiteExperiments, Derived):
             sql = "SELECT coalesce(sum(n), 0) FROM trace_chunks"
         else:
             sql = (
-                "SELECT coalesce(sum(n), 0) FROM trace_chunks "
-                "WHERE run_pk = (SELECT pk FROM runs WHERE run_id = ?)"
+                "SELECT coalesce(sum(n), 0) FROM trace_chunks JOIN runs ON runs.run_id = ? "  # noqa: S608  # a constant
+                f"AND {run_range('runs.pk', 'trace_chunks')}"
             )
             params = (run_id,)
         return self._reading(lambda conn: int(conn.execute(sql, params).fetchone()[0]))

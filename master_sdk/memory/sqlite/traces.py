@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from master_sdk.errors import StoreError
+from master_sdk.memory.chunks import run_range
 from master_sdk.memory.store import TraceTable
 from master_sdk.memory.trace_decoding import EVENT_DTYPE, METRICS_DTYPE, empty_trace_table
 from master_sdk.memory.trace_decoding import Chunks as _Chunks
@@ -28,7 +29,7 @@ __all__ = ["EVENT_DTYPE", "METRICS_DTYPE", "empty_trace_table", "read_trace_tabl
 
 # One pass over the chunks asked for: every aggregate of one query sees the rows in the
 # same order, so the concatenated records, metrics, attrs and per-chunk numbers line up.
-# That order is the table's primary key (run_pk, first_seq) as SQLite scans it; should it
+# That order is the table's row id, (run_pk, first_seq), as SQLite scans it; should it
 # ever differ, the chunks are sorted afterwards (_Chunks.sort). group_concat keeps a BLOB's
 # bytes as they are; attrs are JSON texts, which hold no raw control character, so
 # char(30) separates them unambiguously ('' stands for NULL).
@@ -38,6 +39,7 @@ _CHUNKS_SELECT = (
     "group_concat(coalesce(length(metrics), 0)), "
     "group_concat(coalesce(attrs, ''), char(30)) FROM trace_chunks{where}"
 )
+_RUN_RANGE = run_range("runs.pk", "trace_chunks")
 _NAMES_SELECT = "SELECT code, text FROM trace_names"
 # run ids, products and flows joined by char(31), which none holds (checked by counting)
 _RUNS_SELECT = (
@@ -57,7 +59,8 @@ def read_trace_table(
         StoreError: a chunk is damaged (not whole records, metrics or attrs that do not
             match its events, a name or run it refers to is missing).
     """
-    chunk_where = f" WHERE run_pk IN (SELECT pk FROM runs{where})" if where else ""  # noqa: S608  # constant clauses, bound values
+    # the chunks of the runs asked for: each run's range of row ids (memory/chunks.py)
+    chunk_where = f" JOIN runs ON {_RUN_RANGE}{where}" if where else ""
     data, metrics, pks, data_sizes, metric_sizes, attrs = conn.execute(
         _CHUNKS_SELECT.format(where=chunk_where), list(params)
     ).fetchone()

@@ -259,8 +259,8 @@ def test_a_damaged_trace_chunk_is_a_store_error_not_a_wrong_frame(wb: ms.Workben
     conn = sqlite3.connect(str(wb.store.path))
     with conn:
         conn.execute(
-            "INSERT INTO trace_chunks (run_pk, first_seq, n, data) "
-            "SELECT pk, 100, 1, zeroblob(22) FROM runs WHERE run_id = ?",
+            "INSERT INTO trace_chunks (id, run_pk, first_seq, n, data) "
+            "SELECT (pk << 32) | 100, pk, 100, 1, zeroblob(22) FROM runs WHERE run_id = ?",
             (run.id,),
         )
     with pytest.raises(ms.StoreError, match="damaged"):
