@@ -11,8 +11,9 @@ skip, beside ``steps``, which keeps the latest attempt of each step; 4, the expe
 tables; 5, an index on ``runs.status`` and ``reservations`` (review); 6, the vector
 memory tables ``vector_collections`` and ``vectors`` (:mod:`master_sdk.memory.sqlite_vectors`);
 7, a run's lineage: ``runs.parent_run_id`` and ``runs.forked_at`` (a fork's parent run and
-fork step); 8, ``trace_chunks`` keyed by a row id made of its run and first event
-(:data:`~master_sdk.memory.chunks.CHUNKS_DDL`: fewer pages written per commit).
+fork step); 8, ``trace_chunks`` and ``steps`` keyed by a row id made of their run and
+first event or step index (:data:`~master_sdk.memory.chunks.CHUNKS_DDL`,
+:data:`STEPS_DDL`: fewer pages written per commit).
 """
 
 from __future__ import annotations
@@ -242,10 +243,41 @@ MIGRATIONS: dict[int, Migration] = {
 }
 
 
+STEPS_DDL = """
+CREATE TABLE steps (
+    id INTEGER PRIMARY KEY,
+    run_pk INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    step_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_us INTEGER,
+    ended_us INTEGER,
+    output TEXT,
+    error TEXT
+)
+"""
+"""Schema version 8: a step's row id is ``run_pk << 32 | idx`` (see
+:data:`~master_sdk.memory.chunks.CHUNKS_DDL` for why); version 1 keyed ``steps`` by
+``(run_pk, idx)`` WITHOUT ROWID."""
+
+
 def trace_chunk_ids_v8(conn: sqlite3.Connection) -> None:
-    """Version 7 -> 8: ``trace_chunks`` becomes a table keyed by row id
-    ``run_pk << 32 | first_seq`` (:data:`~master_sdk.memory.chunks.CHUNKS_DDL`) instead of
-    WITHOUT ROWID on ``(run_pk, first_seq)``: every chunk is copied as it is, in key order."""
+    """Version 7 -> 8: ``trace_chunks`` and ``steps`` become tables keyed by row id,
+    ``run_pk << 32 | first_seq`` (:data:`~master_sdk.memory.chunks.CHUNKS_DDL`) and
+    ``run_pk << 32 | idx`` (:data:`STEPS_DDL`), instead of WITHOUT ROWID on
+    ``(run_pk, first_seq)`` and ``(run_pk, idx)``: a run's rows are one range of row ids,
+    appended at the right edge of the table's B-tree. Every row is copied as it is."""
+    conn.execute("ALTER TABLE steps RENAME TO steps_v7")
+    conn.execute(STEPS_DDL)
+    conn.execute(
+        "INSERT INTO steps (id, run_pk, idx, step_id, type, status, attempt, started_us, "  # noqa: S608  # a constant
+        f"ended_us, output, error) SELECT (run_pk << {RUN_BITS}) | idx, run_pk, idx, step_id, "
+        "type, status, attempt, started_us, ended_us, output, error FROM steps_v7 "
+        "ORDER BY run_pk, idx"
+    )
+    conn.execute("DROP TABLE steps_v7")
     conn.execute("ALTER TABLE trace_chunks RENAME TO trace_chunks_v7")
     conn.execute(CHUNKS_DDL)
     conn.execute(

@@ -10,6 +10,7 @@ import json
 import sqlite3
 from typing import Any
 
+from master_sdk.memory.chunks import run_range
 from master_sdk.memory.store import ApprovalRecord, RunTable, StepAttempt, StoredApproval
 
 _RUN_TABLE_COLUMNS = (
@@ -56,18 +57,20 @@ def read_run_table(
 
 
 _STEP_COLUMNS = "idx, step_id, type, status, attempt, started_us, ended_us, output, error"
+_STEPS_COLUMNS = ", ".join(f"steps.{c}" for c in _STEP_COLUMNS.split(", "))
+# a run's steps are a range of row ids, in idx order (schema version 8)
 _LATEST = (
-    f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_pk = (SELECT pk FROM runs WHERE run_id = ?) "  # noqa: S608  # constants
-    "ORDER BY idx"
+    f"SELECT {_STEPS_COLUMNS} FROM runs JOIN steps ON {run_range('runs.pk', 'steps')} "  # noqa: S608  # constants
+    "WHERE runs.run_id = ? ORDER BY steps.id"
 )
 # every attempt: the superseded ones (step_attempts) and the latest (steps); a copy of a
 # latest attempt in step_attempts (a step a flow change dropped, then brought back) counts once
 _EVERY = (
     f"WITH r AS (SELECT pk FROM runs WHERE run_id = ?) "  # noqa: S608  # constants
-    f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_pk = (SELECT pk FROM r) "
+    f"SELECT {_STEP_COLUMNS} FROM r JOIN steps ON {run_range('r.pk', 'steps')} "
     f"UNION ALL SELECT {_STEP_COLUMNS} FROM step_attempts a WHERE a.run_pk = (SELECT pk FROM r) "
-    "AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_pk = a.run_pk AND s.step_id = a.step_id "
-    "AND s.attempt = a.attempt) ORDER BY idx, attempt, step_id"
+    f"AND NOT EXISTS (SELECT 1 FROM steps s WHERE {run_range('a.run_pk', 's')} "
+    "AND s.step_id = a.step_id AND s.attempt = a.attempt) ORDER BY idx, attempt, step_id"
 )
 
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 # the tables holding a run's rows, children first (SQLite keeps no foreign keys here)
 _CHILDREN = ("steps", "step_attempts", "trace_chunks", "approvals", "user_inputs", "reservations")
+# keyed by run_pk << 32 | ... (schema version 8): deleted by row id range
+_BY_RUN_RANGE = ("steps", "trace_chunks")
 
 
 def _matching(statuses: Sequence[str], *, in_experiment: bool) -> str:
@@ -43,10 +45,11 @@ def prune(
     doomed = json.dumps(pks)
     counts = conn.execute(
         # every attempt: the latest (steps) and the superseded ones not copies of them
-        "SELECT (SELECT count(*) FROM steps WHERE run_pk IN (SELECT value FROM json_each(?1))) "  # noqa: S608  # a constant
-        "+ (SELECT count(*) FROM step_attempts a WHERE a.run_pk IN (SELECT value FROM "
-        "json_each(?1)) AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_pk = a.run_pk AND "
-        "s.step_id = a.step_id AND s.attempt = a.attempt)), (SELECT coalesce(sum(n), 0) "
+        "SELECT (SELECT count(*) FROM steps JOIN json_each(?1) ON "  # noqa: S608  # a constant
+        f"{run_range('value', 'steps')}) + (SELECT count(*) FROM step_attempts a WHERE "
+        "a.run_pk IN (SELECT value FROM json_each(?1)) AND NOT EXISTS (SELECT 1 FROM steps s "
+        f"WHERE {run_range('a.run_pk', 's')} AND s.step_id = a.step_id AND "
+        "s.attempt = a.attempt)), (SELECT coalesce(sum(n), 0) "
         f"FROM trace_chunks JOIN json_each(?1) ON {run_range('value', 'trace_chunks')}), "
         "(SELECT count(*) FROM approvals WHERE run_pk IN "
         "(SELECT value FROM json_each(?1))), (SELECT count(*) FROM user_inputs WHERE run_pk "
@@ -56,8 +59,11 @@ def prune(
     if not dry_run and pks:
         for table in (*_CHILDREN, "runs"):
             key = "pk" if table == "runs" else "run_pk"
-            if table == "trace_chunks":  # a run's chunks are a range of row ids
-                _delete_chunks(conn, pks)
+            if table in _BY_RUN_RANGE:  # a run's rows are a range of row ids
+                conn.executemany(
+                    f"DELETE FROM {table} WHERE {RUN_CHUNKS}",  # noqa: S608  # constants
+                    [(pk,) for pk in pks],
+                )
                 continue
             conn.execute(
                 f"DELETE FROM {table} WHERE {key} IN (SELECT value FROM json_each(?))",  # noqa: S608  # constant names
@@ -75,6 +81,3 @@ def prune(
         kept=int(kept_row[0]),
     )
 
-
-def _delete_chunks(conn: sqlite3.Connection, pks: Sequence[int]) -> None:
-    conn.executemany(f"DELETE FROM trace_chunks WHERE {RUN_CHUNKS}", [(pk,) for pk in pks])  # noqa: S608  # a constant

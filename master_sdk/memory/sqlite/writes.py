@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from master_sdk.errors import StoreError
-from master_sdk.memory.chunks import INSERT_CHUNK, NewNames, attrs_text, chunk_rows, coded, pack
+from master_sdk.memory.chunks import (
+    INSERT_CHUNK,
+    RUN_BITS,
+    NewNames,
+    attrs_text,
+    chunk_rows,
+    coded,
+    pack,
+    run_range,
+)
 from master_sdk.memory.encoding import Encoder
 from master_sdk.memory.store import (
     Changes,
@@ -43,9 +52,11 @@ _UPDATE_RUN = (
     "tool_calls=?, model_calls=?, tokens_in=?, tokens_out=?, cost_usd=?, output=?, state=?, "
     "error=?, flow_hash=?, product_version=? WHERE pk=? AND version=?"
 )
+# a step's row id is run_pk << 32 | idx (schema version 8, memory/schema.py STEPS_DDL)
 _UPSERT_STEP = (
-    "INSERT INTO steps (run_pk, idx, step_id, type, status, attempt, started_us, ended_us, "
-    "output, error) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_pk, idx) DO UPDATE SET "
+    "INSERT INTO steps (id, run_pk, idx, step_id, type, status, attempt, started_us, "  # noqa: S608  # constants
+    f"ended_us, output, error) VALUES ((?1 << {RUN_BITS}) | ?2, ?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+    "?8, ?9, ?10) ON CONFLICT (id) DO UPDATE SET "
     "step_id=excluded.step_id, type=excluded.type, status=excluded.status, "
     "attempt=excluded.attempt, started_us=excluded.started_us, ended_us=excluded.ended_us, "
     "output=excluded.output, error=excluded.error"
@@ -54,17 +65,19 @@ _UPSERT_STEP = (
 # (a retry, a recovery, a skip by hand) is copied to ``step_attempts`` first, so the
 # common commit (attempt 1) writes one row, and the history costs only when there is one.
 _ARCHIVE_ATTEMPT = (
-    "INSERT OR IGNORE INTO step_attempts (run_pk, step_id, attempt, idx, type, status, "
+    "INSERT OR IGNORE INTO step_attempts (run_pk, step_id, attempt, idx, type, status, "  # noqa: S608  # constants
     "started_us, ended_us, output, error) SELECT run_pk, step_id, attempt, idx, type, status, "
-    "started_us, ended_us, output, error FROM steps WHERE run_pk = ? AND idx = ? AND attempt < ?"
+    f"started_us, ended_us, output, error FROM steps WHERE id = (?1 << {RUN_BITS}) | ?2 "
+    "AND attempt < ?3"
 )
 # a flow change replacing the steps: the steps it drops keep their latest attempt too
 _ARCHIVE_DROPPED = (
-    "INSERT OR IGNORE INTO step_attempts (run_pk, step_id, attempt, idx, type, status, "
+    "INSERT OR IGNORE INTO step_attempts (run_pk, step_id, attempt, idx, type, status, "  # noqa: S608  # constants
     "started_us, ended_us, output, error) SELECT run_pk, step_id, attempt, idx, type, status, "
-    "started_us, ended_us, output, error FROM steps WHERE run_pk = ? AND step_id NOT IN "
-    "(SELECT value FROM json_each(?))"
+    f"started_us, ended_us, output, error FROM steps WHERE {run_range('?1')} AND step_id "
+    "NOT IN (SELECT value FROM json_each(?2))"
 )
+_DELETE_STEPS = f"DELETE FROM steps WHERE {run_range('?1')}"  # noqa: S608  # a constant
 _INSERT_ATTEMPT = (
     "INSERT OR IGNORE INTO step_attempts (run_pk, idx, step_id, type, status, attempt, "
     "started_us, ended_us, output, error) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -239,7 +252,7 @@ def write(conn: sqlite3.Connection, p: Prepared, names: NewNames | None) -> None
     if p.replace_steps:
         kept = json.dumps([row[1] for row in p.steps])
         conn.execute(_ARCHIVE_DROPPED, (pk, kept))
-        conn.execute("DELETE FROM steps WHERE run_pk = ?", (pk,))
+        conn.execute(_DELETE_STEPS, (pk,))
     if p.steps:
         later = [(pk, row[0], row[4]) for row in p.steps if row[4] > 1]
         if later:
