@@ -91,6 +91,9 @@ PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
 #: rather than passed through unscanned.
 MAX_DEPTH = 100
 TOO_DEEP = "<TOO_DEEP>"
+# isinstance() takes these as tuples: an `a | b` written in a call builds a union on every call
+_CONTAINER_TYPES = (dict, list, tuple, set, frozenset)
+_SETS = (set, frozenset)
 
 # Strings up to this length that were found clean are remembered, up to this many.
 _CLEAN_CACHE_MAX_LEN = 512
@@ -379,18 +382,24 @@ class Redactor:
             return obj
         if kind is int:
             return "<CARD>" if _is_card_number(obj) else obj
-        if isinstance(obj, str):
-            return self.text(obj)
-        if isinstance(obj, bool):
-            return obj
-        if isinstance(obj, int):
-            return "<CARD>" if _is_card_number(obj) else obj
-        if not isinstance(obj, dict | list | tuple | set | frozenset):
-            return obj
-        if depth >= MAX_DEPTH:
+        # plain dicts and lists, the common containers, skip the subclass checks
+        if kind is dict:
+            return TOO_DEEP if depth >= MAX_DEPTH else self._dict(obj, depth + 1)
+        if kind is not list:
+            if isinstance(obj, str):
+                return self.text(obj)
+            if isinstance(obj, bool):
+                return obj
+            if isinstance(obj, int):
+                return "<CARD>" if _is_card_number(obj) else obj
+            if not isinstance(obj, _CONTAINER_TYPES):
+                return obj
+            if depth >= MAX_DEPTH:
+                return TOO_DEEP
+            if isinstance(obj, dict):
+                return self._dict(obj, depth + 1)
+        elif depth >= MAX_DEPTH:
             return TOO_DEEP
-        if isinstance(obj, dict):
-            return self._dict(obj, depth + 1)
         items: list[Any] | None = None
         clean = self._clean
         for i, item in enumerate(obj):
@@ -406,7 +415,7 @@ class Redactor:
         if isinstance(obj, tuple):
             # A NamedTuple keeps its type (its constructor takes fields, hence _make).
             return cast(Any, type(obj))._make(items) if hasattr(obj, "_fields") else tuple(items)
-        if isinstance(obj, set | frozenset):
+        if isinstance(obj, _SETS):
             return frozenset(items) if isinstance(obj, frozenset) else set(items)
         return items
 
