@@ -444,11 +444,14 @@ class Router:
         journal = getattr(scope, "replies", None)
         key: str | None = None
         if journal is not None:
-            key = _request_key(model.name, request)
-            kept = journal.reuse(key)
-            if kept is not None:
-                return _reused(kept, model, output, scope)
-            if gate is None or not getattr(gate, "keep_replies", False):
+            keeping = gate is not None and getattr(gate, "keep_replies", False)
+            # the request's key (a hash of it) is needed only to reuse a reply or keep one
+            if keeping or journal.pending:
+                key = _request_key(model.name, request)
+                kept = journal.reuse(key)
+                if kept is not None:
+                    return _reused(kept, model, output, scope)
+            if not keeping:
                 journal = None
         budget.check_model(
             scope.step_id, model.name, worst_tokens=worst_tokens, worst_cost=worst_cost

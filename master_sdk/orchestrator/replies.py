@@ -65,6 +65,12 @@ class ReplyJournal:
         """How many replies earlier attempts (and this one) kept."""
         return len(self._calls)
 
+    @property
+    def pending(self) -> bool:
+        """Whether a kept reply is still to be reused or dropped (:meth:`reuse` does
+        nothing otherwise)."""
+        return self._position < len(self._calls)
+
     def reuse(self, key: str) -> dict[str, Any] | None:
         """The kept reply for this call when the earlier attempt asked the same at the
         same place; None (and no reuse from here on) otherwise."""

@@ -37,8 +37,11 @@ def test_a_retry_reuses_kept_replies_in_order_while_the_requests_match() -> None
     ends reuse, and what it keeps replaces the stale rest."""
     run = _run({REPLIES: {"step": "classify", "calls": [_entry("a"), _entry("b"), _entry("c")]}})
     journal = ReplyJournal(run, "classify", lambda: None)
+    assert journal.pending
     assert journal.reuse("a") == _entry("a")
+    assert journal.pending
     assert journal.reuse("x") is None  # asked something else: goes to the model
+    assert not journal.pending  # the stale rest is dropped: calls need no key to reuse
     assert journal.reuse("c") is None  # and nothing after it is reused
     journal.keep(_entry("x"))
     assert [c["key"] for c in run.state[REPLIES]["calls"]] == ["a", "x"]
@@ -48,4 +51,4 @@ def test_replies_of_another_step_are_not_reused() -> None:
     """A journal reads only the replies its own step kept."""
     run = _run({REPLIES: {"step": "summary", "calls": [_entry("a")]}})
     journal = ReplyJournal(run, "classify", lambda: None)
-    assert journal.kept == 0 and journal.reuse("a") is None
+    assert journal.kept == 0 and not journal.pending and journal.reuse("a") is None
