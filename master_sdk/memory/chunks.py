@@ -123,7 +123,7 @@ CREATE TABLE trace_chunks (
 """
 RUN_BITS = 32
 """A chunk's row id is ``run_pk << RUN_BITS | first_seq`` (``seq`` is an int32 of the
-event record, never negative)."""
+event record, never negative; a 64-bit row id leaves room for 2**31 runs)."""
 NAMES_DDL = """
 CREATE TABLE trace_names (
     code INTEGER PRIMARY KEY,
