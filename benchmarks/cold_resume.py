@@ -322,11 +322,15 @@ def master_command(python: str = sys.executable) -> list[str]:
 
 def clear_master_caches() -> None:
     """Removes the cold-start caches of the installed master_sdk (settings, parsed YAML,
-    pydantic plugins), as after an upgrade; bytecode is left alone."""
+    pydantic plugins, compiled flows), as after an upgrade; bytecode is left alone."""
     from master_sdk.config import file_cache
+    from master_sdk.products import flow_cache
 
     folder = file_cache.beside_bytecode(file_cache.__file__, "x").parent
     for path in folder.glob("master_sdk-*.json"):
+        path.unlink(missing_ok=True)
+    flows = file_cache.beside_bytecode(flow_cache.__file__, flow_cache.CACHE_FOLDER)
+    for path in flows.glob("*.json"):
         path.unlink(missing_ok=True)
 
 

@@ -6,8 +6,10 @@ file and the product's manifest and config with pydantic, and importing the prod
 components. That is most of what the process does, and its answer only changes when a file
 changes. So when a flow has been compiled, what the engine reads of it (each step's type,
 name, model, reject target, schema and output fields, the flow's effective policy, the
-step specs as data, the flow hash) is kept in a :class:`~master_sdk.config.file_cache.JsonCache`
-beside this module's bytecode, under a hash of everything it was compiled from:
+step specs as data, the flow hash) is kept beside this module's bytecode, one small
+:class:`~master_sdk.config.file_cache.JsonCache` file per entry (a resume reads three, however
+many flows are kept; the oldest files go beyond :data:`MAX_FILES`), under a hash of
+everything it was compiled from:
 
 - the settings' identity (:attr:`~master_sdk.config.opening.SettingsSource.key`: the
   config files' texts, the ``MASTER_*`` variables, the arguments; projects with secrets
@@ -33,6 +35,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +48,9 @@ if TYPE_CHECKING:
     from master_sdk.orchestrator.templating import TemplateEngine
     from master_sdk.workbench import Workbench
 
-CACHE_FILE = "master_sdk-flows.json"
+CACHE_FOLDER = "master_sdk-flows"
+MAX_FILES = 256
+"""The most entry files kept; writing one more removes the oldest quarter."""
 _FORMAT = 1
 _STEP_TYPES = frozenset({"tool", "agent", "hitl", "user_input"})
 # the library modules whose code decides what a compiled flow holds
@@ -155,19 +160,47 @@ class FlowCache:
     def __init__(self, settings_key: str, *, path: Path | None = None) -> None:
         from master_sdk.products.fingerprint import Fingerprinter
 
-        self._cache = JsonCache(path or beside_bytecode(__file__, CACHE_FILE), max_entries=128)
+        self._folder = path or beside_bytecode(__file__, CACHE_FOLDER)
+        self._files: dict[str, JsonCache] = {}
         self._base = _hash(_library_stamp(), settings_key)
         self._prints = Fingerprinter()
         self._known: dict[str, tuple[str, CompiledFlow]] = {}
         self._remembered: dict[str, CompiledFlow] = {}
         self._templates: TemplateEngine | None = None
 
+    # ------------------------------------------------------------------ entries
+
+    def _file(self, key: str) -> JsonCache:
+        cache = self._files.get(key)
+        if cache is None:
+            name = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+            cache = self._files[key] = JsonCache(self._folder / f"{name}.json", max_entries=1)
+        return cache
+
+    def _get(self, key: str) -> Any:
+        return self._file(key).get(key)
+
+    def _put(self, key: str, value: Any) -> None:
+        cache = self._file(key)
+        if cache.get(key) == value:
+            return
+        cache.put(key, value)
+        try:
+            with os.scandir(self._folder) as scan:
+                files = [(e.stat().st_mtime_ns, e.path) for e in scan if e.name.endswith(".json")]
+        except OSError:
+            return
+        if len(files) > MAX_FILES:
+            for _, old in sorted(files)[: len(files) - MAX_FILES * 3 // 4]:
+                with suppress(OSError):
+                    os.unlink(old)
+
     # ------------------------------------------------------------------ platform
 
     def platform(self) -> dict[str, Any] | None:
         """The few platform settings a resume reads (``products_path``, the policy's
         ``max_input_bytes``, ``max_rendered_chars``, ``max_render_ms``), or None."""
-        entry = self._cache.get(f"platform:{self._base}")
+        entry = self._get(f"platform:{self._base}")
         if not isinstance(entry, dict) or not isinstance(entry.get("products_path"), str):
             return None
         for name in ("max_input_bytes", "max_rendered_chars", "max_render_ms"):
@@ -178,7 +211,7 @@ class FlowCache:
     def remember_platform(self, settings: Settings) -> None:
         """Keep what :meth:`platform` returns, from full settings."""
         policy = settings.policy
-        self._cache.put(
+        self._put(
             f"platform:{self._base}",
             {
                 "products_path": str(settings.products_path),
@@ -207,7 +240,7 @@ class FlowCache:
         were when it was compiled; else None. ``full`` compiles it from its files (with
         its tools and agents) when a step needs them. The same object is returned while
         the files stay unchanged."""
-        where = self._cache.get(f"where:{self._base}:{ref}")
+        where = self._get(f"where:{self._base}:{ref}")
         if not isinstance(where, dict):
             return None
         folder, flows_dir, file = where.get("folder"), where.get("flows_dir"), where.get("file")
@@ -220,7 +253,7 @@ class FlowCache:
         known = self._known.get(ref)
         if known is not None and known[0] == key:
             return known[1]
-        entry = self._cache.get(f"flow:{key}")
+        entry = self._get(f"flow:{key}")
         if entry is None:
             return None
         try:
@@ -267,8 +300,8 @@ class FlowCache:
         except (TypeError, ValueError):
             return  # not plain data: never cached
         location = {"folder": str(folder), "flows_dir": str(flows_dir), "file": flow.file}
-        self._cache.put(f"where:{self._base}:{flow.ref}", location)
-        self._cache.put(f"flow:{key}", entry)
+        self._put(f"flow:{key}", entry)
+        self._put(f"where:{self._base}:{flow.ref}", location)
 
     def _rebuild(
         self, entry: Any, source: str, full: Callable[[], CompiledFlow]

@@ -214,10 +214,10 @@ def test_a_cached_flow_holds_what_the_compiled_flow_holds(hello_root: Path, tmp_
         full = flow_of(wb, row)  # compiled (nothing cached yet under tmp_path's key)
         assert full.full is None
         product = wb.catalog.product("hello_world")
-        cache = FlowCache(source.key, path=tmp_path / "flows.json")
+        cache = FlowCache(source.key, path=tmp_path / "flows")
         cache.remember_platform(wb.settings)
         cache.remember(full, folder=product.path.resolve(), flows_dir=product.flows_dir)
-        reader = FlowCache(source.key, path=tmp_path / "flows.json")
+        reader = FlowCache(source.key, path=tmp_path / "flows")
         light = reader.flow("hello_world/greet", lambda: full)
         assert light is not None
         assert reader.flow("hello_world/greet", lambda: full) is light  # same files
@@ -249,9 +249,10 @@ def test_a_cached_flow_holds_what_the_compiled_flow_holds(hello_root: Path, tmp_
         # a flow file edited since: no cached flow
         flow_file = Path(full.file)
         flow_file.write_text(flow_file.read_text(encoding="utf-8") + "\n# edited\n", "utf-8")
-        assert FlowCache(source.key, path=tmp_path / "flows.json").flow(
-            "hello_world/greet", lambda: full
-        ) is None
+        assert (
+            FlowCache(source.key, path=tmp_path / "flows").flow("hello_world/greet", lambda: full)
+            is None
+        )
 
 
 def _replain(value: Any) -> Any:
