@@ -17,7 +17,8 @@ everything it was compiled from:
 - every file of the product's code (Python files, manifest, ``config/``, by content),
   the flow file's text and the names of the flow files beside it,
 - this library's version and the stats of its modules that compile flows, Python's
-  version, and the folders on ``sys.path`` (installing or removing a package changes them).
+  version, and the folders on ``sys.path`` but the current one (installing or removing a
+  package changes them).
 
 Any change gives a new key, so the flow is compiled from its files again, with the same
 checks and the same errors naming file, flow, step and field. A flow read back here has no
@@ -131,7 +132,10 @@ def _library_stamp() -> list[Any]:
 
     base = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     stamp: list[Any] = [_FORMAT, __version__, list(sys.version_info[:3])]
-    for name in (*(os.path.join(base, f) for f in _LIBRARY_FILES), *sys.path):
+    # the current folder changes whenever a file is made in it: not a sign of an install
+    here = os.getcwd()
+    folders = [p for p in sys.path if p and os.path.abspath(p) != here]
+    for name in (*(os.path.join(base, f) for f in _LIBRARY_FILES), *folders):
         try:
             info = os.stat(name or ".")
         except OSError:
