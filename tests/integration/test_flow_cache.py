@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +274,44 @@ def test_tagged_data_of_another_shape_is_refused() -> None:
             from_plain(bad)
     with pytest.raises(TypeError):
         to_plain({"a": object()})
+
+
+def test_another_library_version_never_uses_the_cached_flows(
+    hello_root: Path, prefix: Path
+) -> None:
+    """Flows cached by this version are not read by another: it compiles them again."""
+    first, second = _start(hello_root, prefix, 2)
+    assert _approve(hello_root, prefix, first)[0]["pydantic"] is True
+    other = APPROVE.replace(
+        "from master_sdk.cli import main",
+        "import master_sdk\n"
+        "master_sdk.__version__ = '0.0.0-other'\n"
+        "from master_sdk.cli import main",
+    )
+    done = _python(hello_root, prefix, other, second)
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == {
+        "code": 0,
+        "pydantic": True,
+        "product": True,
+    }
+
+
+def test_the_oldest_entry_files_go_beyond_the_limit(
+    hello_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache keeps at most MAX_FILES entry files: writing more removes the oldest."""
+    import master_sdk.products.flow_cache as flow_cache
+
+    monkeypatch.setattr(flow_cache, "MAX_FILES", 8)
+    folder = tmp_path / "flows"
+    cache = FlowCache("settings", path=folder)
+    past = time.time_ns() - 100 * 10**9
+    for index in range(12):
+        cache._put(f"entry:{index}", {"n": index})
+        written = cache._file(f"entry:{index}").path
+        if written.exists():  # one second apart, oldest first (file times are coarse)
+            os.utime(written, ns=(past + index * 10**9, past + index * 10**9))
+    left = sorted(folder.glob("*.json"))
+    assert 6 <= len(left) <= 8
+    assert cache._file("entry:11").path in left
+    assert cache._file("entry:0").path not in left
