@@ -80,6 +80,8 @@ class Record:
         object.__setattr__(self, "_fields", dict(fields))
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_fields":  # copy and pickle probe these
+            raise AttributeError(name)
         try:
             return self._fields[name]
         except KeyError:
@@ -87,6 +89,9 @@ class Record:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a cached {name!r} cannot be changed")
+
+    def __reduce__(self) -> tuple[type[Record], tuple[dict[str, Any]]]:
+        return (Record, (self._fields,))
 
     def __repr__(self) -> str:
         return f"Record({self._fields!r})"

@@ -267,6 +267,18 @@ def _replain(value: Any) -> Any:
     return value
 
 
+def test_a_record_reads_like_the_model_and_cannot_be_changed() -> None:
+    import copy
+
+    record = from_plain(["r", {"max_steps": 3, "approvers": ["d", {"*": ["l", ["ana"]]}]}])
+    assert isinstance(record, Record)
+    assert record.max_steps == 3 and record.approvers == {"*": ["ana"]}
+    assert getattr(record, "prompt", "") == ""
+    with pytest.raises(AttributeError):
+        record.max_steps = 4
+    assert copy.deepcopy(record).approvers == {"*": ["ana"]}
+
+
 def test_tagged_data_of_another_shape_is_refused() -> None:
     assert from_plain(["d", {"a": ["l", [1, "x", None]]}]) == {"a": [1, "x", None]}
     for bad in (["x", {}], ["r", []], [1, 2, 3], {"a": 1}, ["l"]):
