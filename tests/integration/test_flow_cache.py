@@ -327,3 +327,57 @@ def test_the_oldest_entry_files_go_beyond_the_limit(
     assert 6 <= len(left) <= 8
     assert cache._file("entry:11").path in left
     assert cache._file("entry:0").path not in left
+
+
+TWICE = """id: twice
+description: Ask first, then echo, then ask again.
+inputs:
+  type: object
+  properties:
+    text: {type: string}
+  required: [text]
+steps:
+  - id: review
+    type: hitl
+    prompt: "Echo it?"
+  - id: echo
+    type: tool
+    tool: echo
+    input: {text: "{{ inputs.text }}"}
+  - id: audience
+    type: user_input
+    prompt: "Who is it for?"
+    schema:
+      type: object
+      properties:
+        audience: {type: string}
+      required: [audience]
+"""
+
+
+def test_a_tool_step_after_a_cached_resume_runs_the_product_tool(
+    hello_root: Path, prefix: Path
+) -> None:
+    """An approve from the cache that goes on into a tool step loads the product then and
+    runs its tool: the run ends as after a cold approve."""
+    (hello_root / "products" / "hello_world" / "flows" / "twice.yaml").write_text(TWICE, "utf-8")
+    start = START.replace("hello_world/greet", "hello_world/twice")
+    done = _python(hello_root, prefix, start, "2")
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.split()
+    assert _approve(hello_root, prefix, first)[0]["code"] == 0  # compiles, caches
+    warm, out, _ = _approve(hello_root, prefix, second)
+    assert warm == {"code": 0, "pydantic": True, "product": True}  # the tool needed them
+    assert "waiting at step 'audience'" in out
+    assert _show(hello_root, prefix, second) == _show(hello_root, prefix, first)
+    steps = _python(
+        hello_root,
+        prefix,
+        "import sys, json, master_sdk as ms\n"
+        "wb = ms.Workbench.open('.')\n"
+        "print(json.dumps(wb.get_run(sys.argv[1]).steps()['output'].tolist()))\n"
+        "wb.close()\n",
+        second,
+    )
+    assert steps.returncode == 0, steps.stderr
+    assert {"text": "cached 1"} in json.loads(steps.stdout)
