@@ -322,11 +322,15 @@ def master_command(python: str = sys.executable) -> list[str]:
 
 def clear_master_caches() -> None:
     """Removes the cold-start caches of the installed master_sdk (settings, parsed YAML,
-    pydantic plugins), as after an upgrade; bytecode is left alone."""
+    pydantic plugins, compiled flows), as after an upgrade; bytecode is left alone."""
     from master_sdk.config import file_cache
+    from master_sdk.products import flow_cache
 
     folder = file_cache.beside_bytecode(file_cache.__file__, "x").parent
     for path in folder.glob("master_sdk-*.json"):
+        path.unlink(missing_ok=True)
+    flows = file_cache.beside_bytecode(flow_cache.__file__, flow_cache.CACHE_FOLDER)
+    for path in flows.glob("*.json"):
         path.unlink(missing_ok=True)
 
 
@@ -446,6 +450,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         opened = top_imports([sys.executable, "-c", OPEN_SCRIPT, str(root)], env=env)
         print(format_top_imports("Workbench.open()", opened))
+        # two more paused runs: the first approve warms the caches (the cold series
+        # removed them), the second runs under -X importtime
+        paused = time_child([sys.executable, "-c", START_SCRIPT, str(root), "2"], env=env)[2]
+        warmup, measured = paused.split()
+        approve = [sys.executable, "-m", "master_sdk.cli", "--root", str(root), "approve"]
+        time_child([*approve, warmup], env=env)
+        approved = top_imports([*approve, measured], env=env)
+        print(format_top_imports("master approve RUN", approved))
     report["load_after"] = os.getloadavg()
     print(
         "load average before/after: "

@@ -66,7 +66,9 @@ if TYPE_CHECKING:
     from master_sdk.orchestrator.determinism import SeededRunIds, TestClock
     from master_sdk.orchestrator.engine import Engine
     from master_sdk.products.compiler import CompiledFlow
+    from master_sdk.products.flow_cache import FlowCache
     from master_sdk.products.loader import ProductCatalog
+    from master_sdk.tools.executor import ToolExecutor
     from master_sdk.tracing.otel.hook import TelemetryHook
 
 
@@ -141,6 +143,7 @@ class Workbench:
         self._catalog: ProductCatalog | None = None
         self._engine: Engine | None = None
         self._memory_parts: VectorMemory | None = None
+        self._flow_cache: FlowCache | None = None  # see products/flow_cache.py
         if opening.replay_models:
             self.router  # noqa: B018  # built now: it reports a wrong replay model at opening
         self._mark_abandoned()
@@ -230,29 +233,33 @@ class Workbench:
     def engine(self) -> Engine:
         """The engine that runs steps (built on first use)."""
         if self._engine is None:
-            router, memory = self.router, self._memory
             with self._parts_lock:
                 if self._engine is None:
                     from master_sdk.orchestrator.engine import Engine
-                    from master_sdk.orchestrator.services import StepServiceFactory
-                    from master_sdk.tools.executor import ToolExecutor
 
                     clock, run_ids = (
                         _determinism(self.store)
                         if self._settings_source.opening.app.deterministic
                         else (None, None)
                     )
+                    # the router and the tools are built when a step first needs them:
+                    # resuming a run to its next pause needs neither
                     self._engine = Engine(
                         store=self.store,
-                        router=router,
-                        tools=ToolExecutor(
-                            services=StepServiceFactory(router=router, memory=memory)
-                        ),
+                        router=lambda: self.router,
+                        tools=self._tool_executor,
                         scrub=self._redact,
                         clock=clock,
                         run_ids=run_ids,
                     )
         return self._engine
+
+    def _tool_executor(self) -> ToolExecutor:
+        from master_sdk.orchestrator.services import StepServiceFactory
+        from master_sdk.tools.executor import ToolExecutor
+
+        router, memory = self.router, self._memory
+        return ToolExecutor(services=StepServiceFactory(router=router, memory=memory))
 
     @classmethod
     def open(
@@ -604,7 +611,9 @@ class Workbench:
         from master_sdk.governance.inputs import require_mapping, require_text
 
         who = self._actor(check_identity(by or self.user, redact=self._redact, run_id=run_id))
-        limit = self.settings.policy.max_input_bytes
+        from master_sdk.products.flow_cache import max_input_bytes
+
+        limit = max_input_bytes(self)
         for field in ("comment", "reason"):
             if field in arguments:
                 arguments[field] = require_text(
@@ -650,7 +659,7 @@ class Workbench:
     def _read(self, run_id: str) -> tuple[RunRow, RunContext | None]:
         row, steps = self.store.load(run_id)
         try:
-            flow = self.catalog.flow(f"{row.product}/{row.flow}")
+            flow = self._flow_of(row)
         except (FlowError, NotFound):
             return row, None
         _adopt_code_pin(row, flow)
@@ -672,8 +681,20 @@ class Workbench:
             run.status in PAUSED
             and run.flow_hash == flow.flow_hash
             and run.product_version == flow.product_version
-            and self.catalog.flow(f"{run.product}/{run.flow}") is flow
+            and self._flow_current(run, flow)
         )
+
+    def _flow_of(self, row: RunRow) -> CompiledFlow:
+        """A stored run's flow as its files are now (from the flow cache when it holds it:
+        see :mod:`master_sdk.products.flow_cache`)."""
+        from master_sdk.products.flow_cache import flow_of
+
+        return flow_of(self, row)
+
+    def _flow_current(self, row: RunRow, flow: CompiledFlow) -> bool:
+        from master_sdk.products.flow_cache import is_current
+
+        return is_current(self, row, flow)
 
     def _context(
         self, run_id: str, *, allow_flow_change: bool | None, by: str | None
@@ -682,7 +703,7 @@ class Workbench:
         from master_sdk.orchestrator.pinning import check_flow_pin
 
         row, steps = self.store.load(run_id)
-        flow = self.catalog.flow(f"{row.product}/{row.flow}")
+        flow = self._flow_of(row)
         _adopt_code_pin(row, flow)
         ctx = self.engine.load(flow, row, steps)
         run = ctx.run

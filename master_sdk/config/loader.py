@@ -458,12 +458,13 @@ def load_settings_source(
         entry = cache.get(key)
         opening = _cached_opening(entry, env)
         if opening is not None:
-            return SettingsSource(opening, build)
+            return SettingsSource(opening, build, key=key)
     settings = build()
     source = SettingsSource.of(settings)
     if key is not None and not settings.secret_values and settings.store_password is None:
         key_env = sorted({e.api_key_env for e in settings.models.models.values() if e.api_key_env})
         cache.put(key, {"opening": source.opening.to_json(), "key_env": key_env})
+        source.key = key
     return source
 
 

@@ -175,10 +175,16 @@ class SettingsSource:
         build: Callable[[], Settings] | None = None,
         *,
         settings: Settings | None = None,
+        key: str | None = None,
     ) -> None:
         if build is None and settings is None:
             raise ValueError("give the settings or a way to build them")
         self.opening = opening
+        # what identifies these settings without building them (a hash of the config
+        # files' texts, the MASTER_* variables, the arguments), or None when they hold
+        # secrets or were given as an object: caches of what the settings decide
+        # (see master_sdk.products.flow_cache) are keyed by it
+        self.key = key
         self._build = build
         self._settings = settings
         self._lock = threading.Lock()
@@ -211,6 +217,7 @@ class SettingsSource:
             app = settings.app.model_copy(update={"deterministic": on})
             return settings.model_copy(update={"app": app})
 
+        key = None if self.key is None else f"{self.key}|deterministic={on}"
         if self._settings is not None:
-            return SettingsSource(opening, settings=build())
-        return SettingsSource(opening, build)
+            return SettingsSource(opening, settings=build(), key=key)
+        return SettingsSource(opening, build, key=key)

@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from master_sdk.contracts.limits import MAX_RENDER_MS as MAX_RENDER_MS
+from master_sdk.contracts.limits import MAX_RENDERED_CHARS as MAX_RENDERED_CHARS
 from master_sdk.governance.names import name_problem
 
 BUDGET_NAMES: tuple[str, ...] = (
@@ -24,10 +26,6 @@ BUDGET_NAMES: tuple[str, ...] = (
 """Budget names in display order; policy field ``max_<name>`` limits each one."""
 
 
-MAX_RENDERED_CHARS = 1_000_000
-"""Default cap on what one template render may produce."""
-MAX_RENDER_MS = 1000
-"""Default CPU time one template render may take."""
 _PLACEHOLDER_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 

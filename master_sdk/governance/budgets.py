@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 from master_sdk.errors import PolicyViolation
 from master_sdk.governance.names import name_problem, suggest
 from master_sdk.models.tokens import estimate_tokens
-from master_sdk.models.types import Usage
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     from master_sdk.contracts.policy import Policy
     from master_sdk.memory.records import RunRow
+    from master_sdk.models.types import Usage
 
 BUDGET_ROWS: tuple[tuple[str, str], ...] = (
     ("steps", "max_steps"),
@@ -54,6 +54,8 @@ def conservative_usage(usage: Usage, *, prompt_tokens: int, reply: str) -> Usage
         >>> conservative_usage(Usage(0, 0, reported=False), prompt_tokens=40, reply="hello")
         Usage(tokens_in=40, tokens_out=2, cached_tokens=0, reported=False)
     """
+    from master_sdk.models.types import Usage  # the model boundary's types: when a call is made
+
     tokens_in = max(0, usage.tokens_in)
     tokens_out = max(0, usage.tokens_out)
     estimated = not usage.reported

@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
+from inspect import isroutine
 from typing import TYPE_CHECKING, Any
 
 from master_sdk.contracts.status import ENDED, RECOVERABLE, RunStatus
 from master_sdk.errors import (
     AlreadyResumed,
+    FlowError,
     MasterError,
     NotWaiting,
     PolicyViolation,
@@ -35,8 +37,6 @@ from master_sdk.governance.inputs import admit_input
 from master_sdk.governance.outputs import admit_skip_output
 from master_sdk.memory.records import RunRow, StepRow, VersionConflict
 from master_sdk.memory.store import ApprovalRecord, FlowSource, InputRecord
-from master_sdk.models.router import RESERVED, charge_reserved
-from master_sdk.orchestrator.agents import run_agent
 from master_sdk.orchestrator.context import RunContext, StepScope
 from master_sdk.orchestrator.determinism import Clock, SystemClock, random_run_id
 from master_sdk.orchestrator.ownership import (
@@ -74,15 +74,17 @@ class Engine:
         self,
         *,
         store: Store,
-        router: Router,
-        tools: ToolExecutor,
+        router: Router | Callable[[], Router],
+        tools: ToolExecutor | Callable[[], ToolExecutor],
         scrub: Scrub,
         clock: Clock | None = None,
         run_ids: Callable[[], str] | None = None,
     ) -> None:
         self.store = store
-        self.router = router
-        self.tools = tools
+        # the router and the tool executor, or how to build them when a step first needs
+        # one: resuming a run up to its next pause needs neither (nor pydantic)
+        self._router = router
+        self._tools = tools
         self.scrub = scrub
         # where timestamps, durations and new run ids come from: the system, or a test
         # clock and a seeded id sequence in deterministic mode (see determinism.py)
@@ -102,6 +104,43 @@ class Engine:
         # runs given up after a failed commit, whose interruption is still to be written
         self.releases = Releases(self)
         LIVE.register(self._nonce, self)
+
+    @property
+    def router(self) -> Router:
+        """The model router (built on first use when given as a factory)."""
+        if isroutine(self._router):
+            self._router = self._router()
+        return self._router  # type: ignore[return-value]  # built above
+
+    @property
+    def tools(self) -> ToolExecutor:
+        """The tool executor (built on first use when given as a factory)."""
+        if isroutine(self._tools):
+            self._tools = self._tools()
+        return self._tools  # type: ignore[return-value]  # built above
+
+    def _complete_flow(self, ctx: RunContext) -> CompiledFlow:
+        """The run's flow with its tools and agents loaded: a flow read back from the flow
+        cache has none, and is compiled from its files (components included) before a tool
+        or agent step runs, skipped or recovered. Raises FlowError when the files changed
+        since the run was loaded, or the product no longer loads."""
+        flow = ctx.flow
+        if flow.full is None:
+            return flow
+        full = flow.full()
+        if (full.flow_hash, full.product_version, [s.id for s in full.steps]) != (
+            flow.flow_hash,
+            flow.product_version,
+            [s.id for s in flow.steps],
+        ):
+            raise FlowError(
+                "the product's files changed while this run was being resumed",
+                file=flow.file,
+                flow=flow.id,
+                hint="open the run again: it is checked against the files as they are now",
+            )
+        ctx.flow = full
+        return full
 
     def _new_context(self, flow: CompiledFlow, run: RunRow, steps: list[StepRow]) -> RunContext:
         return RunContext(
@@ -205,6 +244,12 @@ class Engine:
         if run.status != "interrupted" or run.cursor >= len(flow.steps):
             return False
         step = flow.steps[run.cursor]
+        if flow.full is not None and step.type == "tool":
+            try:
+                flow = self._complete_flow(ctx)
+            except FlowError:
+                return False  # a human decides, as for a product that does not load
+            step = flow.steps[run.cursor]
         if run.state.get("interrupted") != step.id or step.tool is None:
             return False
         policy = flow.policy
@@ -427,7 +472,7 @@ class Engine:
         """Give the interrupted or failed step an output by hand and continue."""
         run = ctx.run
         self._require_recoverable(ctx, "skip")
-        step = ctx.flow.steps[run.cursor]
+        step = self._complete_flow(ctx).steps[run.cursor]
         output = admit_skip_output(
             output, flow=ctx.flow, step=step, scrub=self.scrub, run_id=run.run_id
         )
@@ -564,6 +609,14 @@ class Engine:
             if step.type == "user_input":
                 self._pause(ctx, step, "waiting_input", label)
                 return
+            if flow.full is not None:  # read from the flow cache: load its tools and agents
+                try:
+                    flow = self._complete_flow(ctx)
+                except FlowError as exc:
+                    self._fail(ctx, step, str(exc), label)
+                    return
+                steps = flow.steps
+                step = steps[run.cursor]
             try:
                 raw = step.input.render(ctx.scope) if step.input is not None else {}
             except TemplateError as exc:
@@ -639,10 +692,10 @@ class Engine:
         )
         if step.tool is not None:
             return self.tools.call(step.tool, raw, scope)
-        scope.replies = ReplyJournal(
-            run, step.id, lambda: self._commit(ctx, "reply", sync=False)
-        )
+        scope.replies = ReplyJournal(run, step.id, lambda: self._commit(ctx, "reply", sync=False))
         assert step.agent is not None and step.model is not None  # noqa: S101  # compiler invariant
+        from master_sdk.orchestrator.agents import run_agent  # pydantic: not on every resume
+
         fork = run.state.get(MODEL_OVERRIDE)  # set by forks/copying.py
         return run_agent(
             step.agent,
@@ -840,6 +893,8 @@ class Engine:
     def _charge_unconfirmed(self, ctx: RunContext) -> None:
         """A model request was in flight when the executor died: it may have been sent and
         billed, so it counts at its worst case, traced as ``model_call_unconfirmed``."""
+        from master_sdk.models.router import RESERVED, charge_reserved
+
         run = ctx.run
         reserved = run.state.pop(RESERVED, None)
         if not isinstance(reserved, dict):

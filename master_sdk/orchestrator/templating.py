@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from master_sdk.contracts.policy import MAX_RENDER_MS, MAX_RENDERED_CHARS
+from master_sdk.contracts.limits import MAX_RENDER_MS, MAX_RENDERED_CHARS
 from master_sdk.errors import MasterError
 
 if TYPE_CHECKING:

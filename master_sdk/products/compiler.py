@@ -11,15 +11,10 @@ once, so running a step costs no parsing and no normalising.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from master_sdk.authoring import AgentSpec, ToolSpec
-from master_sdk.contracts.flow import AgentStep, FlowSpec, HitlStep, ToolStep, UserInputStep
-from master_sdk.contracts.policy import Policy
 from master_sdk.errors import FlowError
 from master_sdk.governance.budgets import AllowLists
 from master_sdk.governance.names import name_problem, suggest
@@ -29,6 +24,15 @@ from master_sdk.orchestrator.templating import (
     TemplateEngine,
     TemplateError,
 )
+
+if TYPE_CHECKING:
+    # pydantic's models: a flow read back from the flow cache (see flow_cache.py) is
+    # built without them
+    from pydantic import BaseModel
+
+    from master_sdk.authoring import AgentSpec, ToolSpec
+    from master_sdk.contracts.flow import AgentStep, FlowSpec, HitlStep, ToolStep, UserInputStep
+    from master_sdk.contracts.policy import Policy
 
 HITL_OUTPUT_FIELDS = frozenset({"approved", "by", "comment", "at"})
 SCOPE_ROOTS = frozenset({"inputs", "steps", "run"})
@@ -75,6 +79,9 @@ class CompiledFlow:
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     input_validator: Any = None
     allow: AllowLists | None = None
+    # set on a flow read back from the flow cache (see flow_cache.py): its tools and
+    # agents are not loaded; this compiles the flow from its files, components included
+    full: Callable[[], CompiledFlow] | None = None
 
     @property
     def ref(self) -> str:
@@ -197,6 +204,8 @@ class FlowCompiler:
         allow: AllowLists,
         limits: RenderLimits,
     ) -> CompiledStep:
+        from master_sdk.contracts.flow import AgentStep, HitlStep, ToolStep
+
         step = CompiledStep(index=position, id=spec.id, type=spec.type, spec=spec)
         if spec.when is not None:
             try:
@@ -350,6 +359,8 @@ class FlowCompiler:
         file: str,
         flow: str,
     ) -> None:
+        from master_sdk.contracts.flow import HitlStep
+
         for fieldname, compiled in (
             ("when", step.when),
             ("input", step.input),
