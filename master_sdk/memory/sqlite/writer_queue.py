@@ -77,6 +77,8 @@ class WriterQueue:
         self._fd: int | None = None
         self._opened = False  # tried to open the side file (it may have failed)
         self._held = False
+        self.owner: int | None = None
+        """The thread holding the side lock (``threading.get_ident()``), or None."""
         self._mu = threading.Lock()  # guards the descriptor against the helper thread
         self._waiting: _Wait | None = None  # the helper's wait in progress
         self._requests: queue.SimpleQueue[_Wait | None] | None = None
@@ -124,6 +126,7 @@ class WriterQueue:
                     return False
                 else:
                     self._held = True
+                    self.owner = threading.get_ident()
                     return True
                 wait = self._waiting = _Wait()
                 self._helper().put(wait)
@@ -134,6 +137,7 @@ class WriterQueue:
         with self._mu:
             if wait.granted:
                 self._held = True
+                self.owner = threading.get_ident()
                 return True
             wait.abandoned = True  # the helper releases it when it comes, if nobody adopts it
             if wait.error is not None:
@@ -146,6 +150,7 @@ class WriterQueue:
             if not self._held:
                 return
             self._held = False
+            self.owner = None
             fd = self._fd
             if fd is not None:
                 try:
@@ -159,6 +164,7 @@ class WriterQueue:
         with self._mu:
             self._closing = True
             self._held = False
+            self.owner = None
             requests, self._requests = self._requests, None
             if requests is not None:
                 requests.put(None)  # the helper ends after its current wait
@@ -200,6 +206,7 @@ class WriterQueue:
         del exc
         self._disabled = True
         self._held = False
+        self.owner = None
         if self._waiting is None:
             self._close_fd()
 
@@ -232,6 +239,7 @@ class WriterQueue:
                 os.close(fd)  # the parent's lock, if it holds one, stays the parent's
         self._opened = False
         self._held = False
+        self.owner = None
         self._disabled = fcntl is None
         self._waiting = None
         self._requests = None
