@@ -21,11 +21,16 @@ What can go wrong, and what happens then:
 * a process is killed while it holds the lock: the kernel releases a ``flock`` when its
   holder's last descriptor closes, and the next waiter wakes;
 * the lock is held beyond the busy timeout (a holder stopped under a debugger, or itself
-  waiting for a foreign writer): the wait is made by a helper thread, so the writer gives
-  up after its busy timeout whatever the kernel does (no signals: a thread of a notebook
-  kernel may not use them), and then tries SQLite's lock itself (``StoreBusy`` if that is
-  held too). The helper's wait is kept and adopted by the next write of the store, or the
-  lock released at once if it is granted to nobody;
+  waiting for a foreign writer): ``flock`` has no timeout and a thread of a notebook
+  kernel may not use signals, so a writer never blocks in ``flock`` itself. On Linux it
+  sleeps on a futex in the side file (mapped shared) that the holder bumps and wakes on
+  release (one waiter woken per release), with the time left as the futex's timeout,
+  and tries ``flock`` without blocking each time it wakes; a holder that dies wakes
+  nobody, so a waiter also looks again every few milliseconds. Elsewhere a helper thread
+  makes the blocking ``flock`` and hands the lock over, and a writer that gave up leaves
+  that wait to the next write of the store (or to be released at once). Either way the
+  writer gives up after its busy timeout and then tries SQLite's lock itself
+  (``StoreBusy`` if that is held too);
 * the side file cannot be created or locked (a read-only folder, a file system without
   ``flock``): writers wait by polling as before; a store only read never touches the file;
 * a process forks: ``flock`` locks belong to the open file, which the child would share,
@@ -35,10 +40,14 @@ What can go wrong, and what happens then:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import mmap
 import os
+import platform
 import queue
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -48,6 +57,66 @@ except ImportError:  # no flock on this platform: writers poll
     fcntl = None  # type: ignore[assignment]
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+# a waiter looks at the lock again this often even if nobody wakes it (its holder died)
+_RECHECK_S = 0.005
+# futex(2): the system call's number on the machines that have it, and its operations
+_SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(
+    platform.machine().lower()
+)
+_FUTEX_WAIT = 0
+_FUTEX_WAKE = 1
+_WORD = 8  # bytes of the side file that hold the futex word (and room to spare)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+
+class _Futex:
+    """A 32-bit word in the side file, mapped shared: the holder bumps it and wakes one
+    waiter when it releases the lock; waiters sleep on it with a timeout.
+
+    Raises:
+        OSError: the file cannot be mapped for writing, or futex(2) is not available.
+    """
+
+    def __init__(self, fd: int) -> None:
+        if _SYS_FUTEX is None or fcntl is None:
+            raise OSError(errno.ENOSYS, "no futex here")
+        if os.fstat(fd).st_size < _WORD:
+            os.pwrite(fd, bytes(_WORD), 0)  # another process doing the same writes the same
+        self._map = mmap.mmap(fd, _WORD, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.word = ctypes.c_uint32.from_buffer(self._map)
+        self._addr = ctypes.c_void_p(ctypes.addressof(self.word))
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._call = libc.syscall
+        self._call.restype = ctypes.c_long
+        self._nr = ctypes.c_long(_SYS_FUTEX)
+        # a wake with nobody waiting: proves the call works here (or raises)
+        if self._call(self._nr, self._addr, _FUTEX_WAKE, 1, None, None, 0) < 0:
+            raise OSError(ctypes.get_errno(), "futex(2) refused")
+
+    def wait(self, seen: int, timeout_s: float) -> None:
+        """Sleep until woken, ``timeout_s`` passed, or the word is no longer ``seen``."""
+        whole = int(timeout_s)
+        limit = _Timespec(whole, int((timeout_s - whole) * 1e9))
+        self._call(
+            self._nr, self._addr, _FUTEX_WAIT, ctypes.c_uint32(seen), ctypes.byref(limit), None, 0
+        )
+
+    def bump(self) -> None:
+        """Change the word (by the lock's holder, before it releases the lock)."""
+        self.word.value = (self.word.value + 1) & 0xFFFFFFFF
+
+    def wake(self) -> None:
+        """Wake one waiter (after the lock was released)."""
+        self._call(self._nr, self._addr, _FUTEX_WAKE, 1, None, None, 0)
+
+    def close(self) -> None:
+        del self.word
+        with contextlib.suppress(BufferError, ValueError):
+            self._map.close()
 
 
 class _Wait:
@@ -75,6 +144,7 @@ class WriterQueue:
         self.path = f"{db_path}-wlock"
         self._db_path = db_path
         self._fd: int | None = None
+        self._futex: _Futex | None = None
         self._opened = False  # tried to open the side file (it may have failed)
         self._held = False
         self.owner: int | None = None
@@ -115,6 +185,12 @@ class WriterQueue:
             fd = self._fd
             if fd is None:
                 return False
+            futex = self._futex
+        if futex is not None:
+            return self._acquire_waking(fd, futex, timeout_s)
+        with self._mu:
+            if self._held or self._closing or self._disabled:
+                return False
             wait = self._waiting
             if wait is None:
                 try:
@@ -144,6 +220,31 @@ class WriterQueue:
                 self._give_up(wait.error)
             return False
 
+    def _acquire_waking(self, fd: int, futex: _Futex, timeout_s: float) -> bool:
+        """:meth:`acquire` sleeping on the futex between tries (see the module docstring)."""
+        deadline = 0.0
+        while True:
+            seen = futex.word.value
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                with self._mu:
+                    self._give_up(exc)
+                return False
+            else:
+                self._held = True
+                self.owner = threading.get_ident()
+                return True
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + timeout_s
+                self.waits += 1
+            elif now >= deadline:
+                return False
+            futex.wait(seen, min(deadline - now, _RECHECK_S))
+
     def release(self) -> None:
         """Release the side lock taken by :meth:`acquire` (idempotent)."""
         with self._mu:
@@ -152,11 +253,16 @@ class WriterQueue:
             self._held = False
             self.owner = None
             fd = self._fd
+            futex = self._futex
             if fd is not None:
+                if futex is not None:
+                    futex.bump()
                 try:
                     fcntl.flock(fd, fcntl.LOCK_UN)
                 except OSError as exc:  # cannot unlock: close it (that unlocks it)
                     self._give_up(exc)
+        if futex is not None:
+            futex.wake()
 
     def close(self) -> None:
         """Release the lock and close the side file (idempotent); a wait still in the
@@ -190,6 +296,11 @@ class WriterQueue:
                 fd = os.open(self.path, os.O_RDONLY | _CLOEXEC)
             except OSError:
                 return
+        else:
+            try:
+                self._futex = _Futex(fd)
+            except (OSError, ValueError, AttributeError):
+                self._futex = None  # a helper thread makes the waits
         try:
             # the same permissions as the store (as SQLite gives its -wal and -shm files)
             info = os.fstat(fd)
@@ -211,6 +322,9 @@ class WriterQueue:
             self._close_fd()
 
     def _close_fd(self) -> None:
+        futex, self._futex = self._futex, None
+        if futex is not None:
+            futex.close()
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -233,6 +347,7 @@ class WriterQueue:
         """In a child process: forget the parent's descriptor and helper (the child takes
         its own lock when it first writes)."""
         self._mu = threading.Lock()
+        self._futex = None  # the mapping is the same file: nothing of the parent's is held
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
