@@ -31,6 +31,7 @@ from master_sdk.memory.encoding import Encoder
 from master_sdk.memory.group_commit import GroupCommit, Pending, WriteOne
 from master_sdk.memory.schema import PAGE_SIZE, ensure_schema, refuse_newer, stored_version
 from master_sdk.memory.sqlite import reads
+from master_sdk.memory.sqlite.checkpoints import Checkpoints
 from master_sdk.memory.sqlite.connections import Connections
 from master_sdk.memory.sqlite.experiments import SQLiteExperiments
 from master_sdk.memory.sqlite.reviews import read_reservation
@@ -131,6 +132,8 @@ class SQLiteStore(SQLiteExperiments, Derived):
         self._wal = WalSync(self.path) if synchronous == "FULL" else None
         # writers of this file wait for each other in the kernel (see writer_queue.py)
         self._writers = WriterQueue(self.path)
+        # the log is folded into the database after the locks, not in COMMIT
+        self._checkpoints = Checkpoints()
         # trace name codes this process has seen committed (see memory/chunks.py)
         self._names: dict[str, int] = {}
         if synchronous not in ("FULL", "NORMAL"):
@@ -156,6 +159,7 @@ class SQLiteStore(SQLiteExperiments, Derived):
             # could wait out the whole busy timeout.
             conn.execute("PRAGMA busy_timeout = 0")
             self._retrying(lambda: self._prepare(conn), " while opening it")
+            self._checkpoints.start(conn)  # see checkpoints.py
         except sqlite3.Error as exc:
             conn.close()
             raise self._error(exc, "while opening it") from None
@@ -308,11 +312,20 @@ class SQLiteStore(SQLiteExperiments, Derived):
             except sqlite3.Error as exc:  # BEGIN
                 raise self._error(exc, "while starting a write") from None
             ticket = wal.written() if wal is not None else 0
+            checkpoint = self._checkpoints.committed()
+        if checkpoint:
+            self._checkpoint()
         # a commit that only records a step's start rides on the next sync, unless every
         # commit is to be synced at once (sync_step_starts)
         if wal is None or not (sync or self.sync_step_starts):
             return result, None
         return result, lambda: wal.wait(ticket)
+
+    def _checkpoint(self) -> None:
+        """Fold the log into the database on a reader connection, outside the write
+        locks (``checkpoints.py``); a checkpoint that fails leaves it to the next."""
+        with suppress(StoreError):
+            self._reading(self._checkpoints.run)
 
     def sync(self) -> None:
         """Make every commit written so far durable now (with ``FULL``; a no-op with

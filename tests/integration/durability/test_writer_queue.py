@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 import master_sdk as ms
+from master_sdk.memory.sqlite import writer_queue
 from master_sdk.memory.sqlite.store import SQLiteStore
 from master_sdk.memory.sqlite.writer_queue import WriterQueue
 from tests.support.durability import REPO, copy_hello_project, driver_env, last_json, spawn
@@ -31,6 +33,23 @@ from tests.support.durability import REPO, copy_hello_project, driver_env, last_
 WRITERS = 4
 RUNS_EACH = 30
 PAUSED = 6
+
+
+@pytest.fixture(params=["futex", "thread"])
+def waiting(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How this process's writers wait for the side lock: on the futex in the side file
+    (Linux), or through a helper thread's blocking ``flock`` (elsewhere)."""
+    if request.param == "futex" and writer_queue._SYS_FUTEX is None:
+        pytest.skip("no futex(2) on this machine")
+    if request.param == "thread":
+        monkeypatch.setattr(writer_queue, "_SYS_FUTEX", None)
+    return str(request.param)
+
+
+def uses(queue: WriterQueue, waiting: str) -> None:
+    """Check the queue waits the way the test asked for."""
+    assert queue.enabled
+    assert (queue._futex is not None) == (waiting == "futex")
 
 
 def cli(root: Path, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -116,7 +135,7 @@ def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, dict[str, A
 
 
 def test_a_writer_killed_inside_its_commit_hands_the_lock_to_the_next_at_once(
-    tmp_path: Path,
+    tmp_path: Path, waiting: str
 ) -> None:
     """A process stopped inside its first commit (both locks held) is SIGKILLed; a writer
     of another store object queued behind it in the kernel goes on as soon as it dies,
@@ -131,6 +150,7 @@ def test_a_writer_killed_inside_its_commit_hands_the_lock_to_the_next_at_once(
         assert held["held"] == "commit"
         waiter = SQLiteStore(store, busy_timeout_ms=30_000)
         try:
+            uses(waiter._writers, waiting)
             thread, box = in_thread(
                 lambda: waiter.transaction(
                     lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS marks (x)")
@@ -166,7 +186,7 @@ def hold_sqlite(store: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
 
 
 def test_a_foreign_writer_past_the_busy_timeout_gives_store_busy_to_every_queued_writer(
-    tmp_path: Path,
+    tmp_path: Path, waiting: str
 ) -> None:
     """A plain sqlite3 connection in another process holds the write lock: the writer
     holding the side lock and the one queued behind it in the kernel both raise StoreBusy
@@ -175,6 +195,7 @@ def test_a_foreign_writer_past_the_busy_timeout_gives_store_busy_to_every_queued
     SQLiteStore(store).close()
     first = SQLiteStore(store, busy_timeout_ms=400)
     second = SQLiteStore(store, busy_timeout_ms=400)
+    uses(first._writers, waiting)
     proc, held = hold_sqlite(store)
     assert held["held"] == "write"
     try:
@@ -205,7 +226,7 @@ def test_a_foreign_writer_past_the_busy_timeout_gives_store_busy_to_every_queued
 
 
 def test_a_side_lock_held_past_the_busy_timeout_is_waited_out_then_written_past(
-    tmp_path: Path,
+    tmp_path: Path, waiting: str
 ) -> None:
     """Another process holds only the side lock (stopped between its locks, say): a writer
     waits the busy timeout in the kernel, then writes under SQLite's lock alone, which is
@@ -221,6 +242,7 @@ def test_a_side_lock_held_past_the_busy_timeout_is_waited_out_then_written_past(
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     writer = SQLiteStore(store, busy_timeout_ms=300)
     try:
+        uses(writer._writers, waiting)
         started = time.monotonic()
         writer.transaction(lambda c: c.execute("CREATE TABLE marks (x)"))
         assert 0.25 < time.monotonic() - started < 3
@@ -303,11 +325,12 @@ def test_threads_share_one_side_lock_taken_per_transaction_and_never_across_a_ca
     assert watch.after and not any(watch.after)
 
 
-def test_a_fork_does_not_share_the_parents_side_lock(tmp_path: Path) -> None:
+def test_a_fork_does_not_share_the_parents_side_lock(tmp_path: Path, waiting: str) -> None:
     """A child forked while the parent holds the side lock cannot take it (an inherited
     descriptor would share it): it waits, and gets it once the parent releases it."""
     queue = WriterQueue(tmp_path / "s.sqlite3")
     assert queue.acquire(1.0)
+    uses(queue, waiting)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
@@ -402,3 +425,31 @@ def test_on_a_read_only_mount_the_side_lock_stays_out_of_the_way(tmp_path: Path)
         assert not (folder / "s.sqlite3-wlock").exists()
     finally:
         subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_the_log_is_folded_into_the_database_after_the_locks(tmp_path: Path) -> None:
+    """The writer connection does not checkpoint inside ``COMMIT``; every ``EVERY``
+    commits the store does, outside its locks: the database file alone (without its
+    log) then holds what was committed before."""
+    from master_sdk.memory.sqlite.checkpoints import EVERY
+
+    store = tmp_path / "s.sqlite3"
+    writer = SQLiteStore(store)
+    try:
+        assert writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        writer.transaction(lambda c: c.execute("CREATE TABLE marks (x)"))
+        for number in range(2 * EVERY):
+            writer.transaction(
+                lambda c, n=number: c.execute("INSERT INTO marks VALUES (?)", (n,))  # type: ignore[misc]
+            )
+        assert writer._checkpoints.runs == 2
+        copy = tmp_path / "copy.sqlite3"
+        copy.write_bytes(store.read_bytes())  # the database file without its -wal
+        conn = sqlite3.connect(copy)
+        try:
+            (count,) = conn.execute("SELECT count(*) FROM marks").fetchone()
+        finally:
+            conn.close()
+        assert 2 * EVERY - 2 <= count <= 2 * EVERY  # up to the 2nd checkpoint
+    finally:
+        writer.close()
