@@ -35,6 +35,13 @@ What can go wrong, and what happens then:
   ``flock``): writers wait by polling as before; a store only read never touches the file;
 * a process forks: ``flock`` locks belong to the open file, which the child would share,
   so the child drops the inherited descriptor and opens its own when it first writes.
+
+The side file holds no data. Like SQLite with its ``-shm`` file, the last store to close
+removes it: each store that has it open holds a shared open-file-description lock on its
+first byte (Linux ``F_OFD_SETLK``, independent of ``flock`` and of SQLite's locks on
+other files), and a closing store removes the file only if it can turn its own into an
+exclusive one; a store that opens the file and finds it removed meanwhile opens it again.
+Where such locks are not available the file is simply left in place.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import mmap
 import os
 import platform
 import queue
+import struct
 import threading
 import time
 import weakref
@@ -64,6 +72,10 @@ _RECHECK_S = 0.005
 _SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(
     platform.machine().lower()
 )
+# the file's users hold shared OFD locks on its first byte (struct flock on Linux: short,
+# short, off_t, off_t, pid_t, padded to 32 bytes)
+_OFD = fcntl is not None and _SYS_FUTEX is not None and hasattr(fcntl, "F_OFD_SETLKW")
+_FLOCK = struct.Struct("hhqqi4x")
 _FUTEX_WAIT = 0
 _FUTEX_WAKE = 1
 _WORD = 8  # bytes of the side file that hold the futex word (and room to spare)
@@ -145,6 +157,7 @@ class WriterQueue:
         self._db_path = db_path
         self._fd: int | None = None
         self._futex: _Futex | None = None
+        self._registered = False  # holds a shared OFD lock saying it uses the file
         self._opened = False  # tried to open the side file (it may have failed)
         self._held = False
         self.owner: int | None = None
@@ -286,21 +299,37 @@ class WriterQueue:
             mode = os.stat(self._db_path).st_mode & 0o666
         except OSError:
             mode = 0o644
-        fd: int | None = None
+        for _ in range(100):  # the last user may remove it between our open and our lock
+            opened = self._open_file(mode)
+            if opened is None:
+                return
+            fd, writable = opened
+            registered = _register(fd, self.path)
+            if registered is not False:
+                break
+            os.close(fd)
+        else:
+            return
+        self._registered = bool(registered)
+        if writable:
+            try:
+                self._futex = _Futex(fd)
+            except (OSError, ValueError, AttributeError):
+                self._futex = None  # a helper thread makes the waits
+        self._fd = fd
+
+    def _open_file(self, mode: int) -> tuple[int, bool] | None:
+        """A descriptor of the side file and whether it is writable; None if it cannot
+        be opened."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _CLOEXEC, mode)
         except OSError:
             # a read-only folder or a file of another user: flock works on a descriptor
             # opened for reading, if the file is there
             try:
-                fd = os.open(self.path, os.O_RDONLY | _CLOEXEC)
+                return os.open(self.path, os.O_RDONLY | _CLOEXEC), False
             except OSError:
-                return
-        else:
-            try:
-                self._futex = _Futex(fd)
-            except (OSError, ValueError, AttributeError):
-                self._futex = None  # a helper thread makes the waits
+                return None
         try:
             # the same permissions as the store (as SQLite gives its -wal and -shm files)
             info = os.fstat(fd)
@@ -308,7 +337,7 @@ class WriterQueue:
                 os.fchmod(fd, mode)
         except OSError:
             pass
-        self._fd = fd
+        return fd, True
 
     def _give_up(self, exc: OSError) -> None:
         """The side file cannot be locked (a file system without ``flock`` says ENOLCK,
@@ -327,6 +356,9 @@ class WriterQueue:
             futex.close()
         fd, self._fd = self._fd, None
         if fd is not None:
+            if self._registered:
+                self._registered = False
+                _remove_if_last(fd, self.path)
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -348,6 +380,7 @@ class WriterQueue:
         its own lock when it first writes)."""
         self._mu = threading.Lock()
         self._futex = None  # the mapping is the same file: nothing of the parent's is held
+        self._registered = False  # the parent's OFD lock stays the parent's
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -358,6 +391,37 @@ class WriterQueue:
         self._disabled = fcntl is None
         self._waiting = None
         self._requests = None
+
+
+def _register(fd: int, path: str) -> bool | None:
+    """Say this store uses the side file (a shared OFD lock on its first byte). False:
+    the file was removed by its last user meanwhile (open it again); None: such locks are
+    not available here (the file will not be removed)."""
+    if not _OFD:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0))
+    except OSError:
+        return None
+    try:
+        here = os.fstat(fd)
+        named = os.stat(path)
+    except OSError:
+        return False
+    return here.st_nlink > 0 and (named.st_dev, named.st_ino) == (here.st_dev, here.st_ino)
+
+
+def _remove_if_last(fd: int, path: str) -> None:
+    """Remove the side file if no other store has it open (this one's shared OFD lock
+    can be made exclusive); it is closed next, which releases the lock."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0))
+        here = os.fstat(fd)
+        named = os.stat(path)
+        if (named.st_dev, named.st_ino) == (here.st_dev, here.st_ino):
+            os.unlink(path)
+    except OSError:
+        return
 
 
 def _wait_for_lock(

@@ -102,7 +102,7 @@ def test_writer_processes_a_reader_and_the_cli_on_one_store_lose_nothing(tmp_pat
     results = report["results"]
     assert all(r["errors"] == [] and r["completed"] == RUNS_EACH for r in results), results
     assert sum(r["queued"] for r in results) > 0  # they did wait for each other in the kernel
-    assert Path(f"{store}-wlock").exists()
+    assert not Path(f"{store}-wlock").exists()  # the last store to close removed it
     assert seen is not None and seen["reads"] > 0 and seen["broken"] == [], seen
     total = WRITERS * RUNS_EACH
     with ms.Workbench.open(root, store=store) as wb:
@@ -355,7 +355,7 @@ def test_a_fork_does_not_share_the_parents_side_lock(tmp_path: Path, waiting: st
 
 def test_a_store_only_read_never_creates_the_side_file(tmp_path: Path) -> None:
     """Opening and reading a store leaves no ``-wlock`` file; the first write makes it
-    with the store file's permissions."""
+    with the store file's permissions, and the last store to close removes it."""
     store = tmp_path / "s.sqlite3"
     root = copy_hello_project(tmp_path / "hello")
     with ms.Workbench.open(root, store=store) as wb:
@@ -367,8 +367,13 @@ def test_a_store_only_read_never_creates_the_side_file(tmp_path: Path) -> None:
         assert len(wb.runs()) == 0
         assert not side.exists()
         wb.run("hello_world/greet", {"text": "first write"})
-    assert side.exists()
-    assert side.stat().st_mode & 0o777 == 0o640
+        assert side.exists()
+        assert side.stat().st_mode & 0o777 == 0o640
+        with ms.Workbench.open(root, store=store) as other:
+            other.run("hello_world/greet", {"text": "second store"})
+        assert side.exists()  # still used by the first store
+        wb.run("hello_world/greet", {"text": "after the other closed"})
+    assert not side.exists()
 
 
 def test_without_a_side_file_writers_poll_as_before(tmp_path: Path) -> None:
@@ -453,3 +458,44 @@ def test_the_log_is_folded_into_the_database_after_the_locks(tmp_path: Path) -> 
         assert 2 * EVERY - 2 <= count <= 2 * EVERY  # up to the 2nd checkpoint
     finally:
         writer.close()
+
+
+USE_AND_WAIT = """
+import sys
+from pathlib import Path
+from master_sdk.memory.sqlite.writer_queue import WriterQueue
+queue = WriterQueue(Path(sys.argv[1]))
+assert queue.acquire(10.0)
+queue.release()
+print("using", flush=True)
+sys.stdin.readline()
+queue.close()
+"""
+
+
+def test_the_side_file_stays_while_another_process_uses_it(tmp_path: Path) -> None:
+    """A store closing while a store in another process still has the side file open
+    leaves it; the last one to close removes it."""
+    store = tmp_path / "s.sqlite3"
+    other = subprocess.Popen(
+        [sys.executable, "-c", USE_AND_WAIT, str(store)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=driver_env(),
+        cwd=REPO,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "using"
+        queue = WriterQueue(store)
+        assert queue.acquire(10.0)
+        queue.release()
+        queue.close()
+        assert Path(f"{store}-wlock").exists()
+        other.communicate("\n", timeout=30)
+        assert other.returncode == 0
+        assert not Path(f"{store}-wlock").exists()
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
