@@ -39,6 +39,8 @@ class LockMeter:
     Wraps the store's ``_acquire`` and the function that runs one transaction under the
     lock (``_written`` where the store syncs after releasing it, ``_write`` in versions
     that sync inside ``COMMIT``), so the same meter measures either version of the store.
+    Where writers queue on a side lock (``_writers``), the lock is held until that is
+    released: what ``_written`` does after it (a checkpoint) is not counted.
     """
 
     def __init__(self, store: Any) -> None:
@@ -58,12 +60,26 @@ class LockMeter:
             try:
                 return transaction(*args, **kwargs)
             finally:
-                if self._got:
-                    self.held_s += time.perf_counter() - self._got
-                    self.transactions += 1
+                self._held()
 
         store._acquire = timed_acquire
         setattr(store, name, timed_transaction)
+        writers = getattr(store, "_writers", None)
+        if writers is not None:
+            release = writers.release
+
+            def timed_release() -> None:
+                release()
+                self._held()
+
+            writers.release = timed_release
+
+    def _held(self) -> None:
+        """The lock was released: count the time since it was taken (once)."""
+        if self._got:
+            self.held_s += time.perf_counter() - self._got
+            self.transactions += 1
+            self._got = 0.0
 
 
 def worker(root: Path, store: Path, n_runs: int, offset: int, go: Path) -> dict[str, Any]:
