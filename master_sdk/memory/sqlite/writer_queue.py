@@ -308,8 +308,9 @@ class WriterQueue:
             if registered is not False:
                 break
             os.close(fd)
+            time.sleep(0.001)
         else:
-            return
+            return  # writers poll
         self._registered = bool(registered)
         if writable:
             try:
@@ -395,14 +396,15 @@ class WriterQueue:
 
 def _register(fd: int, path: str) -> bool | None:
     """Say this store uses the side file (a shared OFD lock on its first byte). False:
-    the file was removed by its last user meanwhile (open it again); None: such locks are
-    not available here (the file will not be removed)."""
+    the file is being removed or was removed by its last user (open it again); None: such
+    locks are not available here (the file will not be removed)."""
     if not _OFD:
         return None
     try:
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0))
-    except OSError:
-        return None
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0))
+    except OSError as exc:
+        # a closing store holds it exclusively for a moment, then removes the file
+        return False if exc.errno in (errno.EAGAIN, errno.EACCES) else None
     try:
         here = os.fstat(fd)
         named = os.stat(path)
