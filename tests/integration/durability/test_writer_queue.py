@@ -156,7 +156,10 @@ def test_a_writer_killed_inside_its_commit_hands_the_lock_to_the_next_at_once(
                     lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS marks (x)")
                 )
             )
-            time.sleep(0.5)
+            deadline = time.monotonic() + 20
+            while waiter._writers.waits == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)
             assert thread.is_alive() and waiter._writers.waits == 1  # queued in the kernel
             killed = time.monotonic()
             os.kill(holder.pid, signal.SIGKILL)
