@@ -39,6 +39,8 @@ class LockMeter:
     Wraps the store's ``_acquire`` and the function that runs one transaction under the
     lock (``_written`` where the store syncs after releasing it, ``_write`` in versions
     that sync inside ``COMMIT``), so the same meter measures either version of the store.
+    Where writers queue on a side lock (``_writers``), the lock is held until that is
+    released: what ``_written`` does after it (a checkpoint) is not counted.
     """
 
     def __init__(self, store: Any) -> None:
@@ -58,12 +60,26 @@ class LockMeter:
             try:
                 return transaction(*args, **kwargs)
             finally:
-                if self._got:
-                    self.held_s += time.perf_counter() - self._got
-                    self.transactions += 1
+                self._held()
 
         store._acquire = timed_acquire
         setattr(store, name, timed_transaction)
+        writers = getattr(store, "_writers", None)
+        if writers is not None:
+            release = writers.release
+
+            def timed_release() -> None:
+                release()
+                self._held()
+
+            writers.release = timed_release
+
+    def _held(self) -> None:
+        """The lock was released: count the time since it was taken (once)."""
+        if self._got:
+            self.held_s += time.perf_counter() - self._got
+            self.transactions += 1
+            self._got = 0.0
 
 
 def worker(root: Path, store: Path, n_runs: int, offset: int, go: Path) -> dict[str, Any]:
@@ -75,7 +91,9 @@ def worker(root: Path, store: Path, n_runs: int, offset: int, go: Path) -> dict[
     while not go.exists():
         time.sleep(_POLL_S)
     errors: list[str] = []
+    waits = getattr(getattr(wb.store, "_writers", None), "waits", 0)
     started = time.time()
+    cpu = time.process_time()
     done = 0
     for index in range(n_runs):
         try:
@@ -84,6 +102,8 @@ def worker(root: Path, store: Path, n_runs: int, offset: int, go: Path) -> dict[
         except Exception as exc:  # counted and reported, never hidden
             errors.append(f"{type(exc).__name__}: {exc}")
     ended = time.time()
+    cpu = time.process_time() - cpu
+    waits = getattr(getattr(wb.store, "_writers", None), "waits", 0) - waits
     wb.close()
     return {
         "done": done,
@@ -92,6 +112,8 @@ def worker(root: Path, store: Path, n_runs: int, offset: int, go: Path) -> dict[
         "end": ended,
         "lock_ms_per_run": meter.held_s * 1000 / max(done, 1),
         "transactions_per_run": meter.transactions / max(done, 1),
+        "cpu_ms_per_run": cpu * 1000 / max(done, 1),
+        "queued_per_run": waits / max(done, 1),
     }
 
 
@@ -105,6 +127,11 @@ class WritersResult:
     runs: int
     lock_ms_per_run: Stats
     """Time one process held the write lock per run (median over processes and reps)."""
+    cpu_ms_per_run: Stats
+    """CPU time of one process per run, all its threads (median over processes and reps)."""
+    queued_per_run: Stats
+    """How many times per run a process found the write lock taken and waited for it in
+    the kernel (0 for versions of the store that poll)."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -114,12 +141,14 @@ class WritersResult:
             "errors": self.errors,
             "runs": self.runs,
             "lock_ms_per_run": self.lock_ms_per_run.to_json(),
+            "cpu_ms_per_run": self.cpu_ms_per_run.to_json(),
+            "queued_per_run": self.queued_per_run.to_json(),
         }
 
 
 def _writers_once(
     workdir: Path, processes: int, n_runs: int
-) -> tuple[float, int, int, list[float]]:
+) -> tuple[float, int, int, list[dict[str, Any]]]:
     root = make_project(workdir / "project")
     store = workdir / "shared.sqlite3"
     go = workdir / "go"
@@ -161,7 +190,7 @@ def _writers_once(
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     done = sum(r["done"] for r in results)
     errors = sum(len(r["errors"]) for r in results)
-    return done / wall, errors, done, [r["lock_ms_per_run"] for r in results]
+    return done / wall, errors, done, results
 
 
 def measure_writers(
@@ -170,25 +199,40 @@ def measure_writers(
     """Aggregate runs/s of 1, 2 and 4 processes on one store file (interleaved repetitions)."""
     rates: dict[int, list[float]] = {count: [] for count in counts}
     locks: dict[int, list[float]] = {count: [] for count in counts}
+    cpus: dict[int, list[float]] = {count: [] for count in counts}
+    queued: dict[int, list[float]] = {count: [] for count in counts}
     errors = dict.fromkeys(counts, 0)
     runs = dict.fromkeys(counts, 0)
     for rep in range(repeat):
         for count in counts:
             where = workdir / f"writers-{count}-{rep}"
             where.mkdir(parents=True)
-            rate, failed, done, held = _writers_once(where, count, n_runs)
+            rate, failed, done, results = _writers_once(where, count, n_runs)
+            held = [r["lock_ms_per_run"] for r in results]
             rates[count].append(rate)
             locks[count].extend(held)
+            cpus[count].extend(r.get("cpu_ms_per_run", 0.0) for r in results)
+            queued[count].extend(r.get("queued_per_run", 0.0) for r in results)
             errors[count] += failed
             runs[count] += done
             print(
                 f"  {count} writer(s) #{rep + 1}: {rate:,.1f} runs/s, {failed} errors, "
-                f"write lock held {Stats.of(held).median:.2f} ms/run",
+                f"write lock held {Stats.of(held).median:.2f} ms/run, "
+                f"CPU {Stats.of(cpus[count][-count:]).median:.2f} ms/run",
                 file=sys.stderr,
                 flush=True,
             )
     return [
-        WritersResult(c, Stats.of(rates[c]), errors[c], runs[c], Stats.of(locks[c])) for c in counts
+        WritersResult(
+            c,
+            Stats.of(rates[c]),
+            errors[c],
+            runs[c],
+            Stats.of(locks[c]),
+            Stats.of(cpus[c]),
+            Stats.of(queued[c]),
+        )
+        for c in counts
     ]
 
 
@@ -202,6 +246,8 @@ def format_writers(results: list[WritersResult]) -> str:
             f"  {r.processes} process(es)  {r.runs_per_s.median:>8,.1f} runs/s "
             f"({r.runs_per_s.min:,.1f}-{r.runs_per_s.max:,.1f})  {r.errors} errors in "
             f"{r.runs:,} runs{ratio}  write lock held {r.lock_ms_per_run.median:.2f} ms/run"
+            f"  CPU {r.cpu_ms_per_run.median:.2f} ms/run  queued {r.queued_per_run.median:.1f}"
+            "/run"
         )
     return "\n".join(lines)
 

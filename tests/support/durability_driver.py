@@ -14,6 +14,9 @@ the config loader, as in production. Commands:
   hello_world runs (start, approve, submit) against one store, released together;
 * ``hold-write STORE`` / ``hold-read STORE`` — keep a write lock / a read snapshot open until
   a line arrives on stdin;
+* ``hold-commit ROOT STORE`` — start a hello_world run and stop inside its first commit
+  (the store's write locks held) until a line arrives on stdin (or the process is killed);
+* ``reader ROOT STORE SECONDS`` — read the store's runs and traces over and over;
 * ``sweep ROOT WORKDIR POINTS_JSON`` — for each crash point, a process that drives a run
   and dies there, then a new process that resumes it (see :func:`sweep`);
 * ``model-crash ROOT STORE LEDGER REF RUN|-`` — start ``REF`` (``-``) or retry ``RUN`` with
@@ -231,8 +234,15 @@ def writer(root: str, store: str, count: str, gate: str, name: str = "w") -> Non
             completed += run.status == "completed"
         except ms.MasterError as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
+    queued = getattr(getattr(wb.store, "_writers", None), "waits", 0)  # kernel waits
     wb.close()
-    emit(name=name, completed=completed, errors=errors, seconds=time.perf_counter() - started)
+    emit(
+        name=name,
+        completed=completed,
+        errors=errors,
+        seconds=time.perf_counter() - started,
+        queued=queued,
+    )
 
 
 def writers(root: str, store: str, processes: str, count: str, folder: str) -> None:
@@ -280,6 +290,56 @@ def hold_lock(store: str) -> None:
     sys.stdin.readline()
     conn.execute("ROLLBACK")
     emit(released=True)
+
+
+class _StopInCommit:
+    """A commit hook that reports and waits for stdin inside the first commit."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def before_commit(self, commit: Any) -> None:
+        if not self.stopped:
+            self.stopped = True
+            emit(held="commit", run_id=commit.run.run_id, label=commit.label, pid=os.getpid())
+            sys.stdin.readline()
+
+    def after_commit(self, commit: Any) -> None:
+        return None
+
+
+def hold_commit(root: str, store: str) -> None:
+    wb = ms.Workbench.open(root, store=store)
+    wb.add_hook(_StopInCommit())
+    run = wb.run("hello_world/greet", {"text": "held in its commit"})
+    emit(done=run.status)
+
+
+def reader(root: str, store: str, seconds: str) -> None:
+    """Read runs, one run's steps and the traces until ``seconds`` passed; every read
+    must see whole runs (a completed run has its four steps)."""
+    wb = ms.Workbench.open(root, store=store)
+    reads = 0
+    broken: list[str] = []
+    counts: list[int] = []
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        runs = wb.runs()
+        counts.append(len(runs))
+        done = runs[runs["status"] == "completed"] if len(runs) else runs
+        for run_id in list(done["run_id"])[:3]:
+            steps = wb.store.step_attempts(str(run_id))
+            if len(steps) != 4:
+                broken.append(f"{run_id}: {len(steps)} steps")
+        wb.traces()
+        reads += 1
+    wb.close()
+    emit(
+        reads=reads,
+        broken=broken,
+        first=counts[0] if counts else 0,
+        last=counts[-1] if counts else 0,
+    )
 
 
 def hold_read(store: str) -> None:
@@ -367,6 +427,8 @@ COMMANDS = {
     "writers": writers,
     "hold-write": hold_lock,
     "hold-read": hold_read,
+    "hold-commit": hold_commit,
+    "reader": reader,
     "sweep": sweep,
     "model-crash": model_crash,
 }

@@ -31,10 +31,12 @@ from master_sdk.memory.encoding import Encoder
 from master_sdk.memory.group_commit import GroupCommit, Pending, WriteOne
 from master_sdk.memory.schema import PAGE_SIZE, ensure_schema, refuse_newer, stored_version
 from master_sdk.memory.sqlite import reads
+from master_sdk.memory.sqlite.checkpoints import Checkpoints
 from master_sdk.memory.sqlite.connections import Connections
 from master_sdk.memory.sqlite.experiments import SQLiteExperiments
 from master_sdk.memory.sqlite.reviews import read_reservation
 from master_sdk.memory.sqlite.syncing import WalSync
+from master_sdk.memory.sqlite.writer_queue import WriterQueue
 from master_sdk.memory.sqlite.writes import (
     RUN_FIELDS,
     insert_flows,
@@ -128,6 +130,10 @@ class SQLiteStore(SQLiteExperiments, Derived):
         self._group = GroupCommit(self._group_transaction)
         # FULL: the store syncs the log itself, after the write lock (see syncing.py)
         self._wal = WalSync(self.path) if synchronous == "FULL" else None
+        # writers of this file wait for each other in the kernel (see writer_queue.py)
+        self._writers = WriterQueue(self.path)
+        # the log is folded into the database after the locks, not in COMMIT
+        self._checkpoints = Checkpoints()
         # trace name codes this process has seen committed (see memory/chunks.py)
         self._names: dict[str, int] = {}
         if synchronous not in ("FULL", "NORMAL"):
@@ -153,6 +159,7 @@ class SQLiteStore(SQLiteExperiments, Derived):
             # could wait out the whole busy timeout.
             conn.execute("PRAGMA busy_timeout = 0")
             self._retrying(lambda: self._prepare(conn), " while opening it")
+            self._checkpoints.start(conn)  # see checkpoints.py
         except sqlite3.Error as exc:
             conn.close()
             raise self._error(exc, "while opening it") from None
@@ -206,17 +213,30 @@ class SQLiteStore(SQLiteExperiments, Derived):
     # ------------------------------------------------------------------ writing
 
     def _acquire(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``, retried with short jittered sleeps until the busy timeout."""
-        self._retrying(lambda: conn.execute("BEGIN IMMEDIATE"), "")
+        """Take the side lock that queues this library's writers in the kernel
+        (``writer_queue.py``), then ``BEGIN IMMEDIATE``, retried with short jittered
+        sleeps; StoreBusy once both together took longer than the busy timeout. The side
+        lock is released by the caller right after ``COMMIT`` (here if ``BEGIN`` fails)."""
+        timeout = self.busy_timeout_ms / 1000
+        deadline = time.monotonic() + timeout
+        writers = self._writers
+        took = writers.acquire(timeout)
+        try:
+            self._retrying(lambda: conn.execute("BEGIN IMMEDIATE"), "", deadline=deadline)
+        except BaseException:
+            if took:
+                writers.release()
+            raise
 
-    def _retrying(self, step: Callable[[], object], where: str) -> None:
+    def _retrying(self, step: Callable[[], object], where: str, *, deadline: float = 0.0) -> None:
         """Run ``step``, retried with short jittered sleeps while another connection holds
-        a lock, until the busy timeout; then StoreBusy (``where`` says what was being done).
+        a lock, until the busy timeout (from the first failure, or until ``deadline`` on
+        the monotonic clock when given); then StoreBusy (``where`` says what was being
+        done).
 
         A commit holds the write lock for well under a millisecond (an fsync at most), so
         waiting 0.05-0.2 ms between tries hands the lock over quickly between processes.
         """
-        deadline = 0.0
         delay = _FIRST_WAIT_S
         while True:
             try:
@@ -262,10 +282,14 @@ class SQLiteStore(SQLiteExperiments, Derived):
         commit needs (None when it needs none), to call once the write lock is free."""
         pool = self._pool
         wal = self._wal
+        writers = self._writers
         with pool.write_lock:
             if pool.closed:
                 raise StoreError(f"{self.path}: the store was closed; open the workbench again")
             conn = pool.writer
+            # a transaction started inside this one (by a hook) must not release the lock
+            # of the outer one
+            nested = writers.held
             try:
                 self._acquire(conn)
                 try:
@@ -282,14 +306,26 @@ class SQLiteStore(SQLiteExperiments, Derived):
                 except BaseException:
                     _rollback(conn)
                     raise
+                finally:
+                    if not nested:
+                        writers.release()  # the next writer goes on; the sync comes after
             except sqlite3.Error as exc:  # BEGIN
                 raise self._error(exc, "while starting a write") from None
             ticket = wal.written() if wal is not None else 0
+            checkpoint = self._checkpoints.committed()
+        if checkpoint:
+            self._checkpoint()
         # a commit that only records a step's start rides on the next sync, unless every
         # commit is to be synced at once (sync_step_starts)
         if wal is None or not (sync or self.sync_step_starts):
             return result, None
         return result, lambda: wal.wait(ticket)
+
+    def _checkpoint(self) -> None:
+        """Fold the log into the database on a reader connection, outside the write
+        locks (``checkpoints.py``); a checkpoint that fails leaves it to the next."""
+        with suppress(StoreError):
+            self._reading(self._checkpoints.run)
 
     def sync(self) -> None:
         """Make every commit written so far durable now (with ``FULL``; a no-op with
@@ -652,6 +688,7 @@ class SQLiteStore(SQLiteExperiments, Derived):
             with suppress(StoreError):  # a failing disk: closing goes on
                 self._wal.close()
         self._pool.close()
+        self._writers.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
