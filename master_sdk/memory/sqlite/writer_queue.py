@@ -16,6 +16,11 @@ only orders writers; SQLite's own lock stays the guard of the data: ``BEGIN IMME
 is still made (and retried) under it, so a writer that does not know the side file (the
 ``sqlite3`` shell, another program) is excluded exactly as before.
 
+A store that is the side file's only user (no other store, in this process or another,
+has it open: its shared OFD lock is the only one) skips the side lock, since there is
+nobody to queue with; it looks again every ``_ALONE_RECHECK_S``, so a store that opens the
+file meanwhile waits for SQLite's lock by polling for at most that long.
+
 What can go wrong, and what happens then:
 
 * a process is killed while it holds the lock: the kernel releases a ``flock`` when its
@@ -76,6 +81,9 @@ _SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(
 # short, off_t, off_t, pid_t, padded to 32 bytes)
 _OFD = fcntl is not None and _SYS_FUTEX is not None and hasattr(fcntl, "F_OFD_SETLKW")
 _FLOCK = struct.Struct("hhqqi4x")
+# a writer that is the side file's only user skips the side lock (there is nobody to queue
+# with) and looks again whether another store came this often
+_ALONE_RECHECK_S = 0.02
 _FUTEX_WAIT = 0
 _FUTEX_WAKE = 1
 _WORD = 8  # bytes of the side file that hold the futex word (and room to spare)
@@ -160,6 +168,7 @@ class WriterQueue:
         self._registered = False  # holds a shared OFD lock saying it uses the file
         self._opened = False  # tried to open the side file (it may have failed)
         self._held = False
+        self._alone_until = 0.0  # monotonic time until which no other store uses the file
         self.owner: int | None = None
         """The thread holding the side lock (``threading.get_ident()``), or None."""
         self._mu = threading.Lock()  # guards the descriptor against the helper thread
@@ -198,6 +207,8 @@ class WriterQueue:
             fd = self._fd
             if fd is None:
                 return False
+            if self._registered and self._alone(fd):
+                return False
             futex = self._futex
         if futex is not None:
             return self._acquire_waking(fd, futex, timeout_s)
@@ -232,6 +243,26 @@ class WriterQueue:
             if wait.error is not None:
                 self._give_up(wait.error)
             return False
+
+    def _alone(self, fd: int) -> bool:
+        """Whether no other store has the side file open (no shared OFD lock but this
+        one's), looked up at most every ``_ALONE_RECHECK_S``. A lone writer has nobody to
+        queue with, so it spends no system call on the side lock; a store that opens the
+        file meanwhile waits for SQLite's lock by polling until this one notices it."""
+        now = time.monotonic()
+        if now < self._alone_until:
+            return True
+        try:
+            seen = fcntl.fcntl(
+                fd, fcntl.F_OFD_GETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0)
+            )
+        except OSError:
+            return False
+        if _FLOCK.unpack(seen)[0] != fcntl.F_UNLCK:
+            self._alone_until = 0.0
+            return False
+        self._alone_until = now + _ALONE_RECHECK_S
+        return True
 
     def _acquire_waking(self, fd: int, futex: _Futex, timeout_s: float) -> bool:
         """:meth:`acquire` sleeping on the futex between tries (see the module docstring)."""
@@ -382,6 +413,7 @@ class WriterQueue:
         self._mu = threading.Lock()
         self._futex = None  # the mapping is the same file: nothing of the parent's is held
         self._registered = False  # the parent's OFD lock stays the parent's
+        self._alone_until = 0.0
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):

@@ -46,6 +46,15 @@ def waiting(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     return str(request.param)
 
 
+def neighbour(store: Path) -> WriterQueue:
+    """Another store of this process that has opened ``store``'s side file: a writer that
+    is the file's only user skips the side lock (nobody to queue with), so tests of how
+    writers queue keep one more user registered (close it at the end)."""
+    queue = WriterQueue(store)
+    assert queue.enabled
+    return queue
+
+
 def uses(queue: WriterQueue, waiting: str) -> None:
     """Check the queue waits the way the test asked for."""
     assert queue.enabled
@@ -144,6 +153,7 @@ def test_a_writer_killed_inside_its_commit_hands_the_lock_to_the_next_at_once(
     store = tmp_path / "s.sqlite3"
     with ms.Workbench.open(root, store=store) as wb:
         wb.run("hello_world/greet", {"text": "before"}).approve(by="ana")
+    near = neighbour(store)
     holder = spawn("hold-commit", root, store, stdin=subprocess.PIPE)
     try:
         held = read_line(holder)
@@ -174,6 +184,7 @@ def test_a_writer_killed_inside_its_commit_hands_the_lock_to_the_next_at_once(
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+        near.close()
     assert holder.returncode == -signal.SIGKILL
     with ms.Workbench.open(root, store=store) as wb:
         assert held["run_id"] not in set(wb.runs()["run_id"])
@@ -196,6 +207,7 @@ def test_a_foreign_writer_past_the_busy_timeout_gives_store_busy_to_every_queued
     naming the store after about the busy timeout (not twice it), and write nothing."""
     store = tmp_path / "s.sqlite3"
     SQLiteStore(store).close()
+    near = neighbour(store)
     first = SQLiteStore(store, busy_timeout_ms=400)
     second = SQLiteStore(store, busy_timeout_ms=400)
     uses(first._writers, waiting)
@@ -221,6 +233,7 @@ def test_a_foreign_writer_past_the_busy_timeout_gives_store_busy_to_every_queued
         proc.communicate("\n", timeout=30)
         first.close()
         second.close()
+        near.close()
     again = SQLiteStore(store)
     try:
         again.transaction(lambda c: c.execute("CREATE TABLE marks (x)"))  # free again
@@ -236,6 +249,7 @@ def test_a_side_lock_held_past_the_busy_timeout_is_waited_out_then_written_past(
     free; once the side lock is released the next writes take it at once again."""
     store = tmp_path / "s.sqlite3"
     SQLiteStore(store).close()
+    near = neighbour(store)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_FLOCK, f"{store}-wlock"],
         stdin=subprocess.PIPE,
@@ -268,6 +282,7 @@ def test_a_side_lock_held_past_the_busy_timeout_is_waited_out_then_written_past(
             holder.kill()
             holder.wait()
         writer.close()
+        near.close()
 
 
 HOLD_FLOCK = """
@@ -310,6 +325,7 @@ def test_threads_share_one_side_lock_taken_per_transaction_and_never_across_a_ca
         assert isinstance(store, SQLiteStore)
         watch = _Watch(store)
         wb.add_hook(watch)
+        near = neighbour(tmp_path / "s.sqlite3")
 
         def runs(index: int) -> None:
             for number in range(5):
@@ -324,6 +340,7 @@ def test_threads_share_one_side_lock_taken_per_transaction_and_never_across_a_ca
             thread.join(timeout=120)
         assert wb.store_info()["runs_by_status"] == {"completed": 40}
         assert store._writers.waits == 0
+        near.close()
     assert watch.before and all(watch.before)
     assert watch.after and not any(watch.after)
 
@@ -331,6 +348,7 @@ def test_threads_share_one_side_lock_taken_per_transaction_and_never_across_a_ca
 def test_a_fork_does_not_share_the_parents_side_lock(tmp_path: Path, waiting: str) -> None:
     """A child forked while the parent holds the side lock cannot take it (an inherited
     descriptor would share it): it waits, and gets it once the parent releases it."""
+    near = neighbour(tmp_path / "s.sqlite3")
     queue = WriterQueue(tmp_path / "s.sqlite3")
     assert queue.acquire(1.0)
     uses(queue, waiting)
@@ -354,6 +372,7 @@ def test_a_fork_does_not_share_the_parents_side_lock(tmp_path: Path, waiting: st
     finally:
         os.close(read_end)
         queue.close()
+        near.close()
 
 
 def test_a_store_only_read_never_creates_the_side_file(tmp_path: Path) -> None:
@@ -396,6 +415,7 @@ def test_without_a_side_file_writers_poll_as_before(tmp_path: Path) -> None:
     side = folder / "s.sqlite3-wlock"
     side.touch()
     os.chmod(side, 0o444)
+    near = neighbour(folder / "s.sqlite3")
     queue = WriterQueue(folder / "s.sqlite3")
     other = os.open(side, os.O_RDONLY)
     try:
@@ -409,6 +429,7 @@ def test_without_a_side_file_writers_poll_as_before(tmp_path: Path) -> None:
     finally:
         os.close(other)
         queue.close()
+        near.close()
 
 
 def test_on_a_read_only_mount_the_side_lock_stays_out_of_the_way(tmp_path: Path) -> None:
@@ -468,8 +489,7 @@ import sys
 from pathlib import Path
 from master_sdk.memory.sqlite.writer_queue import WriterQueue
 queue = WriterQueue(Path(sys.argv[1]))
-assert queue.acquire(10.0)
-queue.release()
+assert queue.enabled  # the side file is open and this store registered as its user
 print("using", flush=True)
 sys.stdin.readline()
 queue.close()
@@ -502,3 +522,39 @@ def test_the_side_file_stays_while_another_process_uses_it(tmp_path: Path) -> No
         if other.poll() is None:
             other.kill()
             other.wait()
+
+
+def test_a_lone_writer_skips_the_side_lock_until_another_store_opens_it(tmp_path: Path) -> None:
+    """A store that is the side file's only user does not take the side lock (nobody to
+    queue with, no system call spent); once a store in another process opens the file it
+    takes it again within the recheck interval, and goes back to skipping it after that
+    store closed."""
+    store = tmp_path / "s.sqlite3"
+    queue = WriterQueue(store)
+    settle = writer_queue._ALONE_RECHECK_S * 3
+    try:
+        assert queue.enabled
+        assert not queue.acquire(1.0) and not queue.held  # alone
+        other = subprocess.Popen(
+            [sys.executable, "-c", USE_AND_WAIT, str(store)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=driver_env(),
+            cwd=REPO,
+        )
+        try:
+            assert other.stdout is not None and other.stdout.readline().strip() == "using"
+            time.sleep(settle)
+            assert queue.acquire(1.0) and queue.held  # another store uses the file now
+            queue.release()
+            other.communicate("\n", timeout=30)
+            assert other.returncode == 0
+        finally:
+            if other.poll() is None:
+                other.kill()
+                other.wait()
+        time.sleep(settle)
+        assert not queue.acquire(1.0) and not queue.held  # alone again
+    finally:
+        queue.close()
