@@ -326,7 +326,7 @@ class Workbench:
     def flush_telemetry(self, timeout_s: float | None = None) -> bool:
         """Send the spans waiting to be exported; wait at most ``timeout_s`` (default: the
         export timeout plus a second). True when none is left. Runs never wait for this."""
-        return True if self._telemetry is None else self._telemetry.pipeline.flush(timeout_s)
+        return True if self._telemetry is None else self._telemetry.flush(timeout_s)
 
     def export_telemetry(
         self,

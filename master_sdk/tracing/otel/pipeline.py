@@ -41,6 +41,9 @@ class TelemetryPipeline:
     Args:
         settings: the telemetry settings (endpoint, headers, sampling, limits).
         scrub: the workbench's redaction, applied to every free text in a span.
+        sdk_export: send span records through the SDK's public ``export()`` even where
+            the exporter's HTTP client takes encoded spans (the two paths are compared in
+            the tests).
 
     Raises:
         ConfigError: the ``otel`` extra is missing.
@@ -51,6 +54,7 @@ class TelemetryPipeline:
         settings: TelemetrySettings,
         *,
         scrub: Callable[[Any], Any],
+        sdk_export: bool = False,
     ) -> None:
         self.settings = settings
         self.sender = SpanSender(
@@ -59,6 +63,8 @@ class TelemetryPipeline:
             service_name=settings.service_name,
             timeout_s=settings.timeout_s,
         )
+        if sdk_export:
+            self.sender.use_public_export()
         self.builder: SpanTree[Any]
         if self.sender.direct:
             from master_sdk.tracing.otel.direct import DirectSpanBuilder

@@ -1,0 +1,233 @@
+"""The exporter process: committed events in through a pipe, spans out over OTLP/HTTP.
+
+``python -m master_sdk.tracing.otel.exporter CTRL_FD`` is started by
+:class:`~.process.ExportProcess` on the first commit a workbench with telemetry makes. Its
+standard input is the commit pipe: a configuration frame first (the settings and the
+workbench's redaction, pickled: secrets never appear on the command line or in the
+environment), then one frame per commit (:data:`HEAD`: the body's length and kind, then the
+commit as ``marshal`` data — plain tuples — or, for values ``marshal`` cannot write,
+``pickle``). Spans are built and sent here by a :class:`~.pipeline.TelemetryPipeline`, so
+the builder's CPU never competes with the runs for their process's interpreter lock.
+
+``CTRL_FD`` is one end of a socket pair: the parent asks for counters (``S token``) or a
+flush (``F token timeout``), or announces its close budget (``C token timeout``); every
+answer is one line, ``token json``. When the commit pipe ends — the parent closed it, or
+the parent died, even by ``SIGKILL`` — the exporter sends what it holds within its budget
+(the export timeout plus a second unless the parent said otherwise), writes its final
+counters (``X json``) and exits: it is never left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from master_sdk.tracing.otel.pipeline import TelemetryPipeline
+
+__all__ = ["CONFIG", "HEAD", "MARSHAL", "PICKLE", "EventRow", "main"]
+
+HEAD = struct.Struct("<Ic")  # body length, kind
+CONFIG, MARSHAL, PICKLE = b"C", b"M", b"P"
+_READ = 1 << 20
+_new = tuple.__new__
+
+
+class EventRow(NamedTuple):
+    """A trace event as the commit pipe carries it (the fields of
+    ``memory.store.TraceEvent``, in order)."""
+
+    seq: int
+    ts_us: int
+    event: str
+    step_id: str | None
+    step_type: str | None
+    name: str | None
+    status: str | None
+    duration_ms: float | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    attrs: dict[str, Any] | None
+
+
+class _Exporter:
+    """The exporter's loop over the commit pipe and the control socket."""
+
+    def __init__(self, pipeline: TelemetryPipeline, fd: int, ctrl: socket.socket) -> None:
+        self.pipeline = pipeline
+        self.fd = fd
+        self.ctrl: socket.socket | None = ctrl
+        self.buf = bytearray()
+        self.requests = b""
+        self.eof = False
+        self.commits = 0
+        self.events = 0
+        self.decode_errors = 0
+        self.budget = pipeline.settings.timeout_s + 1.0
+        # commits gather in the pipe between reads: the runs' process never pays for a
+        # wake-up of this one per commit, and spans still leave well within a flush interval
+        self.delay = min(0.05, pipeline.settings.flush_interval_s / 2)
+
+    def loop(self) -> int:
+        os.set_blocking(self.fd, False)
+        while not self.eof:
+            watch: list[Any] = [self.fd] if self.ctrl is None else [self.fd, self.ctrl]
+            ready = select.select(watch, [], [])[0]
+            if self.ctrl is not None and self.ctrl in ready:
+                self.answer()
+            if self.fd in ready:
+                self.drain()
+            if self.eof:
+                break
+            if self.ctrl is None:
+                time.sleep(self.delay)
+            elif select.select([self.ctrl], [], [], self.delay)[0]:
+                self.answer()
+        self.pipeline.close(self.budget)
+        self.say("X", self.status())
+        return 0
+
+    # ------------------------------------------------------------------ commits
+
+    def drain(self) -> None:
+        """Read every commit waiting in the pipe and hand it to the pipeline."""
+        while True:
+            try:
+                chunk = os.read(self.fd, _READ)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self.eof = True
+                break
+            self.buf += chunk
+        self.parse()
+
+    def parse(self) -> None:
+        buf = self.buf
+        size_all = len(buf)
+        pos = 0
+        submit = self.pipeline.submit
+        from master_sdk.tracing.otel.spans import RunInfo, StepRows
+
+        with memoryview(buf) as view:
+            while size_all - pos >= HEAD.size:
+                size, kind = HEAD.unpack_from(buf, pos)
+                end = pos + HEAD.size + size
+                if end > size_all:
+                    break
+                body = view[pos + HEAD.size : end]
+                pos = end
+                try:
+                    # frames written by our own parent process
+                    if kind == MARSHAL:
+                        run, events, steps = marshal.loads(body)  # noqa: S302  # see above
+                    else:
+                        run, events, steps = pickle.loads(body)  # noqa: S301  # see above
+                    rows = [_new(EventRow, event) for event in events]
+                    self.commits += 1
+                    self.events += len(rows)
+                    submit(_new(RunInfo, run), rows, StepRows(steps) if steps else None)
+                except Exception as exc:  # a frame we cannot read must not stop the rest
+                    self.decode_errors += 1
+                    self.pipeline._error(f"reading a commit: {type(exc).__name__}: {exc}")
+                del body
+        del buf[:pos]
+
+    # ------------------------------------------------------------------ control
+
+    def answer(self) -> None:
+        """Answer the parent's requests waiting on the control socket."""
+        if self.ctrl is None:
+            return
+        try:
+            data = self.ctrl.recv(65536)
+        except OSError:
+            data = b""
+        if not data:  # the parent is gone; the commit pipe ends too
+            self.ctrl.close()
+            self.ctrl = None
+            return
+        self.requests += data
+        *lines, self.requests = self.requests.split(b"\n")
+        for line in lines:
+            kind, token, arg = [*line.decode("ascii").split(" "), "", ""][:3]
+            if kind == "S":
+                self.say(token, self.status())
+            elif kind == "F":
+                self.drain()
+                flushed = self.pipeline.flush(float(arg))
+                self.say(token, {**self.status(), "flushed": flushed})
+            elif kind == "C":
+                self.budget = float(arg)
+
+    def status(self) -> dict[str, Any]:
+        status = self.pipeline.status()
+        status["build_errors"] += self.decode_errors
+        status["commits_received"] = self.commits
+        status["events_received"] = self.events
+        return status
+
+    def say(self, token: str, payload: dict[str, Any]) -> None:
+        if self.ctrl is None:
+            return
+        try:
+            self.ctrl.sendall(f"{token} {json.dumps(payload)}\n".encode())
+        except OSError:
+            self.ctrl = None
+
+
+def _read_frame(fd: int) -> tuple[bytes, bytes]:
+    """One whole frame, blocking (the configuration, before anything else)."""
+    head = _read_exactly(fd, HEAD.size)
+    size, kind = HEAD.unpack(head)
+    return kind, _read_exactly(fd, size)
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    out = bytearray()
+    while len(out) < size:
+        chunk = os.read(fd, size - len(out))
+        if not chunk:
+            raise EOFError("the commit pipe ended before the configuration")
+        out += chunk
+    return bytes(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the commit pipe on standard input (see the module docstring)."""
+    args = sys.argv[1:] if argv is None else argv
+    # the kernel's interrupt (sent to its process group by some front ends) is not ours
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctrl = socket.socket(fileno=int(args[0]))
+    fd = sys.stdin.fileno()
+    try:
+        kind, body = _read_frame(fd)
+        if kind != CONFIG:
+            raise ValueError(f"expected the configuration frame, got {kind!r}")
+        config = pickle.loads(body)  # noqa: S301  # written by our own parent
+        from master_sdk.tracing.otel.pipeline import TelemetryPipeline
+
+        pipeline = TelemetryPipeline(
+            config["settings"], scrub=config["scrub"], sdk_export=config.get("sdk_export", False)
+        )
+    except Exception as exc:
+        message = str(exc) if exc.__class__.__name__ == "ConfigError" else repr(exc)
+        with suppress(OSError):
+            ctrl.sendall(f"E {json.dumps({'error': message})}\n".encode())
+        return 1
+    return _Exporter(pipeline, fd, ctrl).loop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
