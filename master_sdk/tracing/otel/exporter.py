@@ -131,16 +131,18 @@ class _Exporter:
                 try:
                     # frames written by our own parent process
                     if kind == MARSHAL:
-                        run, events, steps = marshal.loads(body)  # noqa: S302  # see above
+                        run, status, events, steps = marshal.loads(body)  # noqa: S302  # see above
                     else:
-                        run, events, steps = pickle.loads(body)  # noqa: S301  # see above
+                        run, status, events, steps = pickle.loads(body)  # noqa: S301  # see above
                     rows = [_new(EventRow, event) for event in events]
                     self.commits += 1
                     self.events += len(rows)
-                    submit(_new(RunInfo, run), rows, StepRows(steps) if steps else None)
+                    head: tuple[Any, ...] = (*run[:3], status, *run[3:])
+                    info = RunInfo(*head)  # inputs and output default to None
+                    submit(info, rows, StepRows(steps) if steps else None)
                 except Exception as exc:  # a frame we cannot read must not stop the rest
                     self.decode_errors += 1
-                    self.pipeline._error(f"reading a commit: {type(exc).__name__}: {exc}")
+                    self.pipeline.record_error(f"reading a commit: {type(exc).__name__}: {exc}")
                 del body
         del buf[:pos]
 

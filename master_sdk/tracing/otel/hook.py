@@ -30,11 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["NamedEvent", "TelemetryHook", "open_telemetry"]
 
 
+# RunInfo's fields but the status (a StrEnum, which marshal does not write: it goes as str)
 _RUN_FIELDS = (
     "run_id",
     "product",
     "flow",
-    "status",
     "created_us",
     "error",
     "tokens_in",
@@ -44,7 +44,6 @@ _RUN_FIELDS = (
     "tool_calls",
     "model_calls",
 )
-_NO_CONTENT = (None, None)
 _event_row = attrgetter(*EventRow._fields)
 _dumps = marshal.dumps
 _head = HEAD.pack
@@ -86,11 +85,9 @@ class TelemetryHook:
         self._step: Callable[[Any], tuple[Any, ...]]
         if settings.capture_content:
             self._run = attrgetter(*_RUN_FIELDS, "inputs", "output")
-            self._tail: tuple[Any, ...] = ()
             self._step = attrgetter("step_id", "attempt", "started_us", "output")
         else:
-            self._run = attrgetter(*_RUN_FIELDS)
-            self._tail = _NO_CONTENT
+            self._run = attrgetter(*_RUN_FIELDS)  # RunInfo's inputs and output stay None
             self._step = attrgetter("step_id", "attempt", "started_us")
         self._ratio = settings.sample_ratio
         self._sampled: dict[str, bool] = {}
@@ -113,7 +110,8 @@ class TelemetryHook:
             return
         steps = changes.steps
         item = (
-            self._run(run) + self._tail,
+            self._run(run),
+            str(run.status),
             tuple(map(_event_row, events)),
             tuple(map(self._step, steps.values())) if steps else None,
         )

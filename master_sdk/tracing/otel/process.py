@@ -7,9 +7,10 @@ builder's CPU as if it were its own. What stays on the run's thread is one ``os.
 of the commit's frame (a few hundred bytes of ``marshal`` data) to a non-blocking pipe.
 
 The process starts with the first commit (a workbench that never runs a flow starts
-none). When the pipe is full, frames wait in a local buffer of at most ``max_queue``
-commits; beyond it, or when the exporter is gone (it could not start, or it crashed), a
-commit is dropped and counted: a run never waits, and never fails, for telemetry.
+none). The pipe holds about ``max_queue`` commits; when it is full, frames wait in a local
+buffer of at most ``max_queue`` more; beyond it, or when the exporter is gone (it could
+not start, or it crashed), a commit is dropped and counted: a run never waits, and never
+fails, for telemetry.
 :meth:`ExportProcess.status` adds these counters to the exporter's own.
 :meth:`ExportProcess.close` closes the pipe; the exporter sends what it holds within the
 budget and exits. A parent that dies without closing (killed) closes the pipe all the same:
@@ -43,7 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ExportProcess"]
 
-_PIPE_SIZE = 1 << 20  # Linux lets a pipe hold up to /proc/sys/fs/pipe-max-size (1 MiB)
+# the pipe holds about max_queue commits (a few hundred bytes each), up to 1 MiB (Linux's
+# default /proc/sys/fs/pipe-max-size); at least a page
+_PIPE_MAX, _PIPE_MIN, _COMMIT_BYTES = 1 << 20, 4096, 256
 _STATUS_WAIT_S = 1.0
 _ERROR, _EXIT = "E", "X"  # the exporter's own lines: it could not start; its last counters
 _COUNTERS = (
@@ -199,7 +202,7 @@ class ExportProcess:
                 {"settings": self.settings, "scrub": self._scrub, "sdk_export": self._sdk_export}
             )
             read_end, write_end = os.pipe()
-            _grow(write_end)
+            _grow(write_end, self.settings.max_queue * _COMMIT_BYTES)
             mine, theirs = socket.socketpair()
             package_root = str(Path(__file__).resolve().parents[3])
             path = os.environ.get("PYTHONPATH")
@@ -400,15 +403,16 @@ class ExportProcess:
         return "running"
 
 
-def _grow(fd: int) -> None:
-    """Let the pipe hold more commits than the default 64 KiB, where the system allows."""
+def _grow(fd: int, size: int) -> None:
+    """Size the pipe for about ``size`` bytes of commits (the default is 64 KiB), where the
+    system allows."""
     import fcntl
 
     size_flag = getattr(fcntl, "F_SETPIPE_SZ", None)
     if size_flag is None:
         return
     with suppress(OSError):  # a lower system limit: the default size works, less slack
-        fcntl.fcntl(fd, size_flag, _PIPE_SIZE)
+        fcntl.fcntl(fd, size_flag, min(max(size, _PIPE_MIN), _PIPE_MAX))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -438,3 +442,9 @@ def _forget_in_child(ref: weakref.ref[ExportProcess]) -> None:
     exporter._failed = "a forked process does not export (its parent's exporter stays its parent's)"
     exporter._lock = threading.Lock()
     exporter._ctrl_lock = threading.Lock()
+    # what the parent wrote and dropped is the parent's to count
+    exporter._pending.clear()
+    exporter._pending_events.clear()
+    exporter._last = {}
+    exporter.written_commits = exporter.written_events = 0
+    exporter.dropped_commits = exporter.dropped_events = 0
