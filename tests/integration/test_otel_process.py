@@ -210,3 +210,27 @@ def test_a_forked_process_does_not_write_into_its_parents_exporter(three: Any) -
             wb.close()
     assert status["build_errors"] == 0 and status["dropped"] == 0
     assert {s.attributes["master.run_id"] for s in receiver.spans} == {first.id, second.id}
+
+
+def test_an_exporter_without_opentelemetry_reports_why_and_runs_go_on(
+    three: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exporter process starts but cannot import OpenTelemetry (its environment differs
+    from the runs' process): it says so before exiting, and the status carries the install
+    hint while runs complete and their commits are counted as dropped."""
+    broken = tmp_path / "shadow" / "opentelemetry"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('hidden for the test')\n")
+    monkeypatch.setenv("PYTHONPATH", str(broken.parent))
+    wb = three.open(telemetry={"endpoint": "http://127.0.0.1:9/v1/traces"})
+    try:
+        runs = [wb.run("demo/three", inputs={"text": f"run {i}"}) for i in range(3)]
+        assert wait_until(lambda: wb.telemetry_status()["exporter"] == "gone", 20.0)
+        runs.append(wb.run("demo/three", inputs={"text": "after"}))
+        status = wb.telemetry_status()
+    finally:
+        wb.close()
+    assert [r.status for r in runs] == ["completed"] * 4
+    assert "could not start" in status["last_error"]
+    assert "pip install 'master-sdk[otel]'" in status["last_error"]
+    assert status["exported"] == 0 and status["dropped_commits"] >= 4

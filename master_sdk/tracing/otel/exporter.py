@@ -225,10 +225,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     except Exception as exc:
         message = str(exc) if exc.__class__.__name__ == "ConfigError" else repr(exc)
-        with suppress(OSError):
-            ctrl.sendall(f"E {json.dumps({'error': message})}\n".encode())
+        _fail(ctrl, f"the exporter process could not start: {message}")
         return 1
-    return _Exporter(pipeline, fd, ctrl).loop()
+    try:
+        return _Exporter(pipeline, fd, ctrl).loop()
+    except Exception as exc:  # a bug: the runs' process says so in its status
+        _fail(ctrl, f"the exporter process failed: {type(exc).__name__}: {exc}")
+        return 1
+
+
+def _fail(ctrl: socket.socket, message: str) -> None:
+    with suppress(OSError):
+        ctrl.sendall(f"E {json.dumps({'error': message})}\n".encode())
 
 
 if __name__ == "__main__":

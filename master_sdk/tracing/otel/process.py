@@ -204,12 +204,7 @@ class ExportProcess:
             read_end, write_end = os.pipe()
             _grow(write_end, self.settings.max_queue * _COMMIT_BYTES)
             mine, theirs = socket.socketpair()
-            package_root = str(Path(__file__).resolve().parents[3])
-            path = os.environ.get("PYTHONPATH")
-            env = {
-                **os.environ,
-                "PYTHONPATH": package_root + (os.pathsep + path if path else ""),
-            }
+            env = _child_environment()
             self._proc = subprocess.Popen(  # noqa: S603  # our own module, no shell
                 [sys.executable, "-m", "master_sdk.tracing.otel.exporter", str(theirs.fileno())],
                 stdin=read_end,
@@ -283,7 +278,7 @@ class ExportProcess:
         token, _, text = line.decode().partition(" ")
         payload = json.loads(text)
         if token == _ERROR:
-            self._failed = f"the exporter process could not start: {payload.get('error')}"
+            self._failed = str(payload.get("error"))
         else:
             self._last = payload
             self._final = token == _EXIT
@@ -401,6 +396,19 @@ class ExportProcess:
         if self._closed:
             return "closed"
         return "running"
+
+
+def _child_environment() -> dict[str, str]:
+    """The environment, plus the folder holding this package on ``PYTHONPATH`` when it is
+    a source tree (a path added at run time, as a notebook next to a checkout does); an
+    installed package is found by the interpreter anyway, and ``site-packages`` on
+    ``PYTHONPATH`` would come before the standard library."""
+    env = dict(os.environ)
+    root = Path(__file__).resolve().parents[3]
+    if root.name not in ("site-packages", "dist-packages"):
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(root) + (os.pathsep + path if path else "")
+    return env
 
 
 def _grow(fd: int, size: int) -> None:
