@@ -1,7 +1,8 @@
 """The exporter process: committed events in through a pipe, spans out over OTLP/HTTP.
 
-``python -m master_sdk.tracing.otel.exporter CTRL_FD`` is started by
-:class:`~.process.ExportProcess` on the first commit a workbench with telemetry makes. Its
+``python -m master_sdk.tracing.otel.exporter CTRL_FD`` (or its equivalent with the
+package's folder appended to the path) is started by :class:`~.process.ExportProcess` on
+the first commit a workbench with telemetry makes. Its
 standard input is the commit pipe: a configuration frame first (the settings and the
 workbench's redaction, pickled: secrets never appear on the command line or in the
 environment), then one frame per commit (:data:`HEAD`: the body's length and kind, then the

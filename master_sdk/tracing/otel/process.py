@@ -48,6 +48,14 @@ __all__ = ["ExportProcess"]
 # default /proc/sys/fs/pipe-max-size); at least a page
 _PIPE_MAX, _PIPE_MIN, _COMMIT_BYTES = 1 << 20, 4096, 256
 _STATUS_WAIT_S = 1.0
+# ``python -m master_sdk.tracing.otel.exporter``, with the folder holding this package
+# appended to the path: found where the runs' process found it (a source tree added at run
+# time included), never ahead of the standard library or what is installed
+_RUN_EXPORTER = (
+    "import sys; sys.path.append(sys.argv[2]); "
+    "from master_sdk.tracing.otel.exporter import main; raise SystemExit(main(sys.argv[1:2]))"
+)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 _ERROR, _EXIT = "E", "X"  # the exporter's own lines: it could not start; its last counters
 _COUNTERS = (
     "exported",
@@ -204,15 +212,13 @@ class ExportProcess:
             read_end, write_end = os.pipe()
             _grow(write_end, self.settings.max_queue * _COMMIT_BYTES)
             mine, theirs = socket.socketpair()
-            env = _child_environment()
             self._proc = subprocess.Popen(  # noqa: S603  # our own module, no shell
-                [sys.executable, "-m", "master_sdk.tracing.otel.exporter", str(theirs.fileno())],
+                [sys.executable, "-c", _RUN_EXPORTER, str(theirs.fileno()), _PACKAGE_ROOT],
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
                 start_new_session=True,  # a kernel interrupt to its group is not for it
-                env=env,
             )
             os.close(read_end)
             read_end = -1
@@ -396,19 +402,6 @@ class ExportProcess:
         if self._closed:
             return "closed"
         return "running"
-
-
-def _child_environment() -> dict[str, str]:
-    """The environment, plus the folder holding this package on ``PYTHONPATH`` when it is
-    a source tree (a path added at run time, as a notebook next to a checkout does); an
-    installed package is found by the interpreter anyway, and ``site-packages`` on
-    ``PYTHONPATH`` would come before the standard library."""
-    env = dict(os.environ)
-    root = Path(__file__).resolve().parents[3]
-    if root.name not in ("site-packages", "dist-packages"):
-        path = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = str(root) + (os.pathsep + path if path else "")
-    return env
 
 
 def _grow(fd: int, size: int) -> None:
