@@ -10,8 +10,13 @@ id and sequence numbers.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+from master_sdk.config.telemetry import TelemetrySettings
+from master_sdk.governance.redaction import Redactor
+from master_sdk.tracing.otel.hook import TelemetryHook
+from master_sdk.tracing.otel.process import ExportProcess
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 FLOW = """
@@ -56,19 +61,35 @@ def shape(spans: list[ReceivedSpan]) -> list[tuple[Any, ...]]:
 
 def exported(project: Any, *, direct: bool) -> list[Any]:
     with OtlpReceiver() as receiver:
-        wb = project.open(telemetry={"endpoint": receiver.url, "flush_interval_s": 0.05})
-        if not direct:
-            # read by the exporter process, which starts with the first commit
-            wb._telemetry.exporter._sdk_export = True
+        settings = {"endpoint": receiver.url, "flush_interval_s": 0.05}
+        if direct:
+            wb = project.open(telemetry=settings)
+            telemetry: Any = wb
+        else:
+            # the same export, told to hand span records to the SDK's public export()
+            wb = project.open(telemetry=False)
+            exporter = ExportProcess(
+                TelemetrySettings(enabled=True, **settings),
+                scrub=Redactor().value,  # the project has no secrets: the detectors alone
+                sdk_export=True,
+            )
+            exporter.start()
+            hook = TelemetryHook(exporter)
+            wb.add_hook(hook)
+            telemetry = SimpleNamespace(
+                flush_telemetry=hook.flush, telemetry_status=hook.status
+            )
         run = wb.run("demo/paths", inputs={"text": "mail bob@example.org"})
         assert run.status == "waiting_approval"
         again = wb.get_run(run.id)
         again.approve(by="ana")
         assert again.status == "completed"
         assert wb.run("demo/fails", inputs={"text": "x"}).status == "failed"
-        assert wb.flush_telemetry(10.0)
-        status = wb.telemetry_status()
+        assert telemetry.flush_telemetry(10.0)
+        status = telemetry.telemetry_status()
         wb.close()
+        if not direct:
+            hook.close()
     assert status["exported"] == len(receiver.spans) and status["dropped"] == 0
     return shape(receiver.spans)
 

@@ -171,8 +171,8 @@ def test_an_exporter_that_cannot_start_fails_no_run_and_status_says_why(
 ) -> None:
     """No interpreter to start the exporter with (an embedded Python): runs complete, each
     commit is counted as dropped, the status says why."""
-    wb = three.open(telemetry={"endpoint": "http://127.0.0.1:9/v1/traces"})
     monkeypatch.setattr(sys, "executable", str(REPO / "no-such-python"))
+    wb = three.open(telemetry={"endpoint": "http://127.0.0.1:9/v1/traces"})
     try:
         runs = [wb.run("demo/three", inputs={"text": f"run {i}"}) for i in range(2)]
         assert wb.flush_telemetry(1.0) is False  # nothing can be sent

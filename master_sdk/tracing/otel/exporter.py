@@ -1,8 +1,8 @@
 """The exporter process: committed events in through a pipe, spans out over OTLP/HTTP.
 
 ``python -m master_sdk.tracing.otel.exporter CTRL_FD`` (or its equivalent with the
-package's folder appended to the path) is started by :class:`~.process.ExportProcess` on
-the first commit a workbench with telemetry makes. Its
+package's folder appended to the path) is started by :class:`~.process.ExportProcess` when a
+workbench with telemetry opens. Its
 standard input is the commit pipe: a configuration frame first (the settings and the
 workbench's redaction, pickled: secrets never appear on the command line or in the
 environment), then one frame per commit (:data:`HEAD`: the body's length and kind, then the
@@ -12,7 +12,8 @@ the builder's CPU never competes with the runs for their process's interpreter l
 
 ``CTRL_FD`` is one end of a socket pair: the parent asks for counters (``S token``) or a
 flush (``F token timeout``), or announces its close budget (``C token timeout``); every
-answer is one line, ``token json``. When the commit pipe ends — the parent closed it, or
+answer is one line, ``token json``. ``R {}`` says the exporter is ready, ``E json`` why it
+could not start or stopped. When the commit pipe ends — the parent closed it, or
 the parent died, even by ``SIGKILL`` — the exporter sends what it holds within its budget
 (the export timeout plus a second unless the parent said otherwise), writes its final
 counters (``X json``) and exits: it is never left behind.
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc) if exc.__class__.__name__ == "ConfigError" else repr(exc)
         _fail(ctrl, f"the exporter process could not start: {message}")
         return 1
+    with suppress(OSError):
+        ctrl.sendall(b"R {}\n")  # ready: the runs' process may stop waiting
     try:
         return _Exporter(pipeline, fd, ctrl).loop()
     except Exception as exc:  # a bug: the runs' process says so in its status

@@ -166,7 +166,9 @@ def open_telemetry(settings: TelemetrySettings, *, scrub: Callable[[Any], Any]) 
     from master_sdk.tracing.otel.process import ExportProcess
 
     _require_extra()
-    return TelemetryHook(ExportProcess(settings, scrub=scrub))
+    exporter = ExportProcess(settings, scrub=scrub)
+    exporter.start()
+    return TelemetryHook(exporter)
 
 
 def _require_extra() -> None:

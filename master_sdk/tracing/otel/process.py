@@ -6,12 +6,12 @@ while it works, and a run waiting for it after every SQLite call or fsync pays f
 builder's CPU as if it were its own. What stays on the run's thread is one ``os.write``
 of the commit's frame (a few hundred bytes of ``marshal`` data) to a non-blocking pipe.
 
-The process starts with the first commit (a workbench that never runs a flow starts
-none). The pipe holds about ``max_queue`` commits; when it is full, frames wait in a local
-buffer of at most ``max_queue`` more; beyond it, or when the exporter is gone (it could
-not start, or it crashed), a commit is dropped and counted: a run never waits, and never
-fails, for telemetry.
-:meth:`ExportProcess.status` adds these counters to the exporter's own.
+The process starts when the workbench opens, so that its start-up (an interpreter
+importing OpenTelemetry) overlaps what happens before the first run. The pipe holds about
+``max_queue`` commits; when it is full, frames wait in a local buffer of at most
+``max_queue`` more; beyond it, or when the exporter is gone (it could not start, or it
+crashed), a commit is dropped and counted: a run never waits, and never fails, for
+telemetry. :meth:`ExportProcess.status` adds these counters to the exporter's own.
 :meth:`ExportProcess.close` closes the pipe; the exporter sends what it holds within the
 budget and exits. A parent that dies without closing (killed) closes the pipe all the same:
 the exporter sends what it received and exits, so spans of every committed event still
@@ -48,6 +48,7 @@ __all__ = ["ExportProcess"]
 # default /proc/sys/fs/pipe-max-size); at least a page
 _PIPE_MAX, _PIPE_MIN, _COMMIT_BYTES = 1 << 20, 4096, 256
 _STATUS_WAIT_S = 1.0
+_READY_WAIT_S = 10.0
 # ``python -m master_sdk.tracing.otel.exporter``, with the folder holding this package
 # appended to the path: found where the runs' process found it (a source tree added at run
 # time included), never ahead of the standard library or what is installed
@@ -109,6 +110,18 @@ class ExportProcess:
         self.dropped_commits = 0
         self.dropped_events = 0
 
+    def start(self, wait_s: float = _READY_WAIT_S) -> None:
+        """Start the exporter now rather than with the first commit, and wait (at most
+        ``wait_s``) until it is ready to send: spans of the first runs then leave at once,
+        as they would from a thread. A failure to start is kept for :meth:`status`, never
+        raised; an exporter slower than ``wait_s`` to start reads the pipe when it is ready.
+        """
+        with self._lock:
+            if self._started or self._closed or self._start() < 0:
+                return
+        with self._ctrl_lock:
+            self._line(time.monotonic() + wait_s)  # "R": ready, or "E": why not
+
     # ------------------------------------------------------------------ the commit path
 
     def write(self, frame: bytes, events: int) -> None:
@@ -135,6 +148,9 @@ class ExportProcess:
             except OSError as exc:  # the exporter is gone
                 self._lost(f"the exporter process stopped reading: {exc}")
                 self._drop(events)
+                return
+            if written == 0:  # the pipe is full: the frame waits here, if there is room
+                self._queue(frame, events)
                 return
             self.written_commits += 1
             self.written_events += events
@@ -351,13 +367,14 @@ class ExportProcess:
                 os.close(self._fd)
                 self._fd = -1
         with self._ctrl_lock:
-            while self._ctrl is not None and not self._final:
+            # nothing was ever written: nothing to wait for (the exporter ends on the EOF)
+            while self._ctrl is not None and not self._final and self.written_commits:
                 if self._line(deadline + 0.5) is None:
                     break
             if self._ctrl is not None:
                 self._ctrl.close()
                 self._ctrl = None
-        if self._proc is not None:
+        if self._proc is not None and self.written_commits:
             # past this it ends on its own, once its budget is spent
             with suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=max(deadline + 0.5 - time.monotonic(), 0.05))
@@ -396,7 +413,7 @@ class ExportProcess:
 
     def _state(self) -> str:
         if not self._started:
-            return "not started (starts with the first commit)"
+            return "not started"
         if self._failed is not None:
             return "gone"
         if self._closed:
