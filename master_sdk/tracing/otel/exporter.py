@@ -42,6 +42,7 @@ __all__ = ["CONFIG", "HEAD", "MARSHAL", "PICKLE", "EventRow", "main"]
 HEAD = struct.Struct("<Ic")  # body length, kind
 CONFIG, MARSHAL, PICKLE = b"C", b"M", b"P"
 _READ = 1 << 20
+_READS = 4  # reads of at most _READ bytes per turn of the loop
 _new = tuple.__new__
 
 
@@ -103,8 +104,9 @@ class _Exporter:
     # ------------------------------------------------------------------ commits
 
     def drain(self) -> None:
-        """Read every commit waiting in the pipe and hand it to the pipeline."""
-        while True:
+        """Read the commits waiting in the pipe (a few MiB at most, so that a writer faster
+        than this never keeps requests unanswered) and hand them to the pipeline."""
+        for _ in range(_READS):
             try:
                 chunk = os.read(self.fd, _READ)
             except BlockingIOError:
