@@ -317,8 +317,10 @@ class Workbench:
     def telemetry_status(self) -> dict[str, Any]:
         """OpenTelemetry export counters: ``enabled``, ``endpoint``, ``exported``,
         ``queued``, ``dropped`` (``dropped_queue_full`` + ``dropped_export_failed``: spans
-        lost because the collector was down, slow or refusing), ``failed_requests``,
-        ``last_error``. ``{"enabled": False}`` when telemetry is off."""
+        lost because the collector was down, slow or refusing), ``dropped_commits``,
+        ``pending_commits``, ``failed_requests``, ``last_error``, and the exporter
+        process's state (``exporter``: running, closed or gone; ``exporter_pid``).
+        ``{"enabled": False}`` when telemetry is off."""
         if self._telemetry is None:
             return {"enabled": False}
         return self._telemetry.status()
