@@ -31,7 +31,7 @@ become a million Python objects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -49,6 +49,7 @@ __all__ = [
     "Coded",
     "Commit",
     "CommitHook",
+    "EncodedEvents",
     "FlowSource",
     "InputRecord",
     "LabelHook",
@@ -203,14 +204,29 @@ class Changes:
 
 
 @dataclass(slots=True, frozen=True)
+class EncodedEvents:
+    """A commit's trace events as the store wrote them (the chunk of ``memory/chunks.py``):
+    ``data``, ``metrics`` and ``attrs`` as stored, and the store's name codes (name to code,
+    the commit's own included; the mapping only grows, and its newest names come last)."""
+
+    data: bytes
+    metrics: bytes | None
+    attrs: str | None
+    names: Mapping[str, int]
+
+
+@dataclass(slots=True, frozen=True)
 class Commit:
     """What a hook sees of one commit. Valid during the hook call only: the engine reuses
-    ``changes`` afterwards, so a hook that keeps anything copies it."""
+    ``changes`` afterwards, so a hook that keeps anything copies it. ``encoded`` is the
+    commit's events as a store that encodes chunks wrote them, passed to ``after_commit``
+    only (None otherwise, and for stores that do not)."""
 
     run: RunRecord
     changes: Changes
     label: str
     sync: bool
+    encoded: EncodedEvents | None = None
 
     @property
     def events(self) -> list[TraceEvent]:

@@ -47,6 +47,7 @@ from master_sdk.memory.store import (
     Changes,
     Commit,
     CommitHook,
+    EncodedEvents,
     FlowSource,
     InputRecord,
     LabelHook,
@@ -375,6 +376,10 @@ class SQLiteStore(SQLiteExperiments, Derived):
             self._known_flows.add(changes.flow_source.flow_hash)
         if names is not None:
             self._names.update(names.added)
+        packed = prepared.packed
+        if packed is not None:  # hooks may take the events as they were written
+            encoded = EncodedEvents(packed[0], packed[1], prepared.attrs, self._names)
+            done = Commit(run, changes, label, sync, encoded)
         call_after_commit(self.hooks, done)
 
     # ------------------------------------------------------------------ reading

@@ -7,7 +7,9 @@ standard input is the commit pipe: a configuration frame first (the settings and
 workbench's redaction, pickled: secrets never appear on the command line or in the
 environment), then one frame per commit (:data:`HEAD`: the body's length and kind, then the
 commit as ``marshal`` data — plain tuples — or, for values ``marshal`` cannot write,
-``pickle``). Spans are built and sent here by a :class:`~.pipeline.TelemetryPipeline`, so
+``pickle``; or, from a store that encodes chunks, the commit's chunk bytes as the store
+wrote them with the name codes not sent before, decoded here by ``memory/chunks.py``).
+Spans are built and sent here by a :class:`~.pipeline.TelemetryPipeline`, so
 the builder's CPU never competes with the runs for their process's interpreter lock.
 
 ``CTRL_FD`` is one end of a socket pair: the parent asks for counters (``S token``) or a
@@ -37,10 +39,21 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from master_sdk.tracing.otel.pipeline import TelemetryPipeline
 
-__all__ = ["CONFIG", "HEAD", "MARSHAL", "PICKLE", "EventRow", "main"]
+__all__ = [
+    "CONFIG",
+    "HEAD",
+    "MARSHAL",
+    "MARSHAL_CHUNK",
+    "PICKLE",
+    "PICKLE_CHUNK",
+    "EventRow",
+    "main",
+]
 
 HEAD = struct.Struct("<Ic")  # body length, kind
 CONFIG, MARSHAL, PICKLE = b"C", b"M", b"P"
+# a commit whose events come as the store's chunk (``memory/chunks.py``)
+MARSHAL_CHUNK, PICKLE_CHUNK = b"K", b"Q"
 _READ = 1 << 20
 _READS = 4  # reads of at most _READ bytes per turn of the loop
 _new = tuple.__new__
@@ -77,6 +90,7 @@ class _Exporter:
         self.commits = 0
         self.events = 0
         self.decode_errors = 0
+        self.codes: dict[int, str] = {}  # the store's trace name codes, as the frames taught
         self.budget = pipeline.settings.timeout_s + 1.0
         # commits gather in the pipe between reads: the runs' process never pays for a
         # wake-up of this one per commit, and spans still leave well within a flush interval
@@ -136,9 +150,18 @@ class _Exporter:
                     # frames written by our own parent process
                     if kind == MARSHAL:
                         run, status, events, steps = marshal.loads(body)  # noqa: S302  # see above
-                    else:
+                        rows = [_new(EventRow, event) for event in events]
+                    elif kind == PICKLE:
                         run, status, events, steps = pickle.loads(body)  # noqa: S301  # see above
-                    rows = [_new(EventRow, event) for event in events]
+                        rows = [_new(EventRow, event) for event in events]
+                    else:
+                        item = (
+                            marshal.loads(body)  # noqa: S302  # see above
+                            if kind == MARSHAL_CHUNK
+                            else pickle.loads(body)  # noqa: S301  # see above
+                        )
+                        run, status, data, metrics, attrs, new, steps = item
+                        rows = self.unchunk(data, metrics, attrs, new)
                     self.commits += 1
                     self.events += len(rows)
                     head: tuple[Any, ...] = (*run[:3], status, *run[3:])
@@ -149,6 +172,48 @@ class _Exporter:
                     self.pipeline.record_error(f"reading a commit: {type(exc).__name__}: {exc}")
                 del body
         del buf[:pos]
+
+    def unchunk(
+        self,
+        data: bytes,
+        metrics: bytes | None,
+        attrs: str | None,
+        new: tuple[bool, tuple[tuple[str, int], ...]] | None,
+    ) -> list[EventRow]:
+        """A commit's events from the store's chunk, decoded as the store reads it back
+        (``memory/chunks.py``), with the name codes the frame brought learnt first."""
+        from master_sdk.memory.chunks import unpack
+        from master_sdk.tracing.events import EVENTS, STATUSES, STEP_TYPES
+
+        if new is not None:
+            replace, pairs = new
+            if replace:
+                self.codes = {}
+            self.codes.update((code, name) for name, code in pairs)
+        n_events, n_types, n_statuses = len(EVENTS), len(STEP_TYPES), len(STATUSES)
+        codes = self.codes
+        return [
+            _new(
+                EventRow,
+                (
+                    seq,
+                    ts,
+                    EVENTS[event] if event < n_events else f"unknown_{event}",
+                    step_id,
+                    None if step_type is None or step_type >= n_types else STEP_TYPES[step_type],
+                    name,
+                    None if status is None or status >= n_statuses else STATUSES[status],
+                    dur,
+                    t_in,
+                    t_out,
+                    cost,
+                    given,
+                ),
+            )
+            for seq, ts, event, step_id, step_type, name, status, dur, t_in, t_out, cost, given in (
+                unpack(data, metrics, attrs, codes)
+            )
+        ]
 
     # ------------------------------------------------------------------ control
 

@@ -7,6 +7,12 @@ C-level getters, encodes them with ``marshal`` and writes them to the exporter p
 pipe in one non-blocking ``os.write`` (:class:`~.process.ExportProcess`) — a few
 microseconds per commit on the run's path, whatever the collector does. Spans are built
 and sent in that other process (:mod:`.exporter`).
+
+A store that encodes its events into chunks (SQLite, ``memory/chunks.py``) hands the hook
+the bytes it wrote (``Commit.encoded``): then no event is copied or encoded here at all —
+the frame carries the run's figures, the steps' starts, the chunk's bytes and the name
+codes the exporter has not learnt yet, and the exporter decodes the chunk as the store
+reads it back.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import marshal
 import pickle
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
@@ -21,10 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import ConfigError
 from master_sdk.tracing.otel import ids
-from master_sdk.tracing.otel.exporter import HEAD, MARSHAL, PICKLE, EventRow
+from master_sdk.tracing.otel.exporter import (
+    HEAD,
+    MARSHAL,
+    MARSHAL_CHUNK,
+    PICKLE,
+    PICKLE_CHUNK,
+    EventRow,
+)
 
 if TYPE_CHECKING:
     from master_sdk.config.telemetry import TelemetrySettings
+    from master_sdk.memory.store import EncodedEvents
     from master_sdk.tracing.otel.process import ExportProcess
 
 __all__ = ["NamedEvent", "TelemetryHook", "open_telemetry"]
@@ -92,6 +107,10 @@ class TelemetryHook:
         self._ratio = settings.sample_ratio
         self._sampled: dict[str, bool] = {}
         self._write = exporter.write
+        # the name codes of the store whose chunks were last sent, and how many of them
+        self._names: Any = None
+        self._names_sent = 0
+        self._lock = threading.Lock()
 
     def before_commit(self, commit: Any) -> None:
         """Nothing: spans come from durable commits only."""
@@ -109,23 +128,58 @@ class TelemetryHook:
         if self._ratio < 1.0 and not self._keep(run.run_id):
             return
         steps = changes.steps
+        encoded = commit.encoded
+        if encoded is not None:
+            self._send_encoded(commit, encoded, len(events))
+            return
         item = (
             self._run(run),
             str(run.status),
             tuple(map(_event_row, events)),
             tuple(map(self._step, steps.values())) if steps else None,
         )
+        self._send(item, MARSHAL, PICKLE, len(events))
+
+    def _send_encoded(self, commit: Any, encoded: EncodedEvents, n: int) -> None:
+        """The commit with its events as the store wrote them: the chunk's bytes and the
+        name codes the exporter has not been sent yet (it decodes them as the store does),
+        in one frame; under a lock, so frames reach the pipe in the order their names
+        were sent."""
+        run = commit.run
+        steps = commit.changes.steps
+        with self._lock:
+            names = encoded.names
+            if names is not self._names:  # another store: its codes replace the last one's
+                self._names = names
+                self._names_sent = 0
+            new = None
+            if len(names) > self._names_sent:
+                every = list(names.items())  # one C call: safe against a concurrent update
+                new = (self._names_sent == 0, tuple(every[self._names_sent :]))
+                self._names_sent = len(every)
+            item = (
+                self._run(run),
+                str(run.status),
+                encoded.data,
+                encoded.metrics,
+                encoded.attrs,
+                new,
+                tuple(map(self._step, steps.values())) if steps else None,
+            )
+            self._send(item, MARSHAL_CHUNK, PICKLE_CHUNK, n)
+
+    def _send(self, item: tuple[Any, ...], marshalled: bytes, pickled: bytes, n: int) -> None:
         try:
             body = _dumps(item)
-            kind = MARSHAL
+            kind = marshalled
         except ValueError:  # a value marshal cannot write (captured content, an enum)
             try:
                 body = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:  # not even pickle: the commit is dropped and counted
-                self.exporter.drop(len(events))
+                self.exporter.drop(n)
                 return
-            kind = PICKLE
-        self._write(_head(len(body), kind) + body, len(events))
+            kind = pickled
+        self._write(_head(len(body), kind) + body, n)
 
     def _keep(self, run_id: str) -> bool:
         """The run's sampling decision (remembered; every process agrees on it)."""
