@@ -101,3 +101,42 @@ def test_spans_from_the_stores_chunks_are_those_of_copied_events(
     assert len(chunks.spans) == len(copied.spans) == status["exported"] > 6 * 4
     assert everything(chunks.spans) == everything(copied.spans)
     assert {s.attributes["master.run_id"] for s in chunks.spans} == {r.id for r in runs}
+
+
+def test_names_in_a_dropped_commit_come_with_the_next_one(project: Any) -> None:
+    """The exporter is SIGSTOPped until commits are dropped, among them the first ones
+    naming the steps of a new flow; the next run of that flow is exported whole anyway:
+    the names the exporter never got come with the next frame."""
+    import os
+    import signal
+
+    project.flow("three", THREE)
+    project.flow("later", LATER)
+    with OtlpReceiver() as receiver:
+        wb = project.open(
+            telemetry={"endpoint": receiver.url, "flush_interval_s": 0.05, "max_queue": 4}
+        )
+        try:
+            wb.run("demo/three", inputs={"text": "start"})
+            assert wb.flush_telemetry(10.0)
+            pid = wb.telemetry_status()["exporter_pid"]
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                for i in range(40):
+                    wb.run("demo/three", inputs={"text": f"run {i}"})
+                lost = wb.run("demo/later", inputs={"text": "lost"})
+                stopped = wb.telemetry_status()
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert wb.flush_telemetry(10.0)  # room in the pipe again
+            kept = wb.run("demo/later", inputs={"text": "kept"})
+            assert wb.flush_telemetry(10.0)
+            status = wb.telemetry_status()
+        finally:
+            wb.close()
+    assert stopped["dropped_commits"] > 0
+    assert not [s for s in receiver.spans if s.attributes["master.run_id"] == lost.id]
+    spans = [s for s in receiver.spans if s.attributes["master.run_id"] == kept.id]
+    assert status["build_errors"] == 0, status["last_error"]
+    names = {s.name for s in spans}
+    assert {"step first_echo", "step breaks", "execute_tool boom"} <= names, names

@@ -153,9 +153,10 @@ class TelemetryHook:
                 self._names = names
                 self._names_sent = 0
             new = None
-            if len(names) > self._names_sent:
+            sent = self._names_sent
+            if len(names) > sent:
                 every = list(names.items())  # one C call: safe against a concurrent update
-                new = (self._names_sent == 0, tuple(every[self._names_sent :]))
+                new = (sent == 0, tuple(every[sent:]))
                 self._names_sent = len(every)
             item = (
                 self._run(run),
@@ -166,9 +167,11 @@ class TelemetryHook:
                 new,
                 tuple(map(self._step, steps.values())) if steps else None,
             )
-            self._send(item, MARSHAL_CHUNK, PICKLE_CHUNK, n)
+            if not self._send(item, MARSHAL_CHUNK, PICKLE_CHUNK, n):
+                self._names_sent = sent  # dropped: the next frame brings those names
 
-    def _send(self, item: tuple[Any, ...], marshalled: bytes, pickled: bytes, n: int) -> None:
+    def _send(self, item: tuple[Any, ...], marshalled: bytes, pickled: bytes, n: int) -> bool:
+        """Write one frame; False when the commit was dropped (and counted)."""
         try:
             body = _dumps(item)
             kind = marshalled
@@ -177,9 +180,9 @@ class TelemetryHook:
                 body = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:  # not even pickle: the commit is dropped and counted
                 self.exporter.drop(n)
-                return
+                return False
             kind = pickled
-        self._write(_head(len(body), kind) + body, n)
+        return self._write(_head(len(body), kind) + body, n)
 
     def _keep(self, run_id: str) -> bool:
         """The run's sampling decision (remembered; every process agrees on it)."""

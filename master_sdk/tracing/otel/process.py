@@ -124,23 +124,23 @@ class ExportProcess:
 
     # ------------------------------------------------------------------ the commit path
 
-    def write(self, frame: bytes, events: int) -> None:
+    def write(self, frame: bytes, events: int) -> bool:
         """Hand one commit's frame (``events`` trace events) to the exporter; never
-        blocks, never raises: a commit that finds no room is dropped and counted."""
+        blocks, never raises: a commit that finds no room is dropped and counted (False)."""
         with self._lock:
             fd = self._fd
             if fd < 0:
                 if self._started or self._closed:
                     self._drop(events)
-                    return
+                    return False
                 fd = self._start()
                 if fd < 0:
                     self._drop(events)
-                    return
+                    return False
             if self._pending:
-                self._queue(frame, events)
+                kept = self._queue(frame, events)
                 self._write_pending()
-                return
+                return kept
             try:
                 written = os.write(fd, frame)
             except BlockingIOError:
@@ -148,25 +148,26 @@ class ExportProcess:
             except OSError as exc:  # the exporter is gone
                 self._lost(f"the exporter process stopped reading: {exc}")
                 self._drop(events)
-                return
+                return False
             if written == 0:  # the pipe is full: the frame waits here, if there is room
-                self._queue(frame, events)
-                return
+                return self._queue(frame, events)
             self.written_commits += 1
             self.written_events += events
             if written < len(frame):
                 # the rest of a frame must follow it, whatever the buffer's bound
                 self._pending.append(frame[written:])
                 self._pending_events.append(0)
+            return True
 
-    def _queue(self, frame: bytes, events: int) -> None:
+    def _queue(self, frame: bytes, events: int) -> bool:
         if len(self._pending) >= self.settings.max_queue:
             self._drop(events)
-            return
+            return False
         self._pending.append(frame)
         self._pending_events.append(events)
         self.written_commits += 1
         self.written_events += events
+        return True
 
     def _write_pending(self) -> bool:
         """Write what the pipe takes of the waiting frames (lock held); True when none waits."""
