@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from master_sdk.errors import StoreError
 from master_sdk.memory.experiments import ExperimentStore
@@ -203,11 +203,11 @@ class Changes:
         self.replace_steps = False
 
 
-@dataclass(slots=True, frozen=True)
-class EncodedEvents:
-    """A commit's trace events as the store wrote them (the chunk of ``memory/chunks.py``):
+class EncodedEvents(NamedTuple):
+    """A commit's trace events as the store writes them (the chunk of ``memory/chunks.py``):
     ``data``, ``metrics`` and ``attrs`` as stored, and the store's name codes (name to code,
-    the commit's own included; the mapping only grows, and its newest names come last)."""
+    the commit's own included once it is durable; the mapping only grows, and its newest
+    names come last)."""
 
     data: bytes
     metrics: bytes | None
@@ -219,8 +219,8 @@ class EncodedEvents:
 class Commit:
     """What a hook sees of one commit. Valid during the hook call only: the engine reuses
     ``changes`` afterwards, so a hook that keeps anything copies it. ``encoded`` is the
-    commit's events as a store that encodes chunks wrote them, passed to ``after_commit``
-    only (None otherwise, and for stores that do not)."""
+    commit's events as a store that encodes chunks writes them (None for stores that do
+    not, and in ``before_commit`` when a name gets its code inside the transaction)."""
 
     run: RunRecord
     changes: Changes

@@ -37,6 +37,7 @@ from master_sdk.memory.sqlite.reviews import read_reservation
 from master_sdk.memory.sqlite.syncing import WalSync
 from master_sdk.memory.sqlite.writes import (
     RUN_FIELDS,
+    Prepared,
     insert_flows,
     prepare,
     write,
@@ -346,7 +347,9 @@ class SQLiteStore(SQLiteExperiments, Derived):
             names=self._names,
             known_flows=self._known_flows,
         )
-        done = Commit(run, changes, label, sync)
+        # the events as written, for hooks: known now unless a name needs a new code
+        encoded = self._encoded(prepared)
+        done = Commit(run, changes, label, sync, encoded)
         pk = run.pk
         coded: list[NewNames | None] = []
 
@@ -376,11 +379,15 @@ class SQLiteStore(SQLiteExperiments, Derived):
             self._known_flows.add(changes.flow_source.flow_hash)
         if names is not None:
             self._names.update(names.added)
-        packed = prepared.packed
-        if packed is not None:  # hooks may take the events as they were written
-            encoded = EncodedEvents(packed[0], packed[1], prepared.attrs, self._names)
-            done = Commit(run, changes, label, sync, encoded)
+        if encoded is None and prepared.packed is not None:  # packed inside the transaction
+            done = Commit(run, changes, label, sync, self._encoded(prepared))
         call_after_commit(self.hooks, done)
+
+    def _encoded(self, prepared: Prepared) -> EncodedEvents | None:
+        packed = prepared.packed
+        if packed is None:
+            return None
+        return EncodedEvents(packed[0], packed[1], prepared.attrs, self._names)
 
     # ------------------------------------------------------------------ reading
 

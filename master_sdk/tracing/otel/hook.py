@@ -39,7 +39,6 @@ from master_sdk.tracing.otel.exporter import (
 
 if TYPE_CHECKING:
     from master_sdk.config.telemetry import TelemetrySettings
-    from master_sdk.memory.store import EncodedEvents
     from master_sdk.tracing.otel.process import ExportProcess
 
 __all__ = ["NamedEvent", "TelemetryHook", "open_telemetry"]
@@ -116,10 +115,12 @@ class TelemetryHook:
         """Nothing: spans come from durable commits only."""
 
     def after_commit(self, commit: Any) -> None:
-        """Write the commit's events to the exporter: the run's counters, the events and
-        the steps' starts as plain tuples, one ``marshal`` frame, one ``os.write``
-        (:meth:`.process.ExportProcess.write`). The events themselves were scrubbed before
-        they were stored; nothing is redacted or built here, on the run's own thread."""
+        """Write the commit to the exporter in one frame, one ``os.write``
+        (:meth:`.process.ExportProcess.write`): the run's counters, the steps' starts and
+        the events — as the store encoded them when it hands them over (``commit.encoded``:
+        the chunk's bytes, with the name codes not sent yet), else copied into plain
+        tuples. The events themselves were scrubbed before they were stored; nothing is
+        redacted or built here, on the run's own thread."""
         changes = commit.changes
         events = changes.events
         if not events:
@@ -129,24 +130,17 @@ class TelemetryHook:
             return
         steps = changes.steps
         encoded = commit.encoded
-        if encoded is not None:
-            self._send_encoded(commit, encoded, len(events))
+        item: tuple[Any, ...]
+        if encoded is None:
+            item = (
+                self._run(run),
+                str(run.status),
+                tuple(map(_event_row, events)),
+                tuple(map(self._step, steps.values())) if steps else None,
+            )
+            self._send(item, MARSHAL, PICKLE, len(events))
             return
-        item = (
-            self._run(run),
-            str(run.status),
-            tuple(map(_event_row, events)),
-            tuple(map(self._step, steps.values())) if steps else None,
-        )
-        self._send(item, MARSHAL, PICKLE, len(events))
-
-    def _send_encoded(self, commit: Any, encoded: EncodedEvents, n: int) -> None:
-        """The commit with its events as the store wrote them: the chunk's bytes and the
-        name codes the exporter has not been sent yet (it decodes them as the store does),
-        in one frame; under a lock, so frames reach the pipe in the order their names
-        were sent."""
-        run = commit.run
-        steps = commit.changes.steps
+        # under a lock, so that frames reach the pipe in the order their names were sent
         with self._lock:
             names = encoded.names
             if names is not self._names:  # another store: its codes replace the last one's
@@ -167,12 +161,30 @@ class TelemetryHook:
                 new,
                 tuple(map(self._step, steps.values())) if steps else None,
             )
-            if not self._send(item, MARSHAL_CHUNK, PICKLE_CHUNK, n):
-                self._names_sent = sent  # dropped: the next frame brings those names
+            try:
+                # version 2: no back-references, the cheapest to write for so few objects
+                body = _dumps(item, 2)
+            except ValueError:  # captured content marshal cannot write
+                if self._send(item, MARSHAL_CHUNK, PICKLE_CHUNK, len(events), pickle_only=True):
+                    return
+            else:
+                if self._write(_head(len(body), MARSHAL_CHUNK) + body, len(events)):
+                    return
+            self._names_sent = sent  # dropped: the next frame brings those names
 
-    def _send(self, item: tuple[Any, ...], marshalled: bytes, pickled: bytes, n: int) -> bool:
+    def _send(
+        self,
+        item: tuple[Any, ...],
+        marshalled: bytes,
+        pickled: bytes,
+        n: int,
+        *,
+        pickle_only: bool = False,
+    ) -> bool:
         """Write one frame; False when the commit was dropped (and counted)."""
         try:
+            if pickle_only:
+                raise ValueError("marshal cannot write it")
             body = _dumps(item)
             kind = marshalled
         except ValueError:  # a value marshal cannot write (captured content, an enum)
