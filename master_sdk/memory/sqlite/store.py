@@ -37,7 +37,6 @@ from master_sdk.memory.sqlite.reviews import read_reservation
 from master_sdk.memory.sqlite.syncing import WalSync
 from master_sdk.memory.sqlite.writes import (
     RUN_FIELDS,
-    Prepared,
     insert_flows,
     prepare,
     write,
@@ -71,6 +70,7 @@ T = TypeVar("T")
 __all__ = ["TRACE_REDACTED", "SQLiteStore"]
 
 _NULL_FINDING = re.compile(r"NULL value in (\w+)\.(\w+)")
+_tuple = tuple.__new__
 
 # waits between tries for the write lock: first about 0.05 ms, doubling up to about 0.2 ms
 _FIRST_WAIT_S = 0.00005
@@ -348,7 +348,10 @@ class SQLiteStore(SQLiteExperiments, Derived):
             known_flows=self._known_flows,
         )
         # the events as written, for hooks: known now unless a name needs a new code
-        encoded = self._encoded(prepared)
+        packed = prepared.packed
+        encoded = None
+        if packed is not None:  # one C call, not NamedTuple's Python __new__
+            encoded = _tuple(EncodedEvents, (*packed, prepared.attrs, self._names))
         done = Commit(run, changes, label, sync, encoded)
         pk = run.pk
         coded: list[NewNames | None] = []
@@ -379,15 +382,11 @@ class SQLiteStore(SQLiteExperiments, Derived):
             self._known_flows.add(changes.flow_source.flow_hash)
         if names is not None:
             self._names.update(names.added)
-        if encoded is None and prepared.packed is not None:  # packed inside the transaction
-            done = Commit(run, changes, label, sync, self._encoded(prepared))
-        call_after_commit(self.hooks, done)
-
-    def _encoded(self, prepared: Prepared) -> EncodedEvents | None:
         packed = prepared.packed
-        if packed is None:
-            return None
-        return EncodedEvents(packed[0], packed[1], prepared.attrs, self._names)
+        if encoded is None and packed is not None:  # packed inside the transaction
+            encoded = _tuple(EncodedEvents, (*packed, prepared.attrs, self._names))
+            done = Commit(run, changes, label, sync, encoded)
+        call_after_commit(self.hooks, done)
 
     # ------------------------------------------------------------------ reading
 
