@@ -36,6 +36,9 @@ import time
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from master_sdk.memory.chunks import EVENT, METRICS, NO_NAME, NO_TOKENS
+from master_sdk.tracing.events import EVENTS, STATUSES, STEP_TYPES
+
 if TYPE_CHECKING:
     from master_sdk.tracing.otel.pipeline import TelemetryPipeline
 
@@ -55,6 +58,15 @@ CONFIG, MARSHAL, PICKLE = b"C", b"M", b"P"
 # a commit whose events come as the store's chunk (``memory/chunks.py``)
 MARSHAL_CHUNK, PICKLE_CHUNK = b"K", b"Q"
 _READ = 1 << 20
+# the chunk records' codes as names (memory/chunks.py, tracing/events.py): a code a newer
+# version wrote reads as unknown_<code> (event) or None (step type, status), as the store
+# reads it
+_EVENT_NAMES = [*EVENTS, *(f"unknown_{code}" for code in range(len(EVENTS), 256))]
+_STEP_TYPE_NAMES = [*STEP_TYPES, *[None] * (256 - len(STEP_TYPES))]
+_STATUS_NAMES = [*STATUSES, *[None] * (256 - len(STATUSES))]
+_UNMEASURED = (None, None, None, None)
+EVENT_SIZE, METRICS_SIZE = EVENT.size, METRICS.size
+iter_events, iter_metrics = EVENT.iter_unpack, METRICS.iter_unpack
 _READS = 4  # reads of at most _READ bytes per turn of the loop
 _new = tuple.__new__
 
@@ -90,7 +102,8 @@ class _Exporter:
         self.commits = 0
         self.events = 0
         self.decode_errors = 0
-        self.codes: dict[int, str] = {}  # the store's trace name codes, as the frames taught
+        # the store's trace name codes, as the frames taught them (0: no name)
+        self.codes: dict[int, str | None] = {NO_NAME: None}
         self.budget = pipeline.settings.timeout_s + 1.0
         # commits gather in the pipe between reads: the runs' process never pays for a
         # wake-up of this one per commit, and spans still leave well within a flush interval
@@ -180,40 +193,54 @@ class _Exporter:
         attrs: str | None,
         new: tuple[bool, tuple[tuple[str, int], ...]] | None,
     ) -> list[EventRow]:
-        """A commit's events from the store's chunk, decoded as the store reads it back
-        (``memory/chunks.py``), with the name codes the frame brought learnt first."""
-        from master_sdk.memory.chunks import unpack
-        from master_sdk.tracing.events import EVENTS, STATUSES, STEP_TYPES
+        """A commit's events from the store's chunk (the records of ``memory/chunks.py``,
+        read as :func:`~master_sdk.memory.chunks.unpack` reads them, in one pass), with the
+        name codes the frame brought learnt first.
 
+        Raises:
+            ValueError: the chunk is not whole records, or names a code never sent.
+        """
         if new is not None:
             replace, pairs = new
             if replace:
-                self.codes = {}
+                self.codes = {NO_NAME: None}
             self.codes.update((code, name) for name, code in pairs)
-        n_events, n_types, n_statuses = len(EVENTS), len(STEP_TYPES), len(STATUSES)
+        if len(data) % EVENT_SIZE or (metrics is not None and len(metrics) % METRICS_SIZE):
+            raise ValueError("a trace chunk that is not whole records")
+        values = None if attrs is None else json.loads(attrs)
+        measured = {}
+        if metrics is not None:
+            for i, dur, cost, t_in, t_out in iter_metrics(metrics):
+                measured[i] = (
+                    None if dur != dur else dur,  # NaN: none
+                    None if cost != cost else cost,
+                    None if t_in == NO_TOKENS else t_in,
+                    None if t_out == NO_TOKENS else t_out,
+                )
         codes = self.codes
-        return [
-            _new(
-                EventRow,
-                (
-                    seq,
-                    ts,
-                    EVENTS[event] if event < n_events else f"unknown_{event}",
-                    step_id,
-                    None if step_type is None or step_type >= n_types else STEP_TYPES[step_type],
-                    name,
-                    None if status is None or status >= n_statuses else STATUSES[status],
-                    dur,
-                    t_in,
-                    t_out,
-                    cost,
-                    given,
-                ),
+        rows = []
+        for i, (ts, seq, step_id, name, event, step_type, status) in enumerate(iter_events(data)):
+            dur, cost, t_in, t_out = measured.get(i, _UNMEASURED)
+            rows.append(
+                _new(
+                    EventRow,
+                    (
+                        seq,
+                        ts,
+                        _EVENT_NAMES[event],
+                        codes[step_id],
+                        _STEP_TYPE_NAMES[step_type],
+                        codes[name],
+                        _STATUS_NAMES[status],
+                        dur,
+                        t_in,
+                        t_out,
+                        cost,
+                        None if values is None else values[i],
+                    ),
+                )
             )
-            for seq, ts, event, step_id, step_type, name, status, dur, t_in, t_out, cost, given in (
-                unpack(data, metrics, attrs, codes)
-            )
-        ]
+        return rows
 
     # ------------------------------------------------------------------ control
 
