@@ -2,13 +2,15 @@
 
 Runs the durable benchmark flow (``benchmarks/master_sdk_flow.py``) with telemetry off and
 on (exporting to the loopback OTLP receiver of ``tests/support/otlp_receiver.py``) under
-Valgrind's callgrind, each configuration in its own process, both at once. Start-up,
+Valgrind's callgrind, each configuration in its own process, both at once; only the
+runs' process is counted (``--trace-children=no``), not the exporter process that builds
+and sends the spans (``benchmarks/otel_overhead.py`` reports that one's CPU). Start-up,
 imports and a warm-up of 30 runs are not counted (callgrind starts with instrumentation
 off; it is switched on with ``callgrind_control`` just before the timed runs and the
 counters are dumped after the flush of their spans). Reported: user-space instructions per
-run, off and on, and the difference — every thread of the process, the exporter's
-included. The share is an upper bound of the CPU overhead: kernel time (the WAL's fsync,
-sockets) is not counted, and it is a larger part of a run without telemetry.
+run, off and on, and the difference — every thread of the runs' process. The share is an
+upper bound of that process's CPU overhead: kernel time (the WAL's fsync, the pipe) is not
+counted, and it is a larger part of a run without telemetry.
 
     python -m benchmarks.otel_instructions [--runs 200]
 
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--instr-atstart=no",
                         "--dump-instr=no",
                         "--separate-threads=yes",
+                        "--trace-children=no",
                         f"--callgrind-out-file={tmp}/{mode}.out",
                         sys.executable,
                         "-m",

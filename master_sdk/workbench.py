@@ -324,8 +324,10 @@ class Workbench:
     def telemetry_status(self) -> dict[str, Any]:
         """OpenTelemetry export counters: ``enabled``, ``endpoint``, ``exported``,
         ``queued``, ``dropped`` (``dropped_queue_full`` + ``dropped_export_failed``: spans
-        lost because the collector was down, slow or refusing), ``failed_requests``,
-        ``last_error``. ``{"enabled": False}`` when telemetry is off."""
+        lost because the collector was down, slow or refusing), ``dropped_commits``,
+        ``pending_commits``, ``failed_requests``, ``last_error``, and the exporter
+        process's state (``exporter``: running, closed or gone; ``exporter_pid``).
+        ``{"enabled": False}`` when telemetry is off."""
         if self._telemetry is None:
             return {"enabled": False}
         return self._telemetry.status()
@@ -333,7 +335,7 @@ class Workbench:
     def flush_telemetry(self, timeout_s: float | None = None) -> bool:
         """Send the spans waiting to be exported; wait at most ``timeout_s`` (default: the
         export timeout plus a second). True when none is left. Runs never wait for this."""
-        return True if self._telemetry is None else self._telemetry.pipeline.flush(timeout_s)
+        return True if self._telemetry is None else self._telemetry.flush(timeout_s)
 
     def export_telemetry(
         self,

@@ -31,9 +31,9 @@ become a million Python objects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from master_sdk.errors import StoreError
 from master_sdk.memory.experiments import ExperimentStore
@@ -49,6 +49,7 @@ __all__ = [
     "Coded",
     "Commit",
     "CommitHook",
+    "EncodedEvents",
     "FlowSource",
     "InputRecord",
     "LabelHook",
@@ -202,15 +203,30 @@ class Changes:
         self.replace_steps = False
 
 
+class EncodedEvents(NamedTuple):
+    """A commit's trace events as the store writes them (the chunk of ``memory/chunks.py``):
+    ``data``, ``metrics`` and ``attrs`` as stored, and the store's name codes (name to code,
+    the commit's own included once it is durable; the mapping only grows, and its newest
+    names come last)."""
+
+    data: bytes
+    metrics: bytes | None
+    attrs: str | None
+    names: Mapping[str, int]
+
+
 @dataclass(slots=True, frozen=True)
 class Commit:
     """What a hook sees of one commit. Valid during the hook call only: the engine reuses
-    ``changes`` afterwards, so a hook that keeps anything copies it."""
+    ``changes`` afterwards, so a hook that keeps anything copies it. ``encoded`` is the
+    commit's events as a store that encodes chunks writes them (None for stores that do
+    not, and in ``before_commit`` when a name gets its code inside the transaction)."""
 
     run: RunRecord
     changes: Changes
     label: str
     sync: bool
+    encoded: EncodedEvents | None = None
 
     @property
     def events(self) -> list[TraceEvent]:

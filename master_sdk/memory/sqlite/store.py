@@ -49,6 +49,7 @@ from master_sdk.memory.store import (
     Changes,
     Commit,
     CommitHook,
+    EncodedEvents,
     FlowSource,
     InputRecord,
     LabelHook,
@@ -71,6 +72,7 @@ T = TypeVar("T")
 __all__ = ["TRACE_REDACTED", "SQLiteStore"]
 
 _NULL_FINDING = re.compile(r"NULL value in (\w+)\.(\w+)")
+_tuple = tuple.__new__
 
 # waits between tries for the write lock: first about 0.05 ms, doubling up to about 0.2 ms
 _FIRST_WAIT_S = 0.00005
@@ -381,7 +383,12 @@ class SQLiteStore(SQLiteExperiments, Derived):
             names=self._names,
             known_flows=self._known_flows,
         )
-        done = Commit(run, changes, label, sync)
+        # the events as written, for hooks: known now unless a name needs a new code
+        packed = prepared.packed
+        encoded = None
+        if packed is not None:  # one C call, not NamedTuple's Python __new__
+            encoded = _tuple(EncodedEvents, (*packed, prepared.attrs, self._names))
+        done = Commit(run, changes, label, sync, encoded)
         pk = run.pk
         coded: list[NewNames | None] = []
 
@@ -411,6 +418,10 @@ class SQLiteStore(SQLiteExperiments, Derived):
             self._known_flows.add(changes.flow_source.flow_hash)
         if names is not None:
             self._names.update(names.added)
+        packed = prepared.packed
+        if encoded is None and packed is not None:  # packed inside the transaction
+            encoded = _tuple(EncodedEvents, (*packed, prepared.attrs, self._names))
+            done = Commit(run, changes, label, sync, encoded)
         call_after_commit(self.hooks, done)
 
     # ------------------------------------------------------------------ reading

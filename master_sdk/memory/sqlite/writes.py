@@ -263,7 +263,7 @@ def write(conn: sqlite3.Connection, p: Prepared, names: NewNames | None) -> None
         if packed is None:
             if names is None:
                 raise StoreError("a trace name has no code and none may be added here")
-            packed = _pack(p.events, names)
+            packed = p.packed = _pack(p.events, names)
         conn.execute(INSERT_CHUNK, (pk, p.events[0][0], len(p.events), *packed, p.attrs))
     if p.approvals:
         conn.executemany(_INSERT_APPROVAL, [(pk, *row) for row in p.approvals])

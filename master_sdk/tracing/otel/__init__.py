@@ -7,7 +7,9 @@
 * :mod:`.semconv` names the attributes (latest, legacy or both sets);
 * :mod:`.sender` is the only module that imports ``opentelemetry`` (and only when on);
 * :mod:`.pipeline` exports in the background with a bounded buffer and drop counters;
-* :mod:`.hook` attaches the pipeline to a store's commits;
+* :mod:`.exporter` is the process that runs the pipeline, fed by a pipe;
+* :mod:`.process` starts it and writes commits to it, from the runs' process;
+* :mod:`.hook` attaches it to a store's commits;
 * :mod:`.past` sends runs already in the store.
 
 Importing this package imports no OpenTelemetry module.

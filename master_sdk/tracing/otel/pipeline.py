@@ -1,12 +1,13 @@
-"""Live export: committed events in, spans out, never in the run's way.
+"""Live export: committed events in, spans out, inside the exporter process.
 
-The commit path does almost nothing: :meth:`TelemetryPipeline.submit` checks the run's
-sampling decision and puts the commit's events on a bounded queue without waiting. Two
-daemon threads do the rest — one writes spans straight as OTLP bytes (:mod:`.direct`), one
-joins them into requests and sends them — so a collector that is down, slow or answering
-503 only ever delays the sending thread. Spans wait in a buffer of at most ``max_queue``;
-beyond it, and when an export fails after its ``timeout_s`` budget, they are dropped and
-counted (:meth:`TelemetryPipeline.status`). Nothing is retried outside that budget.
+The exporter process (:mod:`.exporter`) reads commits from the runs' process and hands
+each to :meth:`TelemetryPipeline.submit`, which puts it on a bounded queue without waiting.
+Two daemon threads do the rest — one writes spans straight as OTLP bytes (:mod:`.direct`),
+one joins them into requests and sends them — so a collector that is down, slow or
+answering 503 only ever delays the sending thread. Spans wait in a buffer of at most
+``max_queue``; beyond it, and when an export fails after its ``timeout_s`` budget, they
+are dropped and counted (:meth:`TelemetryPipeline.status`). Nothing is retried outside
+that budget.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class TelemetryPipeline:
     Args:
         settings: the telemetry settings (endpoint, headers, sampling, limits).
         scrub: the workbench's redaction, applied to every free text in a span.
+        sdk_export: send span records through the SDK's public ``export()`` even where
+            the exporter's HTTP client takes encoded spans (the two paths are compared in
+            the tests).
 
     Raises:
         ConfigError: the ``otel`` extra is missing.
@@ -51,6 +55,7 @@ class TelemetryPipeline:
         settings: TelemetrySettings,
         *,
         scrub: Callable[[Any], Any],
+        sdk_export: bool = False,
     ) -> None:
         self.settings = settings
         self.sender = SpanSender(
@@ -59,6 +64,8 @@ class TelemetryPipeline:
             service_name=settings.service_name,
             timeout_s=settings.timeout_s,
         )
+        if sdk_export:
+            self.sender.use_public_export()
         self.builder: SpanTree[Any]
         if self.sender.direct:
             from master_sdk.tracing.otel.direct import DirectSpanBuilder
@@ -250,6 +257,10 @@ class TelemetryPipeline:
     def _idle(self) -> bool:
         """Nothing waits anywhere (call with the lock held)."""
         return not (self._commits or self._building or self._spans or self._sending)
+
+    def record_error(self, message: str) -> None:
+        """Keep ``message`` as the last error (:meth:`status`), with the time."""
+        self._error(message)
 
     def _error(self, message: str, *, lock: bool = True) -> None:
         at = datetime.now(UTC).isoformat()

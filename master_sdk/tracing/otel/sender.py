@@ -143,6 +143,10 @@ class SpanSender:
         exporter's HTTP client is reachable. Otherwise :meth:`send` takes records only."""
         return self._client is not None
 
+    def use_public_export(self) -> None:
+        """Send span records through the SDK's public ``export()`` from now on."""
+        self._client = None
+
     def convert(self, record: SpanRecord) -> Any:
         """One SDK ``ReadableSpan`` with the record's ids, times, attributes and status."""
         context = self._context(record.trace_id, record.span_id, False, self._sampled)
