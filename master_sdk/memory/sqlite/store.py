@@ -386,7 +386,8 @@ class SQLiteStore(SQLiteExperiments, Derived):
         # the events as written, for hooks: known now unless a name needs a new code
         packed = prepared.packed
         encoded = None
-        if packed is not None:  # one C call, not NamedTuple's Python __new__
+        hooks = self.hooks
+        if packed is not None and hooks:  # one C call, not NamedTuple's Python __new__
             encoded = _tuple(EncodedEvents, (*packed, prepared.attrs, self._names))
         done = Commit(run, changes, label, sync, encoded)
         pk = run.pk
@@ -419,7 +420,7 @@ class SQLiteStore(SQLiteExperiments, Derived):
         if names is not None:
             self._names.update(names.added)
         packed = prepared.packed
-        if encoded is None and packed is not None:  # packed inside the transaction
+        if encoded is None and packed is not None and hooks:  # packed inside the transaction
             encoded = _tuple(EncodedEvents, (*packed, prepared.attrs, self._names))
             done = Commit(run, changes, label, sync, encoded)
         call_after_commit(self.hooks, done)
