@@ -22,7 +22,6 @@ import marshal
 import pickle
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -63,23 +62,9 @@ _dumps = marshal.dumps
 _head = HEAD.pack
 
 
-@dataclass(frozen=True, slots=True)
-class NamedEvent:
-    """A trace event with names, read back from a trace frame (the shape of
-    ``memory.store.TraceEvent``)."""
-
-    seq: int
-    ts_us: int
-    event: str
-    step_id: str | None
-    step_type: str | None
-    name: str | None
-    status: str | None
-    duration_ms: float | None
-    tokens_in: int | None
-    tokens_out: int | None
-    cost_usd: float | None
-    attrs: dict[str, Any] | None
+NamedEvent = EventRow
+"""A trace event with names, read back from a trace frame (the fields of
+``memory.store.TraceEvent``, in order): the row the exporter process builds spans from."""
 
 
 class TelemetryHook:

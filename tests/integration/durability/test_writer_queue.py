@@ -9,6 +9,7 @@ waiting ends when the holder dies, and that the busy timeout still bounds every 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -496,10 +497,10 @@ queue.close()
 """
 
 
-def test_the_side_file_stays_while_another_process_uses_it(tmp_path: Path) -> None:
-    """A store closing while a store in another process still has the side file open
-    leaves it; the last one to close removes it."""
-    store = tmp_path / "s.sqlite3"
+@contextlib.contextmanager
+def another_user(store: Path) -> Iterator[subprocess.Popen[str]]:
+    """A process whose store has ``store``'s side file open (registered as a user) until
+    it gets a line on stdin; killed at the end if still there."""
     other = subprocess.Popen(
         [sys.executable, "-c", USE_AND_WAIT, str(store)],
         stdin=subprocess.PIPE,
@@ -510,6 +511,18 @@ def test_the_side_file_stays_while_another_process_uses_it(tmp_path: Path) -> No
     )
     try:
         assert other.stdout is not None and other.stdout.readline().strip() == "using"
+        yield other
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+
+
+def test_the_side_file_stays_while_another_process_uses_it(tmp_path: Path) -> None:
+    """A store closing while a store in another process still has the side file open
+    leaves it; the last one to close removes it."""
+    store = tmp_path / "s.sqlite3"
+    with another_user(store) as other:
         queue = WriterQueue(store)
         assert queue.acquire(10.0)
         queue.release()
@@ -518,10 +531,6 @@ def test_the_side_file_stays_while_another_process_uses_it(tmp_path: Path) -> No
         other.communicate("\n", timeout=30)
         assert other.returncode == 0
         assert not Path(f"{store}-wlock").exists()
-    finally:
-        if other.poll() is None:
-            other.kill()
-            other.wait()
 
 
 def test_a_lone_writer_skips_the_side_lock_until_another_store_opens_it(tmp_path: Path) -> None:
@@ -535,25 +544,12 @@ def test_a_lone_writer_skips_the_side_lock_until_another_store_opens_it(tmp_path
     try:
         assert queue.enabled
         assert not queue.acquire(1.0) and not queue.held  # alone
-        other = subprocess.Popen(
-            [sys.executable, "-c", USE_AND_WAIT, str(store)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=driver_env(),
-            cwd=REPO,
-        )
-        try:
-            assert other.stdout is not None and other.stdout.readline().strip() == "using"
+        with another_user(store) as other:
             time.sleep(settle)
             assert queue.acquire(1.0) and queue.held  # another store uses the file now
             queue.release()
             other.communicate("\n", timeout=30)
             assert other.returncode == 0
-        finally:
-            if other.poll() is None:
-                other.kill()
-                other.wait()
         time.sleep(settle)
         assert not queue.acquire(1.0) and not queue.held  # alone again
     finally:
