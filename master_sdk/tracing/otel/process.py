@@ -203,6 +203,11 @@ class ExportProcess:
         if self._failed is None:
             code = self._proc.poll() if self._proc is not None else None
             self._failed = why if code is None else f"{why} (exit code {code})"
+        self._give_up_pending()
+
+    def _give_up_pending(self) -> None:
+        """What waits here will never be read: count it as dropped (it was counted as
+        written) and close the pipe (lock held)."""
         while self._pending:
             self._pending.popleft()
             events = self._pending_events.popleft()
@@ -357,16 +362,7 @@ class ExportProcess:
         self._request("C", f"{max(deadline - time.monotonic(), 0.05):.3f}", deadline)
         with self._lock:
             self._closed = True
-            while self._pending:  # the exporter could not take them in time
-                self._pending.popleft()
-                events = self._pending_events.popleft()
-                if events:
-                    self.written_commits -= 1
-                    self.written_events -= events
-                    self._drop(events)
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._give_up_pending()  # what the exporter could not take in time
         with self._ctrl_lock:
             # nothing was ever written: nothing to wait for (the exporter ends on the EOF)
             while self._ctrl is not None and not self._final and self.written_commits:
