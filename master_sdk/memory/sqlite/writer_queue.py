@@ -52,17 +52,17 @@ Where such locks are not available the file is simply left in place.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import mmap
 import os
-import platform
-import queue
 import struct
 import threading
 import time
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import queue
 
 try:
     import fcntl
@@ -74,8 +74,9 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # a waiter looks at the lock again this often even if nobody wakes it (its holder died)
 _RECHECK_S = 0.005
 # futex(2): the system call's number on the machines that have it, and its operations
+# (ctypes and mmap are imported by the first store that writes: not at import time)
 _SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(
-    platform.machine().lower()
+    os.uname().machine.lower() if hasattr(os, "uname") else ""
 )
 # the file's users hold shared OFD locks on its first byte (struct flock on Linux: short,
 # short, off_t, off_t, pid_t, padded to 32 bytes)
@@ -89,8 +90,7 @@ _FUTEX_WAKE = 1
 _WORD = 8  # bytes of the side file that hold the futex word (and room to spare)
 
 
-class _Timespec(ctypes.Structure):
-    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+_TIMESPEC: list[Any] = []  # struct timespec as a ctypes type, made once when first needed
 
 
 class _Futex:
@@ -104,6 +104,18 @@ class _Futex:
     def __init__(self, fd: int) -> None:
         if _SYS_FUTEX is None or fcntl is None:
             raise OSError(errno.ENOSYS, "no futex here")
+        import ctypes
+        import mmap
+
+        if not _TIMESPEC:
+            _TIMESPEC.append(
+                type(
+                    "Timespec",
+                    (ctypes.Structure,),
+                    {"_fields_": (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))},
+                )
+            )
+        self._ctypes = ctypes
         if os.fstat(fd).st_size < _WORD:
             os.pwrite(fd, bytes(_WORD), 0)  # another process doing the same writes the same
         self._map = mmap.mmap(fd, _WORD, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -120,7 +132,8 @@ class _Futex:
     def wait(self, seen: int, timeout_s: float) -> None:
         """Sleep until woken, ``timeout_s`` passed, or the word is no longer ``seen``."""
         whole = int(timeout_s)
-        limit = _Timespec(whole, int((timeout_s - whole) * 1e9))
+        ctypes = self._ctypes
+        limit = _TIMESPEC[0](whole, int((timeout_s - whole) * 1e9))
         self._call(
             self._nr, self._addr, _FUTEX_WAIT, ctypes.c_uint32(seen), ctypes.byref(limit), None, 0
         )
@@ -397,6 +410,8 @@ class WriterQueue:
     def _helper(self) -> queue.SimpleQueue[_Wait | None]:
         requests = self._requests
         if requests is None:
+            import queue
+
             requests = self._requests = queue.SimpleQueue()
             thread = threading.Thread(
                 target=_wait_for_lock,
