@@ -83,8 +83,18 @@ class Engine:
         self.store = store
         # the router and the tool executor, or how to build them when a step first needs
         # one: resuming a run up to its next pause needs neither (nor pydantic)
-        self._router = router
-        self._tools = tools
+        self._router: Router | None = None
+        self._tools: ToolExecutor | None = None
+        self._make_router: Callable[[], Router] | None = None
+        self._make_tools: Callable[[], ToolExecutor] | None = None
+        if isroutine(router):
+            self._make_router = router
+        else:
+            self._router = router  # type: ignore[assignment]  # not a factory: a Router
+        if isroutine(tools):
+            self._make_tools = tools
+        else:
+            self._tools = tools  # type: ignore[assignment]  # not a factory: an executor
         self.scrub = scrub
         # where timestamps, durations and new run ids come from: the system, or a test
         # clock and a seeded id sequence in deterministic mode (see determinism.py)
@@ -108,16 +118,20 @@ class Engine:
     @property
     def router(self) -> Router:
         """The model router (built on first use when given as a factory)."""
-        if isroutine(self._router):
-            self._router = self._router()
-        return self._router  # type: ignore[return-value]  # built above
+        router = self._router
+        if router is None:
+            assert self._make_router is not None  # noqa: S101  # one of the two is set
+            router = self._router = self._make_router()
+        return router
 
     @property
     def tools(self) -> ToolExecutor:
         """The tool executor (built on first use when given as a factory)."""
-        if isroutine(self._tools):
-            self._tools = self._tools()
-        return self._tools  # type: ignore[return-value]  # built above
+        tools = self._tools
+        if tools is None:
+            assert self._make_tools is not None  # noqa: S101  # one of the two is set
+            tools = self._tools = self._make_tools()
+        return tools
 
     def _complete_flow(self, ctx: RunContext) -> CompiledFlow:
         """The run's flow with its tools and agents loaded: a flow read back from the flow

@@ -177,6 +177,7 @@ class FlowCache:
         self._prints = Fingerprinter()
         self._known: dict[str, tuple[str, CompiledFlow]] = {}
         self._remembered: dict[str, CompiledFlow] = {}
+        self._platform_of: object = None  # the settings remember_platform last kept
         self._templates: TemplateEngine | None = None
 
     # ------------------------------------------------------------------ entries
@@ -219,8 +220,14 @@ class FlowCache:
                 return None
         return entry
 
+    def remembers(self, flow: CompiledFlow, settings: Settings) -> bool:
+        """Whether :meth:`remember` kept this very ``flow`` and :meth:`remember_platform`
+        these very ``settings`` in this process (then neither has anything to do)."""
+        return self._remembered.get(flow.ref) is flow and self._platform_of is settings
+
     def remember_platform(self, settings: Settings) -> None:
         """Keep what :meth:`platform` returns, from full settings."""
+        self._platform_of = settings
         policy = settings.policy
         self._put(
             f"platform:{self._base}",
@@ -455,7 +462,9 @@ def flow_of(wb: Workbench, row: RunRow) -> CompiledFlow:
         ):
             return found
     flow = wb.catalog.flow(ref)
-    if cache is not None:
+    # remembered already: the usual case of a notebook resuming its runs, which need not
+    # check the product's files a second time
+    if cache is not None and not cache.remembers(flow, wb.settings):
         product = wb.catalog.product(row.product)
         if product.flows_dir is not None:
             cache.remember_platform(wb.settings)
