@@ -21,7 +21,9 @@ import pytest
 
 import master_sdk as ms
 from master_sdk.config.loader import load_settings_source
+from master_sdk.errors import FlowChanged
 from master_sdk.memory.records import RunRow
+from master_sdk.products.fingerprint import Fingerprinter
 from master_sdk.products.flow_cache import FlowCache, Record, flow_of, from_plain, to_plain
 
 START = """
@@ -381,3 +383,42 @@ def test_a_tool_step_after_a_cached_resume_runs_the_product_tool(
     )
     assert steps.returncode == 0, steps.stderr
     assert {"text": "cached 1"} in json.loads(steps.stdout)
+
+
+def test_resuming_in_a_notebook_looks_at_the_product_files_once_per_call(
+    hello_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wb.get_run`` in a workbench that already compiled and remembered the run's flow
+    checks the product's files once (they may have changed since the last call), not a
+    second time to remember a flow it remembered; an edit is still seen by the next call."""
+    source = load_settings_source(hello_root)
+    assert source.key is not None
+    with ms.Workbench.open(hello_root) as wb:
+        wb._flow_cache = FlowCache(source.key, path=tmp_path / "flows")
+        run = wb.run("hello_world/greet", inputs={"text": "once"})
+        assert wb.get_run(run.id).status == "waiting_approval"  # compiled and remembered
+        checks: list[Path] = []
+        real = Fingerprinter.of
+
+        def counted(self: Fingerprinter, folder: Path, flows_dir: Path | None) -> Any:
+            checks.append(folder)
+            return real(self, folder, flows_dir)
+
+        monkeypatch.setattr(Fingerprinter, "of", counted)
+        again = wb.get_run(run.id)
+        assert again.status == "waiting_approval"
+        assert len(checks) == 1, checks
+        # a tool edited in place: the next call loads the product again and remembers the
+        # flow compiled from it
+        before = wb.catalog.flow("hello_world/greet")
+        components = hello_root / "products" / "hello_world" / "components.py"
+        components.write_text(components.read_text("utf-8") + "\n# edited\n", "utf-8")
+        edited = wb.get_run(run.id)
+        flow = wb.catalog.flow("hello_world/greet")
+        assert flow is not before
+        assert wb._flow_cache.remembers(flow, wb.settings)
+        # the run started on the code before the edit: refused unless the change is allowed
+        with pytest.raises(FlowChanged):
+            edited.approve(by="ana")
+        edited.approve(by="ana", allow_flow_change=True)
+        assert edited.status == "waiting_input"
