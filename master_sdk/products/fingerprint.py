@@ -55,13 +55,16 @@ class Fingerprinter:
         self._last: dict[tuple[str, str | None], tuple[tuple[object, ...], str]] = {}
         # per folder: its stat when listed and what it held (see _SETTLED_NS)
         self._listings: dict[str, tuple[tuple[int, int, int], Listing]] = {}
+        # per folder: what a listing of it holds for the code (see _Plan), kept with the
+        # listing it was read from and reused while _listed returns that same listing
+        self._plans: dict[str, _Plan] = {}
         self._lock = threading.Lock()
 
     def of(self, folder: Path, flows_dir: Path | None) -> Fingerprint:
         """The fingerprint of ``folder``; ``flows_dir`` (resolved) is listed, not hashed."""
         root = str(folder)
         skip = str(flows_dir) if flows_dir is not None else None
-        files = _code_files(root, skip, self._listed)
+        files = _code_files(root, skip, self._listed, self._plans)
         stats = tuple(
             (relative, None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino))
             for relative, _, st in files
@@ -128,11 +131,50 @@ class Fingerprinter:
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A folder's entries sorted out for the code: its code files and the folders to walk,
+    as ``(relative path, path)``; valid for the listing (and walk) it was made from."""
+
+    listing: Listing
+    relative_top: str
+    skip: str | None
+    files: tuple[tuple[str, str], ...]
+    folders: tuple[tuple[str, str], ...]
+
+
+def _plan(relative_top: str, skip: str | None, entries: Listing) -> _Plan:
+    in_config = relative_top == "config" or relative_top.startswith("config/")
+    files: list[tuple[str, str]] = []
+    folders: list[tuple[str, str]] = []
+    for name, path, is_dir in entries:
+        if name.startswith("."):
+            continue
+        relative = f"{relative_top}/{name}" if relative_top else name
+        if is_dir:
+            # a linked folder is not followed (its imports would be refused anyway)
+            if name not in _SKIP_DIRS and path != skip:
+                folders.append((relative, path))
+            continue
+        suffix = os.path.splitext(name)[1]
+        if (
+            suffix in _CODE_SUFFIXES
+            or (not relative_top and name == "manifest.yaml")
+            or (in_config and suffix in _CONFIG_SUFFIXES)
+        ):
+            files.append((relative, path))
+    return _Plan(entries, relative_top, skip, tuple(files), tuple(folders))
+
+
 def _code_files(
-    root: str, skip: str | None, listed: Callable[[str], Listing | None]
+    root: str,
+    skip: str | None,
+    listed: Callable[[str], Listing | None],
+    plans: dict[str, _Plan] | None = None,
 ) -> list[tuple[str, str, os.stat_result | None]]:
     """``(relative path, path, stat)`` of every file that makes up a product's code;
-    ``listed`` gives a folder's entries."""
+    ``listed`` gives a folder's entries, ``plans`` keeps what they held for the code while
+    ``listed`` gives the same listing (a file's stat is taken on every call)."""
     found: list[tuple[str, str, os.stat_result | None]] = []
     pending = [("", root)]
     while pending:
@@ -140,28 +182,22 @@ def _code_files(
         entries = listed(top)
         if entries is None:
             continue
-        in_config = relative_top == "config" or relative_top.startswith("config/")
-        for name, path, is_dir in entries:
-            if name.startswith("."):
-                continue
-            relative = f"{relative_top}/{name}" if relative_top else name
-            if is_dir:
-                # a linked folder is not followed (its imports would be refused anyway)
-                if name in _SKIP_DIRS or path == skip:
-                    continue
-                pending.append((relative, path))
-                continue
-            suffix = os.path.splitext(name)[1]
-            wanted = (
-                suffix in _CODE_SUFFIXES
-                or (not relative_top and name == "manifest.yaml")
-                or (in_config and suffix in _CONFIG_SUFFIXES)
-            )
-            if wanted:
-                try:
-                    stat: os.stat_result | None = os.stat(path)  # follows a link: its target
-                except OSError:
-                    stat = None
-                found.append((relative, path, stat))
+        plan = plans.get(top) if plans is not None else None
+        if (
+            plan is None
+            or plan.listing is not entries
+            or plan.relative_top != relative_top
+            or plan.skip != skip
+        ):
+            plan = _plan(relative_top, skip, entries)
+            if plans is not None:
+                plans[top] = plan
+        pending.extend(plan.folders)
+        for relative, path in plan.files:
+            try:
+                stat: os.stat_result | None = os.stat(path)  # follows a link: its target
+            except OSError:
+                stat = None
+            found.append((relative, path, stat))
     found.sort()
     return found
