@@ -170,7 +170,7 @@ def _code_files(
     root: str,
     skip: str | None,
     listed: Callable[[str], Listing | None],
-    plans: dict[str, _Plan] | None = None,
+    plans: dict[str, _Plan],
 ) -> list[tuple[str, str, os.stat_result | None]]:
     """``(relative path, path, stat)`` of every file that makes up a product's code;
     ``listed`` gives a folder's entries, ``plans`` keeps what they held for the code while
@@ -182,16 +182,14 @@ def _code_files(
         entries = listed(top)
         if entries is None:
             continue
-        plan = plans.get(top) if plans is not None else None
+        plan = plans.get(top)
         if (
             plan is None
             or plan.listing is not entries
             or plan.relative_top != relative_top
             or plan.skip != skip
         ):
-            plan = _plan(relative_top, skip, entries)
-            if plans is not None:
-                plans[top] = plan
+            plan = plans[top] = _plan(relative_top, skip, entries)
         pending.extend(plan.folders)
         for relative, path in plan.files:
             try:
