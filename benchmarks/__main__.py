@@ -4,6 +4,7 @@ Examples:
     python -m benchmarks                       # 300 runs x 3 repetitions of every row
     python -m benchmarks --quick               # smoke run: 20 runs, 1 repetition
     python -m benchmarks --only burr --only sqlite-limit
+    python -m benchmarks --only master-full --only burr-wal --awake   # CPUs kept from idling
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.awake import cpus_kept_awake
 from benchmarks.cold_resume import format_cold_resume, measure_langgraph_cold_resume
 from benchmarks.harness import (
     JSON_SCHEMA_VERSION,
@@ -89,6 +91,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, help="JSON report path (default: results/...)")
     parser.add_argument("--list", action="store_true", help="list row and section names")
+    parser.add_argument(
+        "--awake",
+        action="store_true",
+        help="keep every CPU busy at idle priority meanwhile, so no CPU goes idle while a "
+        "row waits for a sync (benchmarks/awake.py)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.runs = args.runs or (20 if quick else 300)
@@ -228,6 +236,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]:
             "cold_runs": args.cold_runs,
             "only": args.only,
             "quick": args.quick,
+            "awake": args.awake,
         },
     }
     text: list[str] = []
@@ -303,6 +312,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]:
         f"Python {machine['python']}  SQLite {machine['sqlite']}  "
         f"workdir on {machine['workdir_filesystem']}  "
         f"load {load_before[0]:.2f} -> {load_after[0]:.2f}"
+        + ("  CPUs kept awake by idle-priority spinners" if args.awake else "")
     )
     versions = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
     return report, "\n".join([header, versions, "", *text])
@@ -334,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir_ctx: Any = tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-")
     else:
         workdir_ctx = tempfile.TemporaryDirectory(prefix="master-bench-")
-    with workdir_ctx as name:
+    with workdir_ctx as name, cpus_kept_awake(args.awake):
         report, text = run(args, Path(name))
     output = args.output or result_path(
         RESULTS_DIR, now=utc_now(), hostname=report["machine"]["hostname"], quick=args.quick
