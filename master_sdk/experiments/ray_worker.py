@@ -277,14 +277,11 @@ class CaseWorker:
                 return CaseResult(case.key, "error", error=f"{type(exc).__name__}: {exc}")
             result = CaseResult(case.key, str(run.status), run_id=run.id, claimed=claimed)
             if run.status == "completed" and self.spec.scorers:
-                from master_sdk.experiments.scoring import JudgeRouter, score_case
+                from master_sdk.experiments.scoring import score_run
 
-                wb, flow = self.wb, self.flow
-                result.scores = score_case(
-                    self.spec.scorers,
-                    case.row,
-                    run.output,
-                    judge_router=lambda: JudgeRouter(wb.router, flow, case.key),
+                # as on threads: a judge's calls are traced in the case's run
+                result.scores = score_run(
+                    self.wb, self.flow, self.spec.scorers, case.key, case.row, run
                 )
             return result
 

@@ -115,6 +115,37 @@ def test_results_on_ray_equal_results_on_threads_with_postgresql(pg_wb: ms.Workb
     one_run_per_case(pg_wb, 12)
 
 
+def test_a_judges_calls_on_ray_are_traced_in_the_case_runs_as_on_threads(
+    wb: ms.Workbench,
+) -> None:
+    """A judge scoring on a Ray worker traces each call in the case's run, as on threads: a
+    ``judge:<scorer>`` step whose ``model_called`` event holds the tokens and cost that the
+    results' judge columns report, and the same scores as on threads."""
+    rubric = ms.scorers.llm_judge("Right?", model="priced", name="quality")
+    cases = triage_cases(4)
+    kwargs: dict[str, Any] = {"scorers": [rubric], "progress": False}
+    on_threads = wb.evaluate("triage/classify", cases, name="jt", **kwargs)
+    on_ray = wb.evaluate("triage/classify", cases, name="jr", backend="ray", **kwargs)
+    results = on_ray.results
+    assert set(results["status"]) == {"completed"}
+    assert results["error"].isna().all(), results["error"].tolist()
+    columns = ["case_key", "quality", "quality.tokens", "quality.cost_usd"]
+    pd.testing.assert_frame_equal(
+        results[columns].astype("object"), on_threads.results[columns].astype("object")
+    )
+    trace = wb.traces(product="triage")
+    ray_runs = set(results["run_id"])
+    judged = trace[(trace["step_id"] == "judge:quality") & trace["run_id"].isin(ray_runs)]
+    calls = judged[judged["event"] == "model_called"].set_index("run_id")
+    assert sorted(calls.index) == sorted(ray_runs)
+    for _, row in results.iterrows():
+        call = calls.loc[row["run_id"]]
+        assert call["tokens_in"] + call["tokens_out"] == row["quality.tokens"]
+        assert call["cost_usd"] == pytest.approx(row["quality.cost_usd"])
+    events = judged["event"].tolist()
+    assert events.count("step_started") == events.count("step_completed") == len(cases)
+
+
 def test_an_unpicklable_scorer_is_named_before_anything_is_stored(wb: ms.Workbench) -> None:
     """A scorer capturing a lock is refused, naming it and the captured variable."""
     lock = threading.Lock()
