@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import MasterError
+
+if TYPE_CHECKING:
+    from master_sdk.run import Run
 
 Answers = Mapping[str, Any] | Callable[[Mapping[str, Any], Mapping[str, Any]], Any] | None
 
@@ -72,6 +75,27 @@ def _approval(step: str, answer: Any) -> Decision:
         f"step '{step}' asks for an approval: answer 'approve' or 'reject' (or a dict with "
         f"'decision' and 'comment'), not {answer!r}"
     )
+
+
+def answer_run(answers: Answers, case: Mapping[str, Any], run: Run, *, by: str | None) -> Run:
+    """Answer ``run``'s human steps from ``answers`` until it ends or waits for one they do
+    not answer; returns the run as it then is (the same handle).
+
+    Raises:
+        AnswerInvalid: an answer does not fit the step it answers.
+        MasterError: what approving, rejecting or submitting raised.
+    """
+    while run.status.paused:
+        decision = decide(answers, case, run.waiting_for or {})
+        if decision is None:
+            break
+        if decision.action == "approve":
+            run.approve(decision.comment, by=by)
+        elif decision.action == "reject":
+            run.reject(decision.comment, by=by)
+        else:
+            run.submit(decision.data or {}, by=by)
+    return run
 
 
 def describe(answers: Answers) -> Any:

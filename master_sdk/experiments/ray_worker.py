@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import MasterError, NotFound, PolicyViolation, StoreError
-from master_sdk.experiments.answers import Answers, decide
+from master_sdk.experiments.answers import Answers, answer_run
 
 if TYPE_CHECKING:
     from master_sdk.config.settings import Settings
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from master_sdk.models.types import Provider
     from master_sdk.run import Run
     from master_sdk.workbench import Workbench
-
-_PAUSED = frozenset({"waiting_approval", "waiting_input"})
 
 
 class WorkerMismatch(MasterError):
@@ -270,7 +268,7 @@ class CaseWorker:
                 return CaseResult(case.key, "not_started")
             try:
                 run, claimed = self._run_of(case, run_id, replaces, retry_interrupted)
-                run = self._answer(case.row, run)
+                run = answer_run(self.spec.answers, case.row, run, by=self.spec.by)
             except MasterError as exc:
                 return CaseResult(case.key, "error", error=str(exc))
             except Exception as exc:
@@ -337,21 +335,6 @@ class CaseWorker:
             run_id=run_id,
         )
         return Run(wb, ctx.run, ctx)
-
-    def _answer(self, row: Mapping[str, Any], run: Run) -> Run:
-        answers = self.spec.answers
-        by = self.spec.by
-        while run.status in _PAUSED:
-            decision = decide(answers, row, run.waiting_for or {})
-            if decision is None:
-                return run
-            if decision.action == "approve":
-                run.approve(decision.comment, by=by)
-            elif decision.action == "reject":
-                run.reject(decision.comment, by=by)
-            else:
-                run.submit(decision.data or {}, by=by)
-        return run
 
     def close(self) -> bool:
         """Close the workbench (its store connections)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from master_sdk.errors import MasterError
-from master_sdk.experiments.answers import Answers, decide
+from master_sdk.experiments.answers import Answers, answer_run
 from master_sdk.experiments.scoring import score_run
 from master_sdk.memory.experiments import CaseUpdate
 from master_sdk.models.gates import gated
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from master_sdk.run import Run
     from master_sdk.workbench import Workbench
 
-_PAUSED = frozenset({"waiting_approval", "waiting_input"})
 # results are written when this many are waiting, or at each progress tick
 _BATCH = 256
 _TICK_S = 0.2
@@ -147,7 +146,7 @@ class Runner:
         case = task.case
         try:
             run = self._run_of(task)
-            run = self._answer(case.row, run)
+            run = answer_run(self.answers, case.row, run, by=self.by)
         except MasterError as exc:
             self._record(CaseUpdate(case.key, error=str(exc), set_error=True), "error")
             return
@@ -181,20 +180,6 @@ class Runner:
             # resume() is the decision to run the interrupted step again (its completed
             # steps are never run again)
             run.retry(by=self.by)
-        return run
-
-    def _answer(self, case: dict[str, Any], run: Run) -> Run:
-        while run.status in _PAUSED:
-            waiting = run.waiting_for or {}
-            decision = decide(self.answers, case, waiting)
-            if decision is None:
-                return run
-            if decision.action == "approve":
-                run.approve(decision.comment, by=self.by)
-            elif decision.action == "reject":
-                run.reject(decision.comment, by=self.by)
-            else:
-                run.submit(decision.data or {}, by=self.by)
         return run
 
     def _record(self, update: CaseUpdate, status: str) -> None:

@@ -117,7 +117,7 @@ def _fork_case(
     answers: Answers,
 ) -> Any:
     """Fork one case's run, answer its human steps, score it; the case's update."""
-    from master_sdk.experiments.answers import decide
+    from master_sdk.experiments.answers import answer_run
     from master_sdk.experiments.scoring import score_run
     from master_sdk.forks import _start
     from master_sdk.memory.experiments import CaseUpdate
@@ -131,16 +131,7 @@ def _fork_case(
             name=experiment,
             tags={"experiment": {"name": experiment, "case": key}},
         )
-        while run.status.paused:
-            decision = decide(answers, row, run.waiting_for or {})
-            if decision is None:
-                break
-            if decision.action == "approve":
-                run.approve(decision.comment, by=by)
-            elif decision.action == "reject":
-                run.reject(decision.comment, by=by)
-            else:
-                run.submit(decision.data or {}, by=by)
+        run = answer_run(answers, row, run, by=by)
     except MasterError as exc:
         return CaseUpdate(key, error=str(exc), set_error=True)
     update = CaseUpdate(key, run_id=run.id)
