@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -126,6 +127,8 @@ class Workbench:
         # commit hooks: the trace log and crash points (tests) first, then the user's;
         # each observes every commit of the store once it is durable (see add_hook)
         self._hooks: list[CommitHook] = []
+        # inboxes watching the store (Inbox.watch), stopped by close()
+        self._inboxes: weakref.WeakSet[Any] = weakref.WeakSet()
         for hook in (
             self._log if self._log.enabled else None,
             crash if crash.armed else None,
@@ -866,8 +869,9 @@ class Workbench:
 
     def inbox(self, **filters: Any) -> Any:
         """A widget over :meth:`pending` (same filters): sort, page, select many, approve
-        or reject the selection with one comment, open one item to see its form. See
-        :class:`~master_sdk.notebook.inbox.Inbox`."""
+        or reject the selection with one comment, open one item to see its form;
+        ``every=`` seconds makes it look at the store by itself (stopped when this
+        workbench closes). See :class:`~master_sdk.notebook.inbox.Inbox`."""
         from master_sdk.notebook.inbox import Inbox
 
         return Inbox(self, **filters)
@@ -1329,6 +1333,8 @@ class Workbench:
     def close(self) -> None:
         """Close the store connection (unless the store was given to :meth:`open`), the
         trace log and the model providers' connections."""
+        for inbox in list(self._inboxes):
+            inbox.stop()
         if self._engine is not None:
             self._engine.close()
         for hook in self._hooks:

@@ -9,7 +9,10 @@ Open shows one item's full view and form; inputs sharing one schema are answered
 with one form. Every decision is committed first (at once, each on its own); the decided
 runs are then continued in a background thread that updates the progress bar, so the
 kernel stays responsive. A run whose continuation failed stays listed under *Failed* with
-its error. Refresh shows runs paused or decided elsewhere.
+its error. Refresh shows runs paused or decided elsewhere; with ``every=`` (seconds) the
+inbox looks by itself: while nothing is selected it refreshes the list, and while the
+reviewer holds a selection it leaves the list as it is and says how many runs arrived or
+left since it was read (a click never decides what the reviewer has not seen).
 
 Drivable from code, like the forms: set ``selector.value`` (or :meth:`select`, or click
 ``select_all_button``), the ``comment``, click ``approve_button``; :meth:`join` waits for
@@ -61,6 +64,7 @@ class Inbox:
         select_all_button: selects every run the current filters match, on every page.
         comment, by: the comment and the decider's name for the selection.
         approve_button, reject_button, open_button, refresh_button: the actions.
+        notice: what changed in the store since the list was read (with ``every``).
         progress: decisions and continuations of the last batch.
         outcomes: one row per run of the last batch (``decide`` columns).
         failures: run id -> error, for runs whose decision or continuation failed.
@@ -79,6 +83,7 @@ class Inbox:
         experiment: str | None = None,
         older_than: Any = None,
         page_size: int = PAGE_SIZE,
+        every: float | None = None,
     ) -> None:
         self._wb = wb
         self._fixed: dict[str, Any] = {"older_than": older_than, "experiment": experiment}
@@ -93,6 +98,12 @@ class Inbox:
         self._lock = threading.Lock()
         self._chosen: dict[str, None] = {}  # the selection, every page (an ordered set)
         self._showing = False  # the inbox itself is setting the selector's page
+        # the list, the selection and their widgets change under this lock: the reviewer's
+        # clicks and the watch thread (every=) both change them
+        self._view = threading.RLock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.every: float | None = None
 
         self.product = widgets.Dropdown(description="Product", options=[("(all)", None)])
         self.flow = widgets.Text(value=flow or "", description="Flow", placeholder="any")
@@ -127,6 +138,7 @@ class Inbox:
         self.answer_button = widgets.Button(description="Answer selected inputs")
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="Continued")
         self.status = widgets.HTML()
+        self.notice = widgets.HTML()
         self.failed_html = widgets.HTML()
         self.detail = widgets.VBox()
 
@@ -148,6 +160,7 @@ class Inbox:
             [
                 widgets.HBox([self.product, self.kind, self.sort]),
                 widgets.HBox([self.flow, self.step, self.refresh_button]),
+                self.notice,
                 self.table,
                 self.selector,
                 widgets.HBox(
@@ -169,6 +182,8 @@ class Inbox:
             self.product.value = product
         self._quiet = False
         self.refresh()
+        if every is not None:
+            self.watch(every)
 
     def _changed(self, _change: Any) -> None:
         if not self._quiet:
@@ -177,16 +192,23 @@ class Inbox:
 
     # ------------------------------------------------------------------ the list
 
-    def refresh(self) -> None:
-        """Read the pending list again (runs paused or decided elsewhere show up or go)."""
-        wb = self._wb
-        frame = wb.pending(
+    def _pending(self) -> pd.DataFrame:
+        return self._wb.pending(
             product=self.product.value,
             flow=self.flow.value or None,
             step=self.step.value or None,
             kind=self.kind.value,
             **self._fixed,
         )
+
+    def refresh(self) -> None:
+        """Read the pending list again (runs paused or decided elsewhere show up or go)."""
+        with self._view:
+            self._show(self._pending())
+
+    def _show(self, frame: pd.DataFrame) -> None:
+        wb = self._wb
+        self.notice.value = ""
         column, ascending = SORTS[self.sort.value]
         frame = frame.sort_values(column, ascending=ascending, kind="stable").reset_index(drop=True)
         self.frame = frame
@@ -236,14 +258,15 @@ class Inbox:
         becomes what the selector shows; other pages' part stays."""
         if self._showing:
             return
-        page = [v for _l, v in self.selector.options]
-        now = set(change["new"])
-        for run_id in page:
-            if run_id in now:
-                self._chosen[run_id] = None
-            else:
-                self._chosen.pop(run_id, None)
-        self._render_selection()
+        with self._view:
+            page = [v for _l, v in self.selector.options]
+            now = set(change["new"])
+            for run_id in page:
+                if run_id in now:
+                    self._chosen[run_id] = None
+                else:
+                    self._chosen.pop(run_id, None)
+            self._render_selection()
 
     def _render_failures(self) -> None:
         if not self.failures:
@@ -256,9 +279,10 @@ class Inbox:
         self.failed_html.value = f"<b>Failed ({len(self.failures)})</b><ul>{items}</ul>"
 
     def _turn(self, by: int) -> None:
-        pages = max(1, -(-len(self.frame) // self.page_size))
-        self.page = max(0, min(pages - 1, self.page + by))
-        self._render()
+        with self._view:
+            pages = max(1, -(-len(self.frame) // self.page_size))
+            self.page = max(0, min(pages - 1, self.page + by))
+            self._render()
 
     def _select_page(self) -> None:
         self.selector.value = tuple(v for _l, v in self.selector.options)
@@ -267,8 +291,9 @@ class Inbox:
         """Make these runs the selection, on whatever page they are (ids the list does not
         show are ignored); ``select(())`` clears it."""
         wanted = {str(r) for r in run_ids}
-        self._chosen = {r: None for r in self.frame["run_id"].astype(str) if r in wanted}
-        self._render()
+        with self._view:
+            self._chosen = {r: None for r in self.frame["run_id"].astype(str) if r in wanted}
+            self._render()
 
     def select_all(self) -> None:
         """Select every run the current filters match, on every page."""
@@ -279,6 +304,71 @@ class Inbox:
         """The selected run ids, every page, in the list's order."""
         chosen = self._chosen
         return [r for r in self.frame["run_id"].astype(str) if r in chosen]
+
+    # ------------------------------------------------------------------ watching
+
+    def watch(self, every: float) -> None:
+        """Look at the store every ``every`` seconds from a background thread (replacing
+        an earlier watch): with nothing selected the list is refreshed; with a selection
+        it stays as it is and :attr:`notice` says how many runs arrived or left since it
+        was read. Stops with :meth:`stop` or when the workbench closes."""
+        from master_sdk.errors import MasterError
+
+        if isinstance(every, bool) or not isinstance(every, int | float) or not every > 0:
+            raise MasterError(f"every must be a positive number of seconds, not {every!r}")
+        self.stop()
+        self.every = float(every)
+        self._stop = stop = threading.Event()
+        self._watcher = threading.Thread(
+            target=self._watch, args=(stop, self.every), name="inbox-watch", daemon=True
+        )
+        self._watcher.start()
+        self._wb._inboxes.add(self)
+
+    def stop(self) -> None:
+        """Stop watching the store (idempotent); the list stays as last read."""
+        self._stop.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=10)
+        self.every = None
+
+    @property
+    def watching(self) -> bool:
+        """True while a background thread looks at the store (``every=``)."""
+        return self._watcher is not None and self._watcher.is_alive()
+
+    def _watch(self, stop: threading.Event, every: float) -> None:
+        from master_sdk.errors import MasterError
+
+        while not stop.wait(every):
+            try:
+                self._look(stop)
+            except MasterError as exc:  # shown; the next look tries again
+                self.notice.value = f"<i>could not look at the store: {escape(str(exc))}</i>"
+
+    def _look(self, stop: threading.Event) -> None:
+        """One look (see :meth:`watch`): never while a batch is being decided here."""
+        if self.busy:
+            return
+        frame = self._pending()
+        with self._view:
+            if stop.is_set():
+                return
+            if not self._chosen:
+                self._show(frame)
+                return
+            listed = set(self.frame["run_id"].astype(str))
+            now = set(frame["run_id"].astype(str))
+            came, went = len(now - listed), len(listed - now)
+            parts = [f"{came} new" if came else "", f"{went} no longer waiting" if went else ""]
+            said = " and ".join(p for p in parts if p)
+            self.notice.value = (
+                f"<b>{said}</b> since this list was read: Refresh to see them "
+                "(the list stays as it is while items are selected)"
+                if said
+                else ""
+            )
 
     # ------------------------------------------------------------------ deciding
 

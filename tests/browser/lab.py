@@ -327,9 +327,14 @@ def launch_chromium(
     return context
 
 
-def open_notebook(page: Page, name: str, *, timeout_s: float = 60.0) -> None:
-    """Open notebook ``name`` (relative to the server root) and wait for its cells."""
-    page.goto(f"lab/tree/{quote(name)}")
+def open_notebook(
+    page: Page, name: str, *, timeout_s: float = 60.0, workspace: str | None = None
+) -> None:
+    """Open notebook ``name`` (relative to the server root) and wait for its cells; with
+    ``workspace``, in that JupyterLab workspace, reset first (a later test of a module
+    sharing one server then does not get the notebooks an earlier test left open)."""
+    where = f"lab/workspaces/{quote(workspace)}/tree" if workspace else "lab/tree"
+    page.goto(f"{where}/{quote(name)}" + ("?reset" if workspace else ""))
     page.locator(f"{_CURRENT_PANEL} .jp-Notebook .jp-Cell").first.wait_for(
         state="visible", timeout=timeout_s * 1000
     )

@@ -44,7 +44,7 @@ NOTEBOOK_CELLS = [
 ]
 
 
-def _notebook(path: Path) -> None:
+def _notebook(path: Path, sources: list[str] = NOTEBOOK_CELLS) -> None:
     cells: list[dict[str, Any]] = [
         {
             "cell_type": "code",
@@ -54,7 +54,7 @@ def _notebook(path: Path) -> None:
             "outputs": [],
             "source": source,
         }
-        for i, source in enumerate(NOTEBOOK_CELLS)
+        for i, source in enumerate(sources)
     ]
     notebook = {
         "cells": cells,
@@ -171,3 +171,38 @@ def test_filter_select_all_approve_and_open_one_in_the_browser_reach_the_store(
         _until(completed, "the opened run never completed with the typed audience")
     finally:
         screenshot(lab_page, artifacts_dir / "inbox-after-submit.png")
+
+
+@pytest.mark.browser
+def test_a_watching_inbox_in_the_browser_shows_runs_paused_by_another_process(
+    lab_page: Page, lab_server: LabServer, artifacts_dir: Path
+) -> None:
+    """``wb.inbox(every=0.5)`` in a JupyterLab kernel: runs paused afterwards by this test's
+    own process (another process on the same store) appear in the page with no click."""
+    root = lab_server.root_dir
+    for folder in ("products", "configs"):
+        if not (root / folder).exists():
+            shutil.copytree(REPO / folder, root / folder)
+    store = root / "watch.sqlite3"
+    with ms.Workbench.open(root, store=store) as wb:
+        wb.run("hello_world/greet", inputs={"text": "first"}, by="bob")
+    cells = [
+        "import master_sdk as ms\n\nwb = ms.Workbench.open(store='watch.sqlite3')",
+        "inbox = wb.inbox(every=0.5)\ninbox",
+    ]
+    _notebook(root / "watch.ipynb", cells)
+
+    open_notebook(lab_page, "watch.ipynb", workspace="watch")
+    assert wait_kernel_ready(lab_page) == "Python 3 (ipykernel)"
+    run_all(lab_page)
+    select_all = lab_page.locator(f"{PANEL} button.jupyter-button", has_text="Select all")
+    expect(select_all).to_have_text(re.compile("Select all 1 matching"), timeout=60_000)
+
+    with ms.Workbench.open(root, store=store) as wb:
+        for text in ("second", "third"):
+            wb.run("hello_world/greet", inputs={"text": text}, by="cy")
+    try:
+        expect(select_all).to_have_text(re.compile("Select all 3 matching"), timeout=30_000)
+        expect(lab_page.get_by_text("page 1 of 1 · 3 waiting")).to_be_visible(timeout=30_000)
+    finally:
+        screenshot(lab_page, artifacts_dir / "inbox-watching.png")

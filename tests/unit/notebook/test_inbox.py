@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
 import master_sdk as ms
 
 
@@ -136,3 +143,66 @@ def test_picks_on_different_pages_add_up_and_a_filter_change_drops_the_unlisted(
     assert inbox.selected == [ids[0], ids[4]]
     inbox.clear_button.click()
     assert inbox.selected == [] and inbox.selector.value == ()
+
+
+def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+def test_a_watching_inbox_shows_runs_paused_elsewhere_without_a_click(
+    wb: ms.Workbench, hello_root: Path
+) -> None:
+    """With ``every=``, a run paused by another workbench (another kernel) appears in the
+    list by itself, and one decided elsewhere leaves it; ``stop()`` ends the thread."""
+    first = waiting(wb, 2)
+    inbox = wb.inbox(every=0.05)
+    try:
+        assert inbox.watching and len(inbox.frame) == 2
+        with ms.Workbench.open(hello_root) as other:
+            (late,) = waiting(other, 1, by="cy")
+            other.get_run(first[0]).reject("elsewhere", by="ana")
+        assert _until(lambda: set(inbox.frame["run_id"]) == {first[1], late})
+        assert inbox.page_label.value.endswith("2 waiting")
+    finally:
+        inbox.stop()
+    assert not inbox.watching and inbox.every is None
+
+
+def test_a_watching_inbox_keeps_a_selected_list_and_says_what_changed(
+    wb: ms.Workbench,
+) -> None:
+    """While items are selected the list is not replaced under the reviewer: the notice
+    says how many arrived and left; Refresh then shows them and clears the notice."""
+    ids = waiting(wb, 3)
+    inbox = wb.inbox(every=0.05)
+    try:
+        inbox.select(ids[:1])
+        listed = list(inbox.frame["run_id"])
+        new = waiting(wb, 2)
+        wb.get_run(ids[2]).reject("done", by="ana")
+        assert _until(lambda: "2 new and 1 no longer waiting" in inbox.notice.value)
+        assert list(inbox.frame["run_id"]) == listed and inbox.selected == ids[:1]
+        inbox.refresh_button.click()
+        assert set(inbox.frame["run_id"]) == {ids[0], ids[1], *new}
+        assert inbox.selected == ids[:1] and inbox.notice.value == ""
+    finally:
+        inbox.stop()
+
+
+def test_closing_the_workbench_stops_its_watching_inboxes(hello_root: Path) -> None:
+    """No thread is left looking at a closed store; a bad interval is refused."""
+    bench = ms.Workbench.open(hello_root)
+    inbox = bench.inbox(every=0.05)
+    assert inbox.watching
+    bench.close()
+    assert not inbox.watching
+    assert not any(t.name == "inbox-watch" and t.is_alive() for t in threading.enumerate())
+    with ms.Workbench.open(hello_root) as again:
+        for bad in (0, -1, "5", True):
+            with pytest.raises(ms.MasterError, match="every must be a positive number"):
+                again.inbox(every=bad)
