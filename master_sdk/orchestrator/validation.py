@@ -7,6 +7,7 @@ it may hold personal data; they say what the field must be.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -61,10 +62,11 @@ def schema_problem(schema: Mapping[str, Any]) -> str | None:
 class SchemaValidator:
     """Validates data against one schema; built once per step, compiled on first use.
 
-    A flat object schema (fields of a plain type, ``required``, ``additionalProperties``
-    and annotations only: the usual flow inputs) is also compiled into a direct check
-    that accepts valid data without jsonschema; anything it does not accept is checked by
-    jsonschema, which says what is wrong.
+    A flat object schema (fields of a plain type, with the length, pattern, choice and
+    bound keywords of their type, ``required``, ``additionalProperties`` and annotations
+    only: the usual flow inputs and input forms) is also compiled into a direct check that
+    accepts valid data without jsonschema, which is slow to import in a fresh process;
+    anything it does not accept is checked by jsonschema, which says what is wrong.
     """
 
     __slots__ = ("_flat", "_validator", "schema")
@@ -111,6 +113,67 @@ _PLAIN_TYPES: dict[str, Any] = {
     "number": lambda v: type(v) is int or type(v) is float,
     "boolean": lambda v: type(v) is bool,
 }
+# the keywords a field of each plain type may carry in a flat schema; each is checked as
+# jsonschema's own keyword function does (jsonschema/_keywords.py)
+_FIELD_KEYWORDS: dict[str, frozenset[str]] = {
+    "string": frozenset({"minLength", "maxLength", "pattern", "enum"}),
+    "integer": frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}),
+    "number": frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}),
+    "boolean": frozenset(),
+}
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _bound(value: Any) -> bool:
+    return type(value) is int or (type(value) is float and value == value)  # not NaN
+
+
+def _field_check(field: Mapping[str, Any]) -> Any:
+    """A function telling whether a value is valid for one flat field (True only when
+    jsonschema would find no error), or None when the field is not a flat one."""
+    kind = field.get("type")
+    if not isinstance(kind, str) or kind not in _PLAIN_TYPES:
+        return None
+    if not set(field) <= {"type"} | _FIELD_KEYWORDS[kind] | _ANNOTATIONS:
+        return None
+    is_type = _PLAIN_TYPES[kind]
+    tests: list[Any] = []
+    if "minLength" in field or "maxLength" in field:
+        shortest, longest = field.get("minLength", 0), field.get("maxLength")
+        if not _count(shortest) or not (longest is None or _count(longest)):
+            return None
+        tests.append(lambda v: shortest <= len(v) and (longest is None or len(v) <= longest))
+    if "pattern" in field:
+        if not isinstance(field["pattern"], str):
+            return None
+        try:
+            search = re.compile(field["pattern"]).search
+        except re.error:
+            return None
+        tests.append(lambda v: search(v) is not None)
+    if "enum" in field:
+        choices = field["enum"]
+        if not isinstance(choices, list) or not all(type(c) is str for c in choices):
+            return None
+        allowed = frozenset(choices)
+        tests.append(lambda v: v in allowed)
+    for keyword, holds in (
+        ("minimum", lambda v, b: not v < b),
+        ("maximum", lambda v, b: not v > b),
+        ("exclusiveMinimum", lambda v, b: not v <= b),
+        ("exclusiveMaximum", lambda v, b: not v >= b),
+    ):
+        if keyword in field:
+            bound = field[keyword]
+            if not _bound(bound):
+                return None
+            tests.append(lambda v, holds=holds, bound=bound: holds(v, bound))
+    if not tests:
+        return is_type
+    return lambda v: is_type(v) and all(test(v) for test in tests)
 
 
 def _flat_check(schema: Mapping[str, Any]) -> Any:
@@ -129,12 +192,10 @@ def _flat_check(schema: Mapping[str, Any]) -> Any:
         return None
     checks: dict[str, Any] = {}
     for name, field in properties.items():
-        if not isinstance(field, Mapping) or not set(field) <= {"type"} | _ANNOTATIONS:
+        check = _field_check(field) if isinstance(field, Mapping) else None
+        if check is None:
             return None
-        kind = field.get("type")
-        if not isinstance(kind, str) or kind not in _PLAIN_TYPES:
-            return None
-        checks[name] = _PLAIN_TYPES[kind]
+        checks[name] = check
     needed = tuple(required)
     closed = not extra
 
