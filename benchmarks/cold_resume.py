@@ -251,10 +251,14 @@ OPEN_SCRIPT = "import sys, master_sdk as ms; ms.Workbench.open(sys.argv[1]).clos
 START_SCRIPT = """
 import sys, master_sdk as ms
 wb = ms.Workbench.open(sys.argv[1])
-print(" ".join(wb.run("hello_world/greet", inputs={"text": f"cold {i}"}).id
-               for i in range(int(sys.argv[2]))))
+runs = [wb.run("hello_world/greet", inputs={"text": f"cold {i}"}) for i in range(int(sys.argv[2]))]
+if sys.argv[3:] == ["approved"]:  # on to the user input, whose submit runs the agent
+    for run in runs:
+        run.approve()
+print(" ".join(run.id for run in runs))
 wb.close()
 """
+SUBMITTED = '{"audience": "the board"}'
 
 
 @dataclass(frozen=True)
@@ -338,10 +342,12 @@ def measure_master_cold(
     workdir: Path, *, runs: int = 9, python: str = sys.executable
 ) -> dict[str, ChildTiming]:
     """Fresh processes on hello_world: ``master approve RUN`` (the run goes on to its
-    user-input step) and ``Workbench.open()``, each with the library's caches warm (as
-    after any first use) and cold (removed before each process: the first process after an
-    edit or an upgrade pays this; bytecode stays); plus ``import master_sdk`` and a bare
-    interpreter. Each approve finishes a different paused run."""
+    user-input step), ``master submit RUN --data ...`` (the run goes on through its agent
+    step to the end: the product's code, the model router and pydantic are loaded) and
+    ``Workbench.open()``, each with the library's caches warm (as after any first use) and
+    cold (removed before each process: the first process after an edit or an upgrade pays
+    this; bytecode stays); plus ``import master_sdk`` and a bare interpreter. Each approve
+    and submit finishes a different paused run."""
     root = hello_world_project(workdir / "project")
     env = child_env()
     # an installed program has its bytecode: a PYTHONDONTWRITEBYTECODE in the calling
@@ -349,21 +355,29 @@ def measure_master_cold(
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time_child([python, "-c", START_SCRIPT, str(root), str(2 * runs + 2)], env=env)
     paused = started[2].split()
-    approve = [*master_command(python), "--root", str(root), "approve"]
+    approved = time_child(
+        [python, "-c", START_SCRIPT, str(root), str(2 * runs + 2), "approved"], env=env
+    )[2].split()
+    master = master_command(python)
+    approve = [*master, "--root", str(root), "approve"]
+    submit = [*master, "--root", str(root), "submit", "--data", SUBMITTED]
+    reaches = {"approve": "waiting_input", "submit": "completed"}
     results: dict[str, ChildTiming] = {}
     for label, cold in (("warm", False), ("cold", True)):
-        for what in ("approve", "open"):
+        for what in ("approve", "submit", "open"):
             walls, cpus = [], []
             for index in range(runs + 1):
                 if cold:
                     clear_master_caches()
                 if what == "approve":
                     argv = [*approve, paused.pop()]
+                elif what == "submit":
+                    argv = [*submit, approved.pop()]
                 else:
                     argv = [python, "-c", OPEN_SCRIPT, str(root)]
                 wall, cpu, out = time_child(argv, env=env)
-                if what == "approve" and "waiting_input" not in out:
-                    raise AssertionError(f"approve did not reach the user input: {out}")
+                if what in reaches and reaches[what] not in out:
+                    raise AssertionError(f"{what} did not reach {reaches[what]}: {out}")
                 if index > 0:  # the first writes bytecode and, warm, the caches
                     walls.append(wall)
                     cpus.append(cpu)
@@ -427,8 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("master_sdk, hello_world, fresh processes:")
         labels = {
             "approve_warm": "master approve RUN (caches warm)",
+            "submit_warm": "master submit RUN, to the end (caches warm)",
             "open_warm": "Workbench.open() + close (caches warm)",
             "approve_cold": "master approve RUN (caches cold)",
+            "submit_cold": "master submit RUN, to the end (caches cold)",
             "open_cold": "Workbench.open() + close (caches cold)",
             "import_master_sdk": "python -c 'import master_sdk'",
             "python": "python -c pass",
