@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.otlp_receiver import OtlpReceiver
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,15 +53,6 @@ def alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def wait_until(done: Any, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if done():
-            return True
-        time.sleep(0.02)
-    return done()
 
 
 def test_spans_of_a_process_killed_after_its_commits_still_arrive(three: Any) -> None:

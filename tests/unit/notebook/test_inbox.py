@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import master_sdk as ms
+from tests.support.waiting import wait_until
 
 
 def waiting(wb: ms.Workbench, n: int, *, by: str = "bob") -> list[str]:
@@ -145,15 +144,6 @@ def test_picks_on_different_pages_add_up_and_a_filter_change_drops_the_unlisted(
     assert inbox.selected == [] and inbox.selector.value == ()
 
 
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
 def test_a_watching_inbox_shows_runs_paused_elsewhere_without_a_click(
     wb: ms.Workbench, hello_root: Path
 ) -> None:
@@ -166,7 +156,7 @@ def test_a_watching_inbox_shows_runs_paused_elsewhere_without_a_click(
         with ms.Workbench.open(hello_root) as other:
             (late,) = waiting(other, 1, by="cy")
             other.get_run(first[0]).reject("elsewhere", by="ana")
-        assert _until(lambda: set(inbox.frame["run_id"]) == {first[1], late})
+        assert wait_until(lambda: set(inbox.frame["run_id"]) == {first[1], late})
         assert inbox.page_label.value.endswith("2 waiting")
     finally:
         inbox.stop()
@@ -185,7 +175,7 @@ def test_a_watching_inbox_keeps_a_selected_list_and_says_what_changed(
         listed = list(inbox.frame["run_id"])
         new = waiting(wb, 2)
         wb.get_run(ids[2]).reject("done", by="ana")
-        assert _until(lambda: "2 new and 1 no longer waiting" in inbox.notice.value)
+        assert wait_until(lambda: "2 new and 1 no longer waiting" in inbox.notice.value)
         assert list(inbox.frame["run_id"]) == listed and inbox.selected == ids[:1]
         inbox.refresh_button.click()
         assert set(inbox.frame["run_id"]) == {ids[0], ids[1], *new}
