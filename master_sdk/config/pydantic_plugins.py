@@ -7,7 +7,10 @@ installed or removed, which changes the folders on ``sys.path``. So the answer "
 remembered (a :class:`~master_sdk.config.file_cache.JsonCache` beside this module's bytecode)
 under the folders' modification times and inodes, Python's and pydantic's versions; while that
 key holds, pydantic is told there are no plugins instead of scanning. When plugins are
-installed, or anything on ``sys.path`` changed, pydantic scans as it always does.
+installed, or anything on ``sys.path`` changed, pydantic scans as it always does. The current
+folder (``''`` on ``sys.path`` in a kernel or ``python -c``) is left out, as the compiled-flow
+cache leaves it out: it changes whenever a file is made in it (a notebook saved, a store's
+log created), which is no sign of an install.
 
 Nothing here reads the environment: ``PYDANTIC_DISABLE_PLUGINS`` is still read by pydantic
 itself whenever it scans.
@@ -32,7 +35,9 @@ def _key() -> str | None:
     if spec is None or spec.origin is None:
         return None
     parts = [sys.version, spec.origin]
-    for entry in (spec.origin, *sys.path):
+    here = os.getcwd()
+    folders = [p for p in sys.path if p and os.path.abspath(p) != here]
+    for entry in (spec.origin, *folders):
         try:
             info = os.stat(os.path.dirname(entry) if entry == spec.origin else entry or ".")
         except OSError:

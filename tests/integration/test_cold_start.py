@@ -374,3 +374,28 @@ def test_a_pydantic_plugin_installed_after_the_cache_is_loaded(
     found = _python(hello_root, prefix, PLUGIN_CHECK, PYTHONPATH=str(site))
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout) == ["cold_plugin:plugin"]
+
+
+SCANS = """
+import importlib.metadata as metadata
+scans = []
+real = metadata.entry_points
+metadata.entry_points = lambda *a, **k: scans.append(1) or real(*a, **k)
+from master_sdk.config.pydantic_plugins import skip_scan_if_none
+skip_scan_if_none()
+print(len(scans))
+"""
+
+
+def test_a_file_made_in_the_current_folder_keeps_the_no_plugin_answer(
+    hello_root: Path, prefix: Path
+) -> None:
+    """A kernel's current folder changes whenever a notebook is saved there: that is no
+    install, so the next process still skips pydantic's scan of every distribution."""
+    first = _python(hello_root, prefix, SCANS)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() in ("0", "1")  # found in the cache, or scanned once
+    (hello_root / "saved.ipynb").write_text("{}")
+    second = _python(hello_root, prefix, SCANS)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "0"
