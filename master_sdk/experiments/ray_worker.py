@@ -225,7 +225,7 @@ class CaseWorker:
             self.problem = f"{type(exc).__name__}: {exc}"
 
     def _open(self) -> None:
-        from master_sdk.experiments.scoring import JudgeRouter  # noqa: F401  # warm imports
+        from master_sdk.experiments.scoring import score_run  # noqa: F401  # warm imports
         from master_sdk.workbench import Workbench
 
         spec = self.spec
